@@ -1,0 +1,39 @@
+# One virtual environment in .venv; every target installs into it first if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU wheel: an unpinned torch would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: install run smoke test test-fast bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+run: install  ## the default job: Adult, DNN -> MLP 64-32, 5 seeds
+	$(BIN)/kdx run $(ARGS)
+
+smoke: install  ## seconds: a few hundred rows, two seeds
+	$(BIN)/kdx run +smoke=on $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install  ## skips the end-to-end CLI runs
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python tests/benchmarks/run_benchmarks.py $(ARGS)
+
+lint: install
+	$(BIN)/ruff check kdx tests
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache

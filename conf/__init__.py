@@ -1,0 +1,1 @@
+"""Hydra configuration shipped as the package kdx.conf (pkg://kdx.conf)."""

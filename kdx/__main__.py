@@ -1,0 +1,3 @@
+from kdx.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""Command line: `kdx run` (Hydra), `kdx eval RUN_DIR`, `kdx --version`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+
+from kdx import __version__
+from kdx.errors import KdxError
+
+USAGE = """usage: kdx [--version] [--help] <command> [args]
+
+commands:
+  run   [OVERRIDES...]  train teacher, KD student and no-KD student over seeds (Hydra; see kdx run --help)
+  eval  RUN_DIR          reload a run's checkpoints and check its recorded test metrics
+
+examples:
+  kdx run
+  kdx run experiment=breast_cancer
+  kdx run dataset=csv dataset.path=my.csv dataset.target=label
+  kdx run +smoke=true
+  kdx run -m kd.tau=1,3,5 kd.alpha=0.1,0.5,0.9
+  kdx eval outputs/adult/dnn-shallow_mlp/2026-01-01_12-00-00
+"""
+
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]kdx: error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def config_options() -> dict[str, list[str]]:
+    """The shipped config groups and their options (file names under kdx.conf/<group>/)."""
+    root = resources.files("kdx.conf")
+    return {
+        group.name: sorted(f.name[: -len(".yaml")] for f in group.iterdir() if f.name.endswith(".yaml"))
+        for group in root.iterdir() if group.is_dir() and not group.name.startswith(("_", "."))
+    }
+
+
+def check_group_overrides(argv: list[str]) -> None:
+    """Reject an unknown group option (dataset=foo) in one line, before Hydra prints its multi-line error."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    options = config_options()
+    args, _ = get_args_parser().parse_known_args(argv)
+    try:
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except OverrideParseException as exc:
+        _fail(f"cannot parse override: {str(exc).splitlines()[0]}")
+    for override in overrides:
+        group = override.key_or_group
+        if group not in options or override.is_delete():
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            if str(value) not in options[group]:
+                _fail(f"unknown {group} '{value}'; choose one of: {', '.join(options[group])}")
+
+
+def _hydra_run(argv: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    from kdx.console import print_run
+    from kdx.runner import run
+
+    @hydra.main(version_base="1.3", config_path="pkg://kdx.conf", config_name="config")
+    def _main(cfg: DictConfig) -> float | None:
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            result = run(cfg, out_dir)
+        except KdxError as exc:
+            _fail(str(exc))
+        print_run(Console(), result.summary, out_dir)
+        return result.summary["metrics"]["student_kd"]["val_accuracy"]["mean"]
+
+    check_group_overrides(argv)
+    sys.argv = ["kdx run", *argv]
+    _main()
+
+
+def _eval(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="kdx eval", description="Reload a run's checkpoints, recompute its "
+                                     "test metrics and compare them with the recorded ones.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted absolute difference")
+    args = parser.parse_args(argv)
+    from kdx.evaluate import evaluate_run, print_evaluation
+
+    report = evaluate_run(args.run_dir)
+    print_evaluation(Console(), report, args.tolerance)
+    if report["max_abs_diff"] > args.tolerance:
+        sys.exit(1)
+
+
+COMMANDS = {"run": _hydra_run, "eval": _eval}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    if argv[0] in ("-V", "--version"):
+        print(f"kdx {__version__}")
+        return
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        _fail(f"unknown command '{argv[0]}'; choose one of: {', '.join(COMMANDS)} (kdx --help)")
+    logging.getLogger("kdx").setLevel(logging.INFO)
+    try:
+        command(argv[1:])
+    except KdxError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished seeds are kept in the run's metrics.csv (no summary.json)", 130)
+
+
+if __name__ == "__main__":
+    main()

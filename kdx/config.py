@@ -1,0 +1,66 @@
+"""Validation of a composed run configuration, before any data is read or model trained."""
+
+from __future__ import annotations
+
+import math
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from kdx.errors import ConfigError
+
+RUNNER_KEYS = ("name",)  # keys of dataset/teacher/student nodes that are not constructor arguments
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int_or_null(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{name} must be a positive integer or null, got {value!r}")
+
+
+def seeds_of(cfg: DictConfig) -> list[int]:
+    raw = cfg.get("seeds")
+    seeds = list(raw) if isinstance(raw, (ListConfig, list, tuple)) else [raw]
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of non-negative integers, e.g. seeds=[0,1,2]; got {raw!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct, got {seeds}")
+    return seeds
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError with one line naming the first invalid value."""
+    for group in ("dataset", "teacher", "student", "kd"):
+        if not isinstance(cfg.get(group), DictConfig):
+            raise ConfigError(f"config group '{group}' is missing; choose one, e.g. {group}=<option> (see kdx run --help)")
+    for group in ("dataset", "teacher", "student"):
+        if "_target_" not in cfg[group]:
+            raise ConfigError(f"{group} config has no _target_ (the class or loader to build)")
+    missing = OmegaConf.missing_keys(cfg)
+    if missing:
+        raise ConfigError(f"required value(s) not set: {sorted(missing)}")
+    tau, alpha = cfg.kd.get("tau"), cfg.kd.get("alpha")
+    if not _number(tau) or tau <= 0:
+        raise ConfigError(f"kd.tau must be a number > 0, got {tau!r}")
+    if not _number(alpha) or not 0 <= alpha <= 1:
+        raise ConfigError(f"kd.alpha must be a number in [0, 1], got {alpha!r}")
+    seeds_of(cfg)
+    fractions = [cfg.split.get(k) for k in ("train", "val", "test")]
+    if not all(_number(f) and 0 < f < 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise ConfigError(f"split.train/val/test must each be in (0, 1) and sum to 1, got {fractions}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
+    bins = cfg.metrics.get("ece_bins")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ConfigError(f"metrics.ece_bins must be a positive integer, got {bins!r}")
+    for key in ("rows", "epochs", "n_estimators"):
+        _positive_int_or_null(f"limits.{key}", cfg.limits.get(key))
+    if cfg.limits.get("rows") is not None and cfg.limits.rows < 30:
+        raise ConfigError(f"limits.rows must be at least 30 to split 70/15/15, got {cfg.limits.rows}")

@@ -1,0 +1,13 @@
+"""User-facing errors: each carries one line that names the problem and what to do."""
+
+
+class KdxError(Exception):
+    """An input or configuration problem the user can fix; the CLI prints it as one line and exits 2."""
+
+
+class ConfigError(KdxError):
+    """A configuration value is out of range, of the wrong type, or names an unknown option."""
+
+
+class DataError(KdxError):
+    """A dataset is missing, unreadable, corrupt or unusable for the protocol."""

@@ -1,0 +1,54 @@
+"""`kdx eval`: recompute a run's test metrics from its checkpoints and compare with what it recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from kdx.building import build_dataset
+from kdx.loading import load_run
+from kdx.metrics import FIDELITY_METRICS, fidelity
+from kdx.runner import MODELS, subsample
+from kdx.split import stratified_split
+
+
+def evaluate_run(path) -> dict:
+    """Per (seed, model): recorded vs recomputed test metrics, and whether the saved split is reproduced."""
+    run = load_run(path)
+    cfg = run.config
+    data = build_dataset(cfg.dataset)
+    if cfg.limits.rows is not None:
+        data = subsample(data, cfg.limits.rows)
+    recorded = run.metrics.set_index(["seed", "model"])
+    rows, worst = [], 0.0
+    for seed in run.seeds:
+        split = run.split(seed)
+        rederived = stratified_split(data.y, seed, (cfg.split.train, cfg.split.val, cfg.split.test))
+        same_split = all(np.array_equal(a, b) for a, b in zip(
+            (split.train, split.val, split.test), (rederived.train, rederived.val, rederived.test)))
+        X_test = data.X.iloc[split.test]
+        for name in MODELS:
+            if (seed, name) not in recorded.index:
+                continue
+            now = fidelity(run.logits(X_test, name, seed), data.y[split.test], cfg.metrics.ece_bins)
+            diff = max(abs(now[k] - recorded.loc[(seed, name), k]) for k in FIDELITY_METRICS)
+            worst = max(worst, diff)
+            rows.append({"seed": seed, "model": name, "accuracy_recorded": recorded.loc[(seed, name), "accuracy"],
+                         "accuracy_now": now["accuracy"], "max_abs_diff": diff, "split_reproduced": same_split})
+    return {"path": str(run.path), "complete": run.complete, "rows": rows, "max_abs_diff": worst}
+
+
+def print_evaluation(console: Console, report: dict, tolerance: float) -> None:
+    table = Table(title=f"kdx eval {report['path']}", title_justify="left")
+    for col in ("seed", "model", "accuracy recorded", "accuracy now", "max |Δ| (acc, ece, nll, F1)", "split"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for r in report["rows"]:
+        table.add_row(str(r["seed"]), r["model"], f"{r['accuracy_recorded']:.6f}", f"{r['accuracy_now']:.6f}",
+                      f"{r['max_abs_diff']:.2e}", "same" if r["split_reproduced"] else "DIFFERENT")
+    console.print(table)
+    if not report["complete"]:
+        console.print("[yellow]the run did not finish (no complete summary.json): only its finished seeds were checked")
+    ok = report["max_abs_diff"] <= tolerance
+    console.print(f"{'[green]OK' if ok else '[red]MISMATCH'}[/]: largest difference {report['max_abs_diff']:.2e} "
+                  f"(tolerance {tolerance:g})")

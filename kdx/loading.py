@@ -1,0 +1,95 @@
+"""Load a finished run: its config, fitted preprocessing and models, to predict on new raw rows."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from scipy.special import softmax
+
+from kdx.errors import DataError
+from kdx.models import Classifier, load_model
+from kdx.persist import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+from kdx.preprocess import Preprocessor
+from kdx.split import Split
+
+
+class LoadedRun:
+    """A run directory written by `kdx run`.
+
+    >>> run = kdx.load_run("outputs/adult/dnn-shallow_mlp/2026-01-01_12-00-00")
+    >>> run.predict_proba(raw_rows)            # KD student of the first seed, one column per class
+    >>> run.predict(raw_rows, model="teacher", seed=3)
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / CONFIG_FILE).is_file():
+            raise DataError(f"{self.path} is not a kdx run directory (no {CONFIG_FILE})")
+        self.config: DictConfig = OmegaConf.load(self.path / CONFIG_FILE)
+        if not (self.path / "checkpoints").is_dir():
+            raise DataError(f"{self.path} has no checkpoints (run with save_checkpoints=true)")
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(p.name.split("_", 1)[1]) for p in (self.path / "checkpoints").glob("seed_*"))
+
+    @cached_property
+    def summary(self) -> dict | None:
+        file = self.path / SUMMARY_FILE
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.summary and self.summary.get("complete"))
+
+    @cached_property
+    def metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / METRICS_FILE)
+
+    @property
+    def class_names(self) -> list[str]:
+        if self.summary:
+            return self.summary["dataset"]["classes"]
+        return [str(i) for i in range(self.model("teacher", self.seeds[0]).logits(
+            np.zeros((1, self.preprocessor(self.seeds[0]).n_features_out), np.float32)).shape[1])]
+
+    def _seed_dir(self, seed: int | None) -> Path:
+        seed = self.seeds[0] if seed is None else seed
+        path = self.path / "checkpoints" / f"seed_{seed}"
+        if not path.is_dir():
+            raise DataError(f"no checkpoints for seed {seed} in {self.path}; seeds present: {self.seeds}")
+        return path
+
+    def preprocessor(self, seed: int | None = None) -> Preprocessor:
+        return joblib.load(self._seed_dir(seed) / "preprocessor.joblib")
+
+    def model(self, name: str = "student_kd", seed: int | None = None) -> Classifier:
+        matches = sorted(self._seed_dir(seed).glob(f"{name}.*"))
+        if not matches:
+            raise DataError(f"no checkpoint '{name}' for seed {seed} in {self.path}")
+        return load_model(matches[0])
+
+    def split(self, seed: int) -> Split:
+        with np.load(self._seed_dir(seed) / "split.npz") as z:
+            return Split(z["train"], z["val"], z["test"])
+
+    def logits(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
+        return self.model(model, seed).logits(self.preprocessor(seed).transform(rows))
+
+    def predict_proba(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
+        return softmax(self.logits(rows, model, seed).astype(np.float64), axis=1)
+
+    def predict(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
+        """Predicted class names for raw rows (original columns, as in the training table)."""
+        return np.asarray(self.class_names)[self.logits(rows, model, seed).argmax(axis=1)]
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """Open a run directory written by `kdx run` (see `LoadedRun`)."""
+    return LoadedRun(path)

@@ -1,0 +1,7 @@
+"""Teachers and students behind one interface: fit on encoded rows, return logits."""
+
+from kdx.models.base import Classifier, load_model
+from kdx.models.gbt import GBTClassifier
+from kdx.models.mlp import MLPClassifier
+
+__all__ = ["Classifier", "GBTClassifier", "MLPClassifier", "load_model"]

@@ -1,0 +1,77 @@
+"""The interface every teacher and student implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+from scipy.special import softmax
+
+from kdx.errors import ConfigError
+
+
+class Classifier(ABC):
+    """A classifier over preprocessed float32 rows whose outputs are logits (pre-softmax scores).
+
+    `fit` receives the validation rows for early stopping / checkpoint selection and, for distillation,
+    the teacher's logits on the training rows with the KD temperature and weight.
+    """
+
+    family: str = ""
+
+    @abstractmethod
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, n_classes: int,
+        teacher_logits: np.ndarray | None = None, tau: float = 1.0, alpha: float = 1.0,
+    ) -> Classifier: ...
+
+    @abstractmethod
+    def logits(self, X: np.ndarray) -> np.ndarray: ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(X), axis=1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.logits(X).argmax(axis=1)
+
+    @abstractmethod
+    def n_params(self) -> int:
+        """Trainable parameters (torch) or stored values (trees); see the README for the tree count."""
+
+    @abstractmethod
+    def save(self, stem: Path) -> Path:
+        """Write the fitted model next to `stem` (extension chosen by the family); return the path."""
+
+    @abstractmethod
+    def get_params(self) -> dict: ...
+
+
+def require_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def require_float(name: str, value, low: float, high: float | None = None, low_open: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
+    return float(value)
+
+
+def load_model(path: Path) -> Classifier:
+    """Load a checkpoint written by `Classifier.save`."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        from kdx.models.mlp import MLPClassifier
+
+        return MLPClassifier.load(path)
+    if path.suffix == ".joblib":
+        import joblib
+
+        return joblib.load(path)
+    raise ValueError(f"unknown checkpoint type: {path}")

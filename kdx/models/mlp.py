@@ -1,0 +1,145 @@
+"""Multi-layer perceptrons (hidden=[] is multinomial logistic regression) trained with the KD loss."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from kdx.errors import ConfigError
+from kdx.kd import kd_loss
+from kdx.models.base import Classifier, require_float, require_int
+
+
+def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0) -> nn.Sequential:
+    """Linear → ReLU (→ Dropout) blocks and a linear head.
+
+    Every activation is its own non-inplace module: SHAP's DeepExplainer needs that to attribute.
+    """
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class MLPClassifier(Classifier):
+    """An MLP trained by minibatch Adam from whole tensors with index slicing.
+
+    Checkpoint selection: the epoch with the lowest validation cross-entropy; training stops after
+    `patience` epochs without improvement. The same `seed` gives the same initialization, the same
+    minibatch order and the same dropout masks, so a KD student and its no-KD baseline differ only in
+    their loss.
+    """
+
+    family = "torch"
+
+    def __init__(
+        self, hidden: Sequence[int] = (64, 32), dropout: float = 0.0, lr: float = 1e-3,
+        weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 256, patience: int = 8,
+        device: str = "cpu", seed: int = 0,
+    ):
+        self.hidden = tuple(require_int("hidden size", h) for h in (hidden or ()))
+        self.dropout = require_float("dropout", dropout, 0.0, 0.95)
+        self.lr = require_float("lr", lr, 0.0, low_open=True)
+        self.weight_decay = require_float("weight_decay", weight_decay, 0.0)
+        self.epochs = require_int("epochs", epochs)
+        self.batch_size = require_int("batch_size", batch_size)
+        self.patience = require_int("patience", patience)
+        if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+        self.device = device
+        self.seed = require_int("seed", seed, minimum=0)
+        self.net_: nn.Sequential | None = None
+
+    def get_params(self) -> dict:
+        return {
+            "hidden": list(self.hidden), "dropout": self.dropout, "lr": self.lr,
+            "weight_decay": self.weight_decay, "epochs": self.epochs, "batch_size": self.batch_size,
+            "patience": self.patience, "device": self.device, "seed": self.seed,
+        }
+
+    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0):
+        device = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        net = build_mlp(X.shape[1], self.hidden, n_classes, self.dropout).to(device)
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
+        yt = torch.as_tensor(y, dtype=torch.long, device=device)
+        Xv = torch.as_tensor(X_val, dtype=torch.float32, device=device)
+        yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
+        Tt = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=device)
+        order = torch.Generator().manual_seed(self.seed)
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+        curve: list[float] = []
+        start = time.perf_counter()
+        for epoch in range(1, self.epochs + 1):
+            net.train()
+            perm = torch.randperm(len(Xt), generator=order).to(device)
+            for i in range(0, len(perm), self.batch_size):
+                idx = perm[i : i + self.batch_size]
+                loss = kd_loss(net(Xt[idx]), None if Tt is None else Tt[idx], yt[idx], tau, alpha)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                val_loss = float(nn.functional.cross_entropy(net(Xv), yv))
+            curve.append(val_loss)
+            if val_loss < best_loss:
+                best_loss, best_epoch, stale = val_loss, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+        net.load_state_dict(best_state)
+        self.net_ = net.cpu().eval()
+        self.history_ = {
+            "best_epoch": best_epoch, "epochs_run": len(curve), "best_val_ce": best_loss,
+            "val_ce": curve, "train_device": str(device), "fit_seconds": time.perf_counter() - start,
+        }
+        return self
+
+    @torch.no_grad()
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        return self.net_(torch.as_tensor(X, dtype=torch.float32)).numpy()
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.net_.parameters() if p.requires_grad)
+
+    def save(self, stem: Path) -> Path:
+        path = Path(stem).with_suffix(".pt")
+        n_in = self.net_[0].in_features
+        n_out = self.net_[-1].out_features
+        torch.save(
+            {"params": self.get_params(), "n_in": n_in, "n_out": n_out,
+             "state_dict": self.net_.state_dict(), "history": self.history_},
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> MLPClassifier:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model = cls(**blob["params"])
+        model.net_ = build_mlp(blob["n_in"], model.hidden, blob["n_out"], model.dropout)
+        model.net_.load_state_dict(blob["state_dict"])
+        model.net_.eval()
+        model.history_ = blob["history"]
+        return model

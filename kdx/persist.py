@@ -1,0 +1,46 @@
+"""Run-directory files: written atomically, so an interrupted run never leaves a file that looks complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    _atomic_write(Path(path), lambda fh: json.dump(obj, fh, indent=2, default=_jsonable))
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    _atomic_write(Path(path), lambda fh: frame.to_csv(fh, index=False))
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic_write(Path(path), lambda fh: fh.write(text))
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialize {type(value).__name__}")

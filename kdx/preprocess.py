@@ -1,0 +1,78 @@
+"""Preprocessing fitted on the training rows only and shared by the teacher and every student."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from kdx.errors import DataError
+
+MISSING = "__missing__"
+
+
+def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    # Categories must be uniformly strings for the encoder; missing stays NaN so it becomes its own level.
+    return frame.apply(lambda col: col.map(lambda v: v if pd.isna(v) else str(v))).astype(object)
+
+
+class Preprocessor:
+    """Median-impute and standardize numeric columns; one-hot categorical columns (missing is a level,
+    unseen categories encode as all zeros). Keeps the map from encoded columns to original features."""
+
+    def __init__(self, numeric: tuple[str, ...], categorical: tuple[str, ...]):
+        self.numeric = tuple(numeric)
+        self.categorical = tuple(categorical)
+
+    def fit(self, X: pd.DataFrame) -> Preprocessor:
+        transformers = []
+        if self.numeric:
+            transformers.append(
+                ("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                 list(self.numeric))
+            )
+        if self.categorical:
+            transformers.append(
+                ("cat", Pipeline([
+                    ("impute", SimpleImputer(strategy="constant", fill_value=MISSING)),
+                    ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)),
+                ]), list(self.categorical))
+            )
+        self._ct = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+        self._ct.fit(self._prepare(X))
+        self.feature_names_ = tuple(self.numeric + self.categorical)
+        columns: list[str] = list(self.numeric)
+        groups: list[int] = list(range(len(self.numeric)))
+        if self.categorical:
+            encoder = self._ct.named_transformers_["cat"].named_steps["onehot"]
+            for j, (feature, levels) in enumerate(zip(self.categorical, encoder.categories_)):
+                columns += [f"{feature}={level}" for level in levels]
+                groups += [len(self.numeric) + j] * len(levels)
+        self.columns_ = tuple(columns)
+        self.column_feature_ = np.asarray(groups, dtype=np.int64)
+        return self
+
+    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.numeric + self.categorical if c not in X.columns]
+        if missing:
+            raise DataError(f"input rows lack feature column(s) {missing}")
+        X = X[list(self.numeric + self.categorical)].copy()
+        if self.categorical:
+            X[list(self.categorical)] = _as_text(X[list(self.categorical)])
+        return X
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        return np.ascontiguousarray(self._ct.transform(self._prepare(X)), dtype=np.float32)
+
+    @property
+    def n_features_out(self) -> int:
+        return len(self.columns_)
+
+    def group_columns(self, values: np.ndarray) -> np.ndarray:
+        """Sum per-column values (last axis) back to the original features, e.g. one-hot SHAP values."""
+        membership = np.zeros((len(self.columns_), len(self.feature_names_)), dtype=values.dtype)
+        membership[np.arange(len(self.columns_)), self.column_feature_] = 1
+        return values @ membership

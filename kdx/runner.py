@@ -1,0 +1,144 @@
+"""The protocol: per seed, split → preprocess → teacher → no-KD and KD students → test metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from kdx.building import build_dataset, build_model
+from kdx.config import seeds_of, validate
+from kdx.datasets import TabularData
+from kdx.environment import library_versions, machine, seed_everything
+from kdx.metrics import fidelity
+from kdx.models.mlp import resolve_device
+from kdx.persist import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, write_csv, write_json, write_text
+from kdx.preprocess import Preprocessor
+from kdx.split import Split, stratified_split
+from kdx.summary import summarize
+
+log = logging.getLogger("kdx")
+MODELS = ("teacher", "student_nokd", "student_kd")
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    metrics: pd.DataFrame
+    summary: dict
+
+
+def subsample(data: TabularData, rows: int, seed: int = 0) -> TabularData:
+    """A stratified sample of about `rows` rows that keeps at least 3 rows of every class that has them."""
+    if rows >= len(data.y):
+        return data
+    rng = np.random.default_rng(seed)
+    keep = []
+    for cls in np.unique(data.y):
+        members = np.flatnonzero(data.y == cls)
+        take = min(len(members), max(3, round(rows * len(members) / len(data.y))))
+        keep.append(rng.choice(members, size=take, replace=False))
+    idx = np.sort(np.concatenate(keep))
+    return TabularData(
+        data.name, data.X.iloc[idx].reset_index(drop=True), data.y[idx], data.class_names,
+        data.numeric, data.categorical, data.source, {**data.notes, "subsampled_rows": int(len(idx))},
+    )
+
+
+@dataclass
+class SeedData:
+    split: Split
+    preprocessor: Preprocessor
+    X: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+
+
+def prepare_seed(data: TabularData, seed: int, fractions: tuple[float, float, float]) -> SeedData:
+    split = stratified_split(data.y, seed, fractions, data.class_names)
+    pre = Preprocessor(data.numeric, data.categorical).fit(data.X.iloc[split.train])
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    X = {k: pre.transform(data.X.iloc[idx]) for k, idx in parts.items()}
+    y = {k: data.y[idx] for k, idx in parts.items()}
+    return SeedData(split, pre, X, y)
+
+
+def run(cfg: DictConfig, out_dir: Path) -> RunResult:
+    """Run the whole protocol described by `cfg`, writing results and checkpoints under `out_dir`."""
+    started = time.perf_counter()
+    validate(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    seeds = seeds_of(cfg)
+    fractions = (cfg.split.train, cfg.split.val, cfg.split.test)
+    device = str(resolve_device(cfg.device))
+    tau, alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
+
+    data = build_dataset(cfg.dataset)
+    if cfg.limits.rows is not None:
+        data = subsample(data, cfg.limits.rows)
+    log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
+             data.n_classes, data.class_counts())
+
+    rows: list[dict] = []
+    splits: dict[int, dict[str, int]] = {}
+    for seed in seeds:
+        seed_everything(seed)
+        sd = prepare_seed(data, seed, fractions)
+        splits[seed] = sd.split.sizes()
+        seed_dir = out_dir / "checkpoints" / f"seed_{seed}"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(seed_dir / "split.npz", train=sd.split.train, val=sd.split.val, test=sd.split.test)
+        joblib.dump(sd.preprocessor, seed_dir / "preprocessor.joblib")
+
+        teacher = build_model("teacher", cfg.teacher, seed, device, cfg.limits)
+        teacher.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes)
+        # Soft targets: computed once per seed, shared by every distilled student.
+        teacher_logits = teacher.logits(sd.X["train"])
+        nokd = build_model("student", cfg.student, seed, device, cfg.limits)
+        nokd.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes)
+        kd = build_model("student", cfg.student, seed, device, cfg.limits)
+        kd.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes,
+               teacher_logits=teacher_logits, tau=tau, alpha=alpha)
+
+        for name, model in zip(MODELS, (teacher, nokd, kd)):
+            test = fidelity(model.logits(sd.X["test"]), sd.y["test"], cfg.metrics.ece_bins)
+            val = fidelity(model.logits(sd.X["val"]), sd.y["val"], cfg.metrics.ece_bins)
+            rows.append({
+                "seed": seed, "model": name, **test,
+                **{f"val_{k}": v for k, v in val.items()},
+                "train_seconds": model.history_["fit_seconds"],
+                "epochs_run": model.history_.get("epochs_run"),
+                "best_epoch": model.history_.get("best_epoch"),
+            })
+            if cfg.save_checkpoints:
+                model.save(seed_dir / name)
+        # Rewritten after every seed: an interrupted run keeps the seeds it finished.
+        write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
+        acc = {r["model"]: r["accuracy"] for r in rows if r["seed"] == seed}
+        log.info("seed %d: accuracy teacher %.4f | student no-KD %.4f | student KD %.4f",
+                 seed, acc["teacher"], acc["student_nokd"], acc["student_kd"])
+
+    metrics = pd.DataFrame(rows)
+    summary = {
+        "complete": True,
+        "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
+                    "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source},
+        "seeds": seeds,
+        "split_sizes": splits,
+        "kd": {"tau": tau, "alpha": alpha},
+        "device": device,
+        "machine": machine(),
+        "versions": library_versions(),
+        "wall_seconds": time.perf_counter() - started,
+        **summarize(metrics),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_json(out_dir / SUMMARY_FILE, summary)
+    return RunResult(out_dir, metrics, summary)

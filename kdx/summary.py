@@ -1,0 +1,38 @@
+"""Aggregation over seeds: mean and sample standard deviation of every metric, per model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def mean_sd(values: pd.Series) -> dict:
+    v = values.dropna().to_numpy(dtype=float)
+    return {
+        "mean": float(v.mean()) if len(v) else None,
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
+        "n": int(len(v)),
+    }
+
+
+def summarize(metrics: pd.DataFrame) -> dict:
+    """Per model, mean ± sd (ddof=1) of each numeric column; accuracy retention of each student."""
+    numeric = [c for c in metrics.columns if c not in ("seed", "model") and pd.api.types.is_numeric_dtype(metrics[c])]
+    per_model = {
+        model: {col: mean_sd(group[col]) for col in numeric}
+        for model, group in metrics.groupby("model", sort=False)
+    }
+    acc = metrics.pivot(index="seed", columns="model", values="accuracy")
+    retention = {
+        student: mean_sd(acc[student] / acc["teacher"])
+        for student in acc.columns if student != "teacher" and "teacher" in acc.columns
+    }
+    return {"metrics": per_model, "accuracy_retention": retention}
+
+
+def format_mean_sd(stat: dict, digits: int = 4) -> str:
+    if stat is None or stat.get("mean") is None:
+        return "—"
+    if stat.get("sd") is None or np.isnan(stat["sd"]):
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"

@@ -1,0 +1,82 @@
+"""The real command line, as a user types it."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def kdx(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "kdx", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_version_and_help():
+    assert kdx("--version").stdout.startswith("kdx ")
+    assert "eval" in kdx("--help").stdout
+    out = kdx("run", "--help").stdout
+    for line in ("dataset: adult, breast_cancer, csv, wine_quality", "teacher: dnn, gbt, mlp4",
+                 "student: logreg, mlp1, shallow_mlp"):
+        assert line in out
+
+
+def test_cfg_job_prints_composed_config():
+    out = kdx("run", "experiment=wine_quality", "--cfg", "job").stdout
+    assert "name: mlp4" in out and "name: wine_quality" in out
+
+
+def test_smoke_run_then_eval(tmp_path):
+    out_dir = tmp_path / "run"
+    res = kdx("run", "+smoke=on", "experiment=wine_quality", f"hydra.run.dir={out_dir}")
+    assert res.returncode == 0, res.stderr
+    assert "student_kd" in res.stdout and str(out_dir) in res.stdout.replace("\n", "")
+    metrics = pd.read_csv(out_dir / "metrics.csv")
+    assert len(metrics) == 6
+    assert json.loads((out_dir / "summary.json").read_text())["complete"]
+    assert (out_dir / ".hydra" / "config.yaml").exists()
+    ev = kdx("eval", str(out_dir))
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    assert "OK" in ev.stdout
+
+
+def test_multirun_sweep(tmp_path):
+    res = kdx("run", "-m", "+smoke=on", "dataset=breast_cancer", "seeds=[0]", "kd.tau=1,3", "kd.alpha=0.5",
+              f"hydra.sweep.dir={tmp_path}")
+    assert res.returncode == 0, res.stderr
+    taus = sorted(json.loads((tmp_path / str(i) / "summary.json").read_text())["kd"]["tau"] for i in (0, 1))
+    assert taus == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["kd.alpha=1.5"], "kd.alpha"),
+    (["kd.tau=0"], "kd.tau"),
+    (["dataset=nope"], "unknown dataset 'nope'"),
+    (["teacher=logreg"], "unknown teacher 'logreg'"),
+    (["student=xgboost"], "unknown student"),
+    (["dataset=csv", "dataset.path=/no/such.csv", "dataset.target=y"], "not found"),
+    (["dataset=csv", "dataset.target=y"], "dataset.path"),
+    (["teacher.epochs=-3"], "teacher: epochs"),
+])
+def test_bad_input_one_line_nonzero_exit(tmp_path, args, needle):
+    res = kdx("run", "+smoke=on", *args, f"hydra.run.dir={tmp_path}/r")
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr + res.stdout
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], res.stderr
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_csv_end_to_end(tmp_path, tiny_csv):
+    res = kdx("run", "dataset=csv", f"dataset.path={tiny_csv}", "dataset.target=label", "dataset.drop=[id]",
+              "teacher=gbt", "student=logreg", "+smoke=on", f"hydra.run.dir={tmp_path}/r")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["dataset"]["features"] == ["age", "city", "score"]
+
+
+def test_eval_rejects_a_non_run_directory(tmp_path):
+    res = kdx("eval", str(tmp_path))
+    assert res.returncode == 2 and "not a kdx run directory" in res.stderr

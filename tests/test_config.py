@@ -1,0 +1,85 @@
+import itertools
+
+import pytest
+
+from kdx.building import build_dataset, build_model
+from kdx.cli import config_options
+from kdx.config import validate
+from kdx.errors import ConfigError
+from kdx.models import Classifier
+
+OPTIONS = config_options()
+
+
+def test_groups_are_the_documented_interface():
+    assert OPTIONS["dataset"] == ["adult", "breast_cancer", "csv", "wine_quality"]
+    assert OPTIONS["teacher"] == ["dnn", "gbt", "mlp4"]
+    assert OPTIONS["student"] == ["logreg", "mlp1", "shallow_mlp"]
+    assert {"adult", "breast_cancer", "wine_quality"} <= set(OPTIONS["experiment"])
+
+
+@pytest.mark.parametrize("teacher,student", list(itertools.product(OPTIONS["teacher"], OPTIONS["student"])))
+def test_every_pair_composes_and_builds(compose_cfg, teacher, student):
+    cfg = compose_cfg(f"teacher={teacher}", f"student={student}")
+    validate(cfg)
+    for role in ("teacher", "student"):
+        assert isinstance(build_model(role, cfg[role], seed=0, device="cpu", limits=cfg.limits), Classifier)
+
+
+@pytest.mark.parametrize("option", OPTIONS["dataset"] + [f"experiment={e}" for e in OPTIONS["experiment"]])
+def test_every_dataset_and_experiment_composes(compose_cfg, option):
+    cfg = compose_cfg(option if "=" in option else f"dataset={option}")
+    validate(cfg)
+
+
+@pytest.mark.parametrize("experiment,pair", [
+    ("adult", ("adult", "dnn", "shallow_mlp")),
+    ("breast_cancer", ("breast_cancer", "gbt", "logreg")),
+    ("wine_quality", ("wine_quality", "mlp4", "mlp1")),
+])
+def test_experiments_are_the_study_pairs(compose_cfg, experiment, pair):
+    cfg = compose_cfg(f"experiment={experiment}")
+    assert (cfg.dataset.name, cfg.teacher.name, cfg.student.name) == pair
+
+
+def test_study_defaults(compose_cfg):
+    cfg = compose_cfg()
+    assert list(cfg.seeds) == [0, 1, 2, 3, 4]
+    assert list(cfg.teacher.hidden) == [512, 256, 128, 64, 32] and list(cfg.student.hidden) == [64, 32]
+    assert compose_cfg("teacher=gbt").teacher.n_estimators == 200
+
+
+@pytest.mark.parametrize("override,match", [
+    ("kd.alpha=1.5", "kd.alpha"), ("kd.alpha=-0.1", "kd.alpha"), ("kd.tau=0", "kd.tau"), ("kd.tau=-2", "kd.tau"),
+    ("kd.tau=abc", "kd.tau"), ("seeds=[]", "seeds"), ("seeds=[0,0]", "distinct"), ("seeds=[-1]", "seeds"),
+    ("split.train=0.9", "split"), ("device=tpu", "device"), ("metrics.ece_bins=0", "ece_bins"),
+    ("limits.rows=10", "limits.rows"), ("limits.epochs=0", "limits.epochs"),
+])
+def test_bad_values_are_named(compose_cfg, override, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(compose_cfg(override))
+
+
+@pytest.mark.parametrize("override,match", [
+    ("teacher.epochs=0", "teacher: epochs"), ("student.hidden=[64,0]", "student: hidden"),
+    ("student.lr=-1", "student: lr"), ("teacher=gbt", None), ("+teacher.bogus=1", "bogus"),
+])
+def test_bad_model_settings_are_named(compose_cfg, override, match):
+    cfg = compose_cfg(override)
+    if match is None:
+        build_model("teacher", cfg.teacher, 0, "cpu", cfg.limits)
+        return
+    role = override.lstrip("+").split(".")[0]
+    with pytest.raises(ConfigError, match=match):
+        build_model(role, cfg[role], 0, "cpu", cfg.limits)
+
+
+def test_limits_cap_training_budget(compose_cfg):
+    cfg = compose_cfg("limits.epochs=3", "limits.n_estimators=7", "teacher=gbt")
+    assert build_model("teacher", cfg.teacher, 0, "cpu", cfg.limits).n_estimators == 7
+    assert build_model("student", cfg.student, 0, "cpu", cfg.limits).epochs == 3
+
+
+def test_csv_dataset_builds_from_overrides(compose_cfg, tiny_csv):
+    cfg = compose_cfg("dataset=csv", f"dataset.path={tiny_csv}", "dataset.target=label", "dataset.drop=[id]")
+    assert build_dataset(cfg.dataset).X.shape == (240, 3)

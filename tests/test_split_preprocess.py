@@ -1,0 +1,60 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdx.datasets import load_wine_quality
+from kdx.errors import DataError
+from kdx.preprocess import Preprocessor
+from kdx.split import stratified_split
+
+
+def test_split_sizes_disjoint_and_complete():
+    y = np.repeat([0, 1, 2], [700, 200, 100])
+    s = stratified_split(y, seed=3)
+    assert (len(s.train), len(s.val), len(s.test)) == (700, 150, 150)
+    all_rows = np.concatenate([s.train, s.val, s.test])
+    assert len(np.unique(all_rows)) == len(y) == len(all_rows)
+    for part, frac in ((s.train, 0.7), (s.val, 0.15), (s.test, 0.15)):
+        assert np.bincount(y[part]).tolist() == [round(700 * frac), round(200 * frac), round(100 * frac)]
+
+
+def test_split_is_seeded():
+    y = np.repeat([0, 1], [60, 40])
+    a, b, c = stratified_split(y, 1), stratified_split(y, 1), stratified_split(y, 2)
+    assert np.array_equal(a.test, b.test) and not np.array_equal(a.test, c.test)
+
+
+def test_wine_rare_class_lands_in_every_split():
+    data = load_wine_quality()
+    s = stratified_split(data.y, seed=0)
+    nine = data.class_names.index("9")
+    assert [int((data.y[p] == nine).sum()) for p in (s.train, s.val, s.test)] == [3, 1, 1]
+    assert abs(len(s.test) / len(data.y) - 0.15) < 0.002
+
+
+def test_class_too_rare_is_rejected_by_name():
+    y = np.array([0] * 50 + [1] * 2)
+    with pytest.raises(DataError, match="'rare' has only 2 row"):
+        stratified_split(y, 0, class_names=("common", "rare"))
+
+
+def test_preprocessing_is_fitted_on_train_only():
+    train = pd.DataFrame({"x": [1.0, 2.0, 3.0, np.nan], "c": ["a", "b", "a", None]})
+    test = pd.DataFrame({"x": [100.0, np.nan], "c": ["zzz", "b"]})
+    pre = Preprocessor(("x",), ("c",)).fit(train)
+    assert pre.columns_ == ("x", "c=__missing__", "c=a", "c=b")
+    out = pre.transform(test)
+    mean, sd = 2.0, np.std([1.0, 2.0, 3.0, 2.0])  # median imputation of train, then train statistics
+    assert out[0, 0] == pytest.approx((100 - mean) / sd, rel=1e-5)
+    assert out[1, 0] == pytest.approx(0.0, abs=1e-6)
+    assert out[0, 1:].tolist() == [0, 0, 0]  # unseen category: all zeros
+    assert out[1, 1:].tolist() == [0, 0, 1]
+
+
+def test_group_columns_sums_one_hot_back():
+    frame = pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"], "d": ["u", "v"]})
+    pre = Preprocessor(("x",), ("c", "d")).fit(frame)
+    values = np.arange(2 * pre.n_features_out, dtype=float).reshape(2, -1)
+    grouped = pre.group_columns(values)
+    assert pre.feature_names_ == ("x", "c", "d")
+    assert grouped.tolist() == [[0, 1 + 2, 3 + 4], [5, 6 + 7, 8 + 9]]
