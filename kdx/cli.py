@@ -82,7 +82,7 @@ def _hydra_run(argv: list[str]) -> None:
             result = run(cfg, out_dir)
         except KdxError as exc:
             _fail(str(exc))
-        print_run(Console(), result.summary, out_dir)
+        print_run(Console(width=None if sys.stdout.isatty() else 140), result.summary, out_dir)
         return result.summary["metrics"]["student_kd"]["val_accuracy"]["mean"]
 
     check_group_overrides(argv)

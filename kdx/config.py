@@ -34,7 +34,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError with one line naming the first invalid value."""
     for group in ("dataset", "teacher", "student", "kd"):
         if not isinstance(cfg.get(group), DictConfig):
-            raise ConfigError(f"config group '{group}' is missing; choose one, e.g. {group}=<option> (see kdx run --help)")
+            raise ConfigError(f"config group '{group}' is missing; choose one with {group}=<option> (kdx run --help)")
     for group in ("dataset", "teacher", "student"):
         if "_target_" not in cfg[group]:
             raise ConfigError(f"{group} config has no _target_ (the class or loader to build)")
@@ -62,5 +62,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"metrics.ece_bins must be a positive integer, got {bins!r}")
     for key in ("rows", "epochs", "n_estimators"):
         _positive_int_or_null(f"limits.{key}", cfg.limits.get(key))
+    prof = cfg.profile
+    for key in ("threads", "repeats", "batch_size"):
+        value = prof.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"profile.{key} must be a positive integer, got {value!r}")
+    if isinstance(prof.get("warmup"), bool) or not isinstance(prof.get("warmup"), int) or prof.warmup < 0:
+        raise ConfigError(f"profile.warmup must be an integer >= 0, got {prof.get('warmup')!r}")
     if cfg.limits.get("rows") is not None and cfg.limits.rows < 30:
         raise ConfigError(f"limits.rows must be at least 30 to split 70/15/15, got {cfg.limits.rows}")

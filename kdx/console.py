@@ -9,26 +9,43 @@ from kdx.summary import format_mean_sd
 
 MAIN_COLUMNS = (("accuracy", "accuracy"), ("ece", "ECE"), ("nll", "NLL"), ("macro_f1", "macro-F1"),
                 ("train_seconds", "train s"))
+EFFICIENCY_COLUMNS = (("params", "params"), ("prr", "PRR"), ("size_bytes", "size kB"),
+                      ("latency_ms", "latency ms (b=1)"), ("latency_per_row_ms", "ms/row (batch)"),
+                      ("latency_reduction", "latency −"), ("peak_mb_batch", "peak MB (batch)"))
+SCALE = {"size_bytes": 1e-3}
+DIGITS = {"params": 0, "size_bytes": 1, "train_seconds": 2, "prr": 3, "latency_reduction": 3,
+          "latency_per_row_ms": 5}
 
 
-def results_table(summary: dict, columns=MAIN_COLUMNS) -> Table:
+def _scaled(stat: dict | None, factor: float) -> dict | None:
+    if stat is None or factor == 1:
+        return stat
+    return {k: (v * factor if isinstance(v, float) and k != "n" else v) for k, v in stat.items()}
+
+
+def results_table(summary: dict, columns=MAIN_COLUMNS, what: str = "test split") -> Table:
     seeds = summary.get("seeds", [])
     title = (f"{summary['dataset']['name']}: {summary['config']['teacher']['name']} → "
              f"{summary['config']['student']['name']}, τ={summary['kd']['tau']:g} α={summary['kd']['alpha']:g}, "
-             f"test split, mean ± sd over {len(seeds)} seed(s)")
+             f"{what}, mean ± sd over {len(seeds)} seed(s)")
     table = Table(title=title, title_justify="left")
     table.add_column("model")
     present = [(key, label) for key, label in columns if any(key in m for m in summary["metrics"].values())]
     for _, label in present:
         table.add_column(label, justify="right")
     for model, stats in summary["metrics"].items():
-        digits = lambda key: 2 if key.endswith("seconds") else 4  # noqa: E731
-        table.add_row(model, *(format_mean_sd(stats.get(key), digits(key)) for key, _ in present))
+        table.add_row(model, *(format_mean_sd(_scaled(stats.get(key), SCALE.get(key, 1)), DIGITS.get(key, 4))
+                               for key, _ in present))
     return table
 
 
 def print_run(console: Console, summary: dict, out_dir) -> None:
     console.print(results_table(summary))
+    if summary.get("profile"):
+        p = summary["profile"]
+        setting = f"CPU, {p['threads']} thread(s), batch {p['batch_size']}"
+        console.print(results_table(summary, EFFICIENCY_COLUMNS, setting))
     for student, stat in summary.get("accuracy_retention", {}).items():
         console.print(f"accuracy retention {student}/teacher: {format_mean_sd(stat, 4)}")
-    console.print(f"wall time {summary['wall_seconds']:.1f} s on {summary['device']}; outputs in [bold]{out_dir}[/bold]")
+    console.print(f"wall time {summary['wall_seconds']:.1f} s, trained on {summary['device']}; "
+                  f"outputs in [bold]{out_dir}[/bold]")

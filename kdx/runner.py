@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import joblib
@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdx.building import build_dataset, build_model
 from kdx.config import seeds_of, validate
 from kdx.datasets import TabularData
+from kdx.efficiency import ProfileSettings, profile_model, relative_to_teacher
 from kdx.environment import library_versions, machine, seed_everything
 from kdx.metrics import fidelity
 from kdx.models.mlp import resolve_device
@@ -80,6 +81,11 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
     device = str(resolve_device(cfg.device))
     tau, alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
 
+    profiling = ProfileSettings(
+        threads=cfg.profile.threads, warmup=cfg.profile.warmup, repeats=cfg.profile.repeats,
+        batch_size=cfg.profile.batch_size, memory=cfg.profile.memory,
+    ) if cfg.profile.enabled else None
+
     data = build_dataset(cfg.dataset)
     if cfg.limits.rows is not None:
         data = subsample(data, cfg.limits.rows)
@@ -107,18 +113,27 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         kd.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes,
                teacher_logits=teacher_logits, tau=tau, alpha=alpha)
 
+        seed_rows = {}
         for name, model in zip(MODELS, (teacher, nokd, kd)):
             test = fidelity(model.logits(sd.X["test"]), sd.y["test"], cfg.metrics.ece_bins)
             val = fidelity(model.logits(sd.X["val"]), sd.y["val"], cfg.metrics.ece_bins)
-            rows.append({
+            seed_rows[name] = {
                 "seed": seed, "model": name, **test,
                 **{f"val_{k}": v for k, v in val.items()},
                 "train_seconds": model.history_["fit_seconds"],
                 "epochs_run": model.history_.get("epochs_run"),
                 "best_epoch": model.history_.get("best_epoch"),
-            })
+            }
+            if profiling is not None:
+                start = time.perf_counter()
+                seed_rows[name].update(profile_model(model, sd.X["test"], profiling, seed))
+                seed_rows[name]["profile_seconds"] = time.perf_counter() - start
             if cfg.save_checkpoints:
                 model.save(seed_dir / name)
+        if profiling is not None:
+            for name in MODELS[1:]:
+                seed_rows[name].update(relative_to_teacher(seed_rows[name], seed_rows["teacher"]))
+        rows += seed_rows.values()
         # Rewritten after every seed: an interrupted run keeps the seeds it finished.
         write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
         acc = {r["model"]: r["accuracy"] for r in rows if r["seed"] == seed}
@@ -135,6 +150,7 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         "kd": {"tau": tau, "alpha": alpha},
         "device": device,
         "machine": machine(),
+        "profile": None if profiling is None else {**asdict(profiling), "device": "cpu"},
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,
         **summarize(metrics),

@@ -115,7 +115,7 @@ def load_csv(
         raise DataError("dataset=csv needs dataset.target=COLUMN (the label column)")
     file = Path(str(path)).expanduser()
     if not file.is_file():
-        raise DataError(f"CSV file not found: {file} (dataset.path); relative paths are resolved from the launch directory")
+        raise DataError(f"CSV file not found: {file} (dataset.path; relative to the directory kdx was started in)")
     try:
         df = pd.read_csv(file, sep=sep, engine="python" if sep is None else "c")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:

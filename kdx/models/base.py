@@ -40,6 +40,14 @@ class Classifier(ABC):
         """Trainable parameters (torch) or stored values (trees); see the README for the tree count."""
 
     @abstractmethod
+    def size_bytes(self) -> int:
+        """Serialized size of the fitted model (what a deployment ships), comparable across families."""
+
+    @abstractmethod
+    def memory_bytes(self) -> int:
+        """Bytes of the parameters / tree arrays held in memory for inference."""
+
+    @abstractmethod
     def save(self, stem: Path) -> Path:
         """Write the fitted model next to `stem` (extension chosen by the family); return the path."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
@@ -73,6 +74,14 @@ class GBTClassifier(Classifier):
                 leaves = int(nodes["is_leaf"].sum())
                 total += 2 * (len(nodes) - leaves) + leaves
         return total + len(np.atleast_1d(self.model_._baseline_prediction).ravel())
+
+    def size_bytes(self) -> int:
+        return len(pickle.dumps(self.model_, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def memory_bytes(self) -> int:
+        # Prediction on raw features reads only the node arrays (raw thresholds live in the nodes).
+        nodes = sum(tree.nodes.nbytes for rnd in self.model_._predictors for tree in rnd)
+        return nodes + np.asarray(self.model_._baseline_prediction).nbytes
 
     def save(self, stem: Path) -> Path:
         path = Path(stem).with_suffix(".joblib")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,12 +117,25 @@ class MLPClassifier(Classifier):
         }
         return self
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def logits(self, X: np.ndarray) -> np.ndarray:
         return self.net_(torch.as_tensor(X, dtype=torch.float32)).numpy()
 
+    @torch.inference_mode()
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return torch.softmax(self.net_(torch.as_tensor(X, dtype=torch.float32)), dim=1).numpy()
+
     def n_params(self) -> int:
         return sum(p.numel() for p in self.net_.parameters() if p.requires_grad)
+
+    def size_bytes(self) -> int:
+        buffer = io.BytesIO()
+        torch.save(self.net_.state_dict(), buffer)
+        return buffer.tell()
+
+    def memory_bytes(self) -> int:
+        tensors = [*self.net_.parameters(), *self.net_.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def save(self, stem: Path) -> Path:
         path = Path(stem).with_suffix(".pt")

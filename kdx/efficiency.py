@@ -1,0 +1,144 @@
+"""Efficiency profile of a fitted model: size, CPU latency of the prediction path, inference memory.
+
+Every figure is measured on the CPU with a fixed, recorded thread count, on `predict_proba` — the call
+a user makes (preprocessed rows in, class probabilities out) — for torch and scikit-learn models alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import tracemalloc
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from kdx.models import Classifier
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    threads: int = 1
+    warmup: int = 50
+    repeats: int = 1000
+    batch_size: int = 256
+    memory: bool = True
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int):
+    """Fix torch intra-op threads and BLAS/OpenMP pools (scikit-learn) to `n`, restoring them afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def time_calls(fn, warmup: int, repeats: int) -> np.ndarray:
+    """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter_ns()
+        fn()
+        times[i] = time.perf_counter_ns() - start
+    return times * 1e-9
+
+
+class TensorMemoryTracker(TorchDispatchMode):
+    """Peak bytes of tensor storage that torch ops allocate while active.
+
+    Each op's output counts from creation until its Python tensor is released; outputs of view ops and
+    in-place results (storage shared with an input or already counted) allocate nothing and are skipped.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._counted: set[int] = set()
+
+    def _release(self, ptr: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self._counted.discard(ptr)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if getattr(func, "is_view", False):
+            return out
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                  if isinstance(t, torch.Tensor)}
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            ptr, nbytes = storage.data_ptr(), storage.nbytes()
+            if ptr in inputs or ptr in self._counted or nbytes == 0:
+                continue
+            self._counted.add(ptr)
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(t, self._release, ptr, nbytes)
+        return out
+
+
+def peak_inference_bytes(fn) -> int:
+    """Peak memory allocated by one call of `fn` beyond what was live before it.
+
+    Tensor storage created by torch ops (TorchDispatchMode, above) plus NumPy and Python allocations
+    (tracemalloc; NumPy reports its buffers to it). The two peaks are added: an upper bound when both
+    kinds are used in one call. Allocator caching and page granularity are not counted: this is what
+    the model needs, not what the process's RSS happens to show.
+    """
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base, _ = tracemalloc.get_traced_memory()
+    tracker = TensorMemoryTracker()
+    with tracker:
+        result = fn()
+    _, peak = tracemalloc.get_traced_memory()
+    del result
+    if not was_tracing:
+        tracemalloc.stop()
+    return int(tracker.peak + max(0, peak - base))
+
+
+def profile_model(model: Classifier, rows: np.ndarray, settings: ProfileSettings, seed: int = 0) -> dict:
+    """Size, latency (batch 1 and `settings.batch_size`) and inference memory of `model` on `rows`."""
+    rng = np.random.default_rng(seed)
+    one = np.ascontiguousarray(rows[rng.integers(len(rows))][None, :])
+    # Fewer rows than the batch (a small test split): draw with replacement.
+    picks = rng.choice(len(rows), settings.batch_size, replace=len(rows) < settings.batch_size)
+    batch = np.ascontiguousarray(rows[picks])
+    out = {"params": model.n_params(), "size_bytes": model.size_bytes(), "model_mb": model.memory_bytes() / 2**20}
+    with cpu_threads(settings.threads), torch.inference_mode():
+        for label, x in (("", one), ("batch_", batch)):
+            t = time_calls(lambda x=x: model.predict_proba(x), settings.warmup, settings.repeats) * 1e3
+            out[f"latency_{label}ms"] = float(t.mean())
+            out[f"latency_{label}median_ms"] = float(np.median(t))
+            out[f"latency_{label}p95_ms"] = float(np.percentile(t, 95))
+        out["latency_per_row_ms"] = out["latency_batch_ms"] / settings.batch_size
+        if settings.memory:
+            out["peak_mb_1"] = peak_inference_bytes(lambda: model.predict_proba(one)) / 2**20
+            out["peak_mb_batch"] = peak_inference_bytes(lambda: model.predict_proba(batch)) / 2**20
+    return out
+
+
+def relative_to_teacher(student: dict, teacher: dict) -> dict:
+    """Parameter reduction ratio and latency reduction of a student against its teacher."""
+    return {
+        "prr": 1.0 - student["params"] / teacher["params"],
+        "latency_reduction": 1.0 - student["latency_ms"] / teacher["latency_ms"],
+        "latency_batch_reduction": 1.0 - student["latency_batch_ms"] / teacher["latency_batch_ms"],
+    }

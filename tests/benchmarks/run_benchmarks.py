@@ -1,0 +1,43 @@
+"""`make bench`: every benchmark, each printing ratios measured side by side in this one run.
+
+Usage: python tests/benchmarks/run_benchmarks.py [--only NAME ...] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+BENCHMARKS = {
+    "training_loop": "index slicing vs DataLoader(TensorDataset), batch 256",
+    "protocol": "wall time of kdx run per study pair, 5 seeds",
+    "efficiency": "teacher/student CPU latency ratios per study pair, profiler cost",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), default=list(BENCHMARKS))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    from kdx.environment import cpu_model, machine
+
+    print(f"machine: {cpu_model()}, {machine()['logical_cpus']} logical CPUs")
+    results = {}
+    for name in args.only:
+        print(f"\n== {name}: {BENCHMARKS[name]}")
+        start = time.perf_counter()
+        results[name] = importlib.import_module(f"tests.benchmarks.bench_{name}").main()
+        print(f"  ({time.perf_counter() - start:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
