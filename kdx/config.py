@@ -8,6 +8,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kdx.errors import ConfigError
 
+OUTPUTS = ("auto", "margin", "centred", "raw")
+
 RUNNER_KEYS = ("name",)  # keys of dataset/teacher/student nodes that are not constructor arguments
 
 
@@ -69,5 +71,14 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"profile.{key} must be a positive integer, got {value!r}")
     if isinstance(prof.get("warmup"), bool) or not isinstance(prof.get("warmup"), int) or prof.warmup < 0:
         raise ConfigError(f"profile.warmup must be an integer >= 0, got {prof.get('warmup')!r}")
+    ex = cfg.explain
+    for key in ("rows", "background", "top_k", "stability_rows", "stability_draws"):
+        value = ex.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"explain.{key} must be a positive integer, got {value!r}")
+    if not _number(ex.get("noise_sigma")) or ex.noise_sigma <= 0:
+        raise ConfigError(f"explain.noise_sigma must be a number > 0, got {ex.get('noise_sigma')!r}")
+    if ex.get("output") not in OUTPUTS:
+        raise ConfigError(f"explain.output must be one of {', '.join(OUTPUTS)}, got {ex.get('output')!r}")
     if cfg.limits.get("rows") is not None and cfg.limits.rows < 30:
         raise ConfigError(f"limits.rows must be at least 30 to split 70/15/15, got {cfg.limits.rows}")

@@ -12,9 +12,11 @@ MAIN_COLUMNS = (("accuracy", "accuracy"), ("ece", "ECE"), ("nll", "NLL"), ("macr
 EFFICIENCY_COLUMNS = (("params", "params"), ("prr", "PRR"), ("size_bytes", "size kB"),
                       ("latency_ms", "latency ms (b=1)"), ("latency_per_row_ms", "ms/row (batch)"),
                       ("latency_reduction", "latency −"), ("peak_mb_batch", "peak MB (batch)"))
+ALIGNMENT_COLUMNS = (("cosine", "cosine"), ("mad", "MAD"), ("topk_agreement", "top-k"), ("spearman", "Spearman"),
+                     ("stability", "stability"), ("stability_worst", "worst"), ("additivity_error", "additivity err"))
 SCALE = {"size_bytes": 1e-3}
-DIGITS = {"params": 0, "size_bytes": 1, "train_seconds": 2, "prr": 3, "latency_reduction": 3,
-          "latency_per_row_ms": 5}
+SPEC = {"params": ".0f", "size_bytes": ".1f", "train_seconds": ".2f", "prr": ".3f", "latency_reduction": ".3f",
+        "latency_per_row_ms": ".5f", "additivity_error": ".1e"}
 
 
 def _scaled(stat: dict | None, factor: float) -> dict | None:
@@ -34,7 +36,7 @@ def results_table(summary: dict, columns=MAIN_COLUMNS, what: str = "test split")
     for _, label in present:
         table.add_column(label, justify="right")
     for model, stats in summary["metrics"].items():
-        table.add_row(model, *(format_mean_sd(_scaled(stats.get(key), SCALE.get(key, 1)), DIGITS.get(key, 4))
+        table.add_row(model, *(format_mean_sd(_scaled(stats.get(key), SCALE.get(key, 1)), SPEC.get(key, ".4f"))
                                for key, _ in present))
     return table
 
@@ -45,7 +47,12 @@ def print_run(console: Console, summary: dict, out_dir) -> None:
         p = summary["profile"]
         setting = f"CPU, {p['threads']} thread(s), batch {p['batch_size']}"
         console.print(results_table(summary, EFFICIENCY_COLUMNS, setting))
+    if summary.get("explain"):
+        e = summary["explain"]
+        setting = (f"SHAP to the teacher on {e['rows']} test rows, {e['background']} background rows, "
+                   f"output {e['output']}, top-{e['top_k']}, σ={e['noise_sigma']:g}")
+        console.print(results_table(summary, ALIGNMENT_COLUMNS, setting))
     for student, stat in summary.get("accuracy_retention", {}).items():
-        console.print(f"accuracy retention {student}/teacher: {format_mean_sd(stat, 4)}")
+        console.print(f"accuracy retention {student}/teacher: {format_mean_sd(stat)}")
     console.print(f"wall time {summary['wall_seconds']:.1f} s, trained on {summary['device']}; "
                   f"outputs in [bold]{out_dir}[/bold]")

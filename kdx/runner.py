@@ -17,6 +17,8 @@ from kdx.config import seeds_of, validate
 from kdx.datasets import TabularData
 from kdx.efficiency import ProfileSettings, profile_model, relative_to_teacher
 from kdx.environment import library_versions, machine, seed_everything
+from kdx.errors import ConfigError
+from kdx.explain import AlignmentResult, ExplainSettings, align
 from kdx.metrics import fidelity
 from kdx.models.mlp import resolve_device
 from kdx.persist import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, write_csv, write_json, write_text
@@ -69,6 +71,18 @@ def prepare_seed(data: TabularData, seed: int, fractions: tuple[float, float, fl
     return SeedData(split, pre, X, y)
 
 
+def save_attributions(path: Path, aligned: AlignmentResult, sd: SeedData, features: tuple[str, ...]) -> None:
+    """Per-row attributions of every model, per original feature and per encoded column (compressed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path,
+        feature_names=np.asarray(features), column_names=np.asarray(sd.preprocessor.columns_),
+        test_rows=sd.split.test[aligned.rows], output_class=aligned.output_class,
+        **{name: values.astype(np.float32) for name, values in aligned.grouped.items()},
+        **{f"{name}_columns": values for name, values in aligned.columns.items()},
+    )
+
+
 def run(cfg: DictConfig, out_dir: Path) -> RunResult:
     """Run the whole protocol described by `cfg`, writing results and checkpoints under `out_dir`."""
     started = time.perf_counter()
@@ -86,9 +100,15 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         batch_size=cfg.profile.batch_size, memory=cfg.profile.memory,
     ) if cfg.profile.enabled else None
 
+    explaining = ExplainSettings(**{k: v for k, v in cfg.explain.items() if k != "enabled"}) \
+        if cfg.explain.enabled else None
+
     data = build_dataset(cfg.dataset)
     if cfg.limits.rows is not None:
         data = subsample(data, cfg.limits.rows)
+    if explaining is not None and explaining.output == "margin" and data.n_classes != 2:
+        raise ConfigError(f"explain.output=margin needs a binary task; {data.name} has {data.n_classes} classes "
+                          "(use explain.output=centred)")
     log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
              data.n_classes, data.class_counts())
 
@@ -133,6 +153,13 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         if profiling is not None:
             for name in MODELS[1:]:
                 seed_rows[name].update(relative_to_teacher(seed_rows[name], seed_rows["teacher"]))
+        if explaining is not None:
+            aligned = align(dict(zip(MODELS, (teacher, nokd, kd))), len(data.numeric), sd.preprocessor.group_columns,
+                            sd.X["train"], sd.X["test"], explaining, seed)
+            for name in MODELS:
+                seed_rows[name].update(aligned.metrics[name])
+                seed_rows[name]["explainer"] = aligned.explainers[name]
+            save_attributions(out_dir / "attributions" / f"seed_{seed}.npz", aligned, sd, data.features)
         rows += seed_rows.values()
         # Rewritten after every seed: an interrupted run keeps the seeds it finished.
         write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
@@ -150,6 +177,7 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         "kd": {"tau": tau, "alpha": alpha},
         "device": device,
         "machine": machine(),
+        "explain": None if explaining is None else asdict(explaining),
         "profile": None if profiling is None else {**asdict(profiling), "device": "cpu"},
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,

@@ -30,9 +30,10 @@ def summarize(metrics: pd.DataFrame) -> dict:
     return {"metrics": per_model, "accuracy_retention": retention}
 
 
-def format_mean_sd(stat: dict, digits: int = 4) -> str:
-    if stat is None or stat.get("mean") is None:
+def format_mean_sd(stat: dict | None, spec: str = ".4f") -> str:
+    """'mean ± sd' with a format spec such as '.4f' or '.1e'; just the mean when sd is undefined."""
+    if stat is None or stat.get("mean") is None or np.isnan(stat["mean"]):
         return "—"
     if stat.get("sd") is None or np.isnan(stat["sd"]):
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+        return f"{stat['mean']:{spec}}"
+    return f"{stat['mean']:{spec}} ± {stat['sd']:{spec}}"

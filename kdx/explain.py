@@ -1,0 +1,223 @@
+"""SHAP attributions of teachers and students in one game: interventional SHAP on the same background
+rows, for the same output scalar, grouped back to the original features.
+
+Output scalar (`output`):
+- `auto`: `margin` for binary tasks, `centred` for multiclass;
+- `margin`: z₁ − z₀ (binary only), the log-odds;
+- `centred`: z_c − mean_k z_k for c = the teacher's predicted class on the clean row. A per-row shift
+  of all logits leaves probabilities and these attributions unchanged;
+- `raw`: z_c for the teacher's predicted class (not shift-invariant; for comparison only).
+Because every explainer used here is linear in the explained output, attributions are computed for each
+raw logit and then combined.
+
+Explainers, chosen per model family (each deterministic for the same input):
+- torch MLPs: `shap.DeepExplainer` (DeepLIFT rescale averaged over the background; exact for linear
+  models, additive by construction);
+- scikit-learn histogram GBT: `shap.TreeExplainer`, interventional, one explanation per class built from
+  that class's trees (exact; much faster than explaining the stacked multiclass model);
+- anything else: `shap.PermutationExplainer` over an independent masker on the same background (seeded).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdx.alignment import cosine, mad, spearman, stability, topk_agreement
+from kdx.config import OUTPUTS
+from kdx.models import Classifier, GBTClassifier, MLPClassifier
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    rows: int = 500
+    background: int = 100
+    top_k: int = 5
+    stability_rows: int = 100
+    stability_draws: int = 10
+    noise_sigma: float = 0.1
+    output: str = "auto"
+
+
+@dataclass
+class LogitAttributions:
+    """φ for every raw logit: values (rows, columns, classes), expected (classes,)."""
+
+    values: np.ndarray
+    expected: np.ndarray
+    explainer: str
+
+
+def _deep(model: MLPClassifier, X: np.ndarray, background: np.ndarray) -> LogitAttributions:
+    import shap
+    import torch
+
+    net = copy.deepcopy(model.net_).eval()  # DeepExplainer registers hooks on the module it is given
+    explainer = shap.DeepExplainer(net, torch.as_tensor(background, dtype=torch.float32))
+    values = explainer.shap_values(torch.as_tensor(X, dtype=torch.float32), check_additivity=False)
+    return LogitAttributions(np.asarray(values, dtype=np.float64).reshape(len(X), X.shape[1], -1),
+                             np.asarray(explainer.expected_value, dtype=np.float64).ravel(), "DeepExplainer")
+
+
+def _tree_dict(nodes: np.ndarray) -> dict:
+    """One HistGradientBoosting tree in SHAP's generic tree format."""
+    leaf = nodes["is_leaf"].astype(bool)
+    left = np.where(leaf, -1, nodes["left"]).astype(np.int64)
+    right = np.where(leaf, -1, nodes["right"]).astype(np.int64)
+    return {
+        "children_left": left,
+        "children_right": right,
+        "children_default": np.where(leaf, -1, np.where(nodes["missing_go_to_left"].astype(bool), left, right)),
+        "features": np.where(leaf, -2, nodes["feature_idx"]).astype(np.int64),
+        "thresholds": nodes["num_threshold"].astype(np.float64),
+        "values": nodes["value"].astype(np.float64)[:, None],
+        "node_sample_weight": nodes["count"].astype(np.float64),
+    }
+
+
+def _hist_gbt(model: GBTClassifier, X: np.ndarray, background: np.ndarray) -> LogitAttributions:
+    import shap
+
+    est = model.model_
+    base = np.asarray(est._baseline_prediction, dtype=np.float64).ravel()
+    per_output = []
+    for k in range(len(est._predictors[0])):
+        ensemble = {"trees": [_tree_dict(rnd[k].nodes) for rnd in est._predictors], "base_offset": float(base[k])}
+        explainer = shap.TreeExplainer(ensemble, data=background.astype(np.float64),
+                                       feature_perturbation="interventional", model_output="raw")
+        per_output.append(explainer.shap_values(X.astype(np.float64), check_additivity=False))
+    values = np.stack(per_output, axis=-1)
+    if values.shape[-1] == 1:  # binary: logits are [0, z]
+        values = np.concatenate([np.zeros_like(values), values], axis=-1)
+    expected = model.logits(background).mean(0)
+    return LogitAttributions(values, expected, "TreeExplainer (interventional, per class)")
+
+
+def _permutation(model: Classifier, X: np.ndarray, background: np.ndarray, seed: int) -> LogitAttributions:
+    import shap
+
+    masker = shap.maskers.Independent(background, max_samples=len(background))
+    explainer = shap.PermutationExplainer(model.logits, masker, seed=seed)
+    result = explainer(X, max_evals=max(2 * X.shape[1] + 1, 10 * X.shape[1]), silent=True)
+    return LogitAttributions(np.asarray(result.values, dtype=np.float64).reshape(len(X), X.shape[1], -1),
+                             model.logits(background).mean(0), "PermutationExplainer")
+
+
+def logit_attributions(model: Classifier, X: np.ndarray, background: np.ndarray, seed: int = 0) -> LogitAttributions:
+    """Interventional SHAP values of each raw logit of `model` at rows X against `background`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # shap's deprecation chatter; results are checked for additivity
+        if isinstance(model, MLPClassifier):
+            return _deep(model, X, background)
+        if isinstance(model, GBTClassifier):
+            return _hist_gbt(model, X, background)
+        return _permutation(model, X, background, seed)
+
+
+def output_matrix(n_classes: int, output: str) -> tuple[np.ndarray, bool]:
+    """A (C × m) such that explained outputs = logits @ A, and whether a per-row class picks the column."""
+    if output == "auto":
+        output = "margin" if n_classes == 2 else "centred"
+    if output == "margin":
+        if n_classes != 2:
+            raise ValueError("explain.output=margin needs a binary task; use centred")
+        return np.array([[-1.0], [1.0]]), False
+    if output == "centred":
+        return np.eye(n_classes) - 1.0 / n_classes, True
+    if output == "raw":
+        return np.eye(n_classes), True
+    raise ValueError(f"unknown explain.output {output!r}; choose one of {OUTPUTS}")
+
+
+def explained_output(values: np.ndarray, A: np.ndarray, per_class: bool, classes: np.ndarray) -> np.ndarray:
+    """Combine per-logit values (rows, ..., C) into the explained output (rows, ...), picking each row's
+    class when the output is per class."""
+    combined = values @ A
+    if not per_class:
+        return combined[..., 0]
+    index = classes.reshape((-1,) + (1,) * (combined.ndim - 2))
+    return np.take_along_axis(combined, index[..., None], axis=-1)[..., 0]
+
+
+@dataclass
+class Explanation:
+    columns: np.ndarray  # (rows, encoded columns)
+    expected: float | np.ndarray
+    additivity_error: float
+    explainer: str
+    seconds: float
+
+
+def explain(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndarray, per_class: bool,
+            classes: np.ndarray, seed: int = 0) -> Explanation:
+    """Attributions of the explained output per encoded column, with the worst additivity error
+    |Σφ − (g(x) − E_background g)| over rows."""
+    start = time.perf_counter()
+    raw = logit_attributions(model, X, background, seed)
+    phi = explained_output(raw.values, A, per_class, classes)
+    g = explained_output(model.logits(X).astype(np.float64), A, per_class, classes)
+    g_bg = model.logits(background).astype(np.float64) @ A  # (bg, m)
+    base = g_bg.mean(0)[classes] if per_class else g_bg.mean(0)[0]
+    error = float(np.abs(phi.sum(1) - (g - base)).max())
+    return Explanation(phi, base, error, raw.explainer, time.perf_counter() - start)
+
+
+
+@dataclass
+class AlignmentResult:
+    metrics: dict[str, dict]  # per model name: metric columns
+    grouped: dict[str, np.ndarray]  # per model: (rows, original features)
+    columns: dict[str, np.ndarray]  # per model: (rows, encoded columns)
+    rows: np.ndarray  # positions in the test split that were explained
+    output_class: np.ndarray
+    explainers: dict[str, str]
+
+
+def align(models: dict[str, Classifier], n_numeric: int, group, X_train: np.ndarray, X_test: np.ndarray,
+          settings: ExplainSettings, seed: int) -> AlignmentResult:
+    """Explain the first model (the teacher) and the others on the same test rows, background and output;
+    compare each other model with the first; measure the stability of every model.
+
+    `group` maps per-column attributions to original features; noise for stability is added to the first
+    `n_numeric` (standardized numeric) columns only, so one-hot columns stay valid.
+    """
+    rng = np.random.default_rng(seed)
+    background = X_train[np.sort(rng.choice(len(X_train), min(settings.background, len(X_train)), replace=False))]
+    X = X_test[: settings.rows]
+    teacher_name, teacher = next(iter(models.items()))
+    teacher_logits = teacher.logits(X)
+    A, per_class = output_matrix(teacher_logits.shape[1], settings.output)
+    classes = teacher_logits.argmax(1)
+
+    n_stab = min(settings.stability_rows, len(X))
+    X_noisy = np.repeat(X[:n_stab, None, :], settings.stability_draws, axis=1)
+    X_noisy[..., :n_numeric] += rng.normal(0.0, settings.noise_sigma, size=X_noisy[..., :n_numeric].shape)
+    X_noisy = X_noisy.reshape(-1, X.shape[1]).astype(np.float32)
+    noisy_classes = np.repeat(classes[:n_stab], settings.stability_draws)
+
+    metrics, grouped, columns, explainers = {}, {}, {}, {}
+    for name, model in models.items():
+        clean = explain(model, X, background, A, per_class, classes, seed)
+        noisy = explain(model, X_noisy, background, A, per_class, noisy_classes, seed)
+        columns[name] = clean.columns.astype(np.float32)
+        grouped[name] = group(clean.columns)
+        noisy_grouped = group(noisy.columns).reshape(n_stab, settings.stability_draws, -1)
+        flips = model.predict(X_noisy) != np.repeat(model.predict(X[:n_stab]), settings.stability_draws)
+        explainers[name] = clean.explainer
+        metrics[name] = {
+            **stability(grouped[name][:n_stab], noisy_grouped),
+            "stability_label_flips": float(flips.mean()),
+            "additivity_error": max(clean.additivity_error, noisy.additivity_error),
+            "explain_seconds": clean.seconds + noisy.seconds,
+        }
+    for name in list(models)[1:]:
+        t, s = grouped[teacher_name], grouped[name]
+        cos, cos_excluded = cosine(t, s)
+        rho, rho_excluded = spearman(t, s)
+        metrics[name].update({"cosine": cos, "mad": mad(t, s), "topk_agreement": topk_agreement(t, s, settings.top_k),
+                              "spearman": rho, "cosine_excluded": cos_excluded, "spearman_excluded": rho_excluded})
+    return AlignmentResult(metrics, grouped, columns, np.arange(len(X)), classes, explainers)
