@@ -11,8 +11,9 @@ Because every explainer used here is linear in the explained output, attribution
 raw logit and then combined.
 
 Explainers, chosen per model family (each deterministic for the same input):
-- torch MLPs: `shap.DeepExplainer` (DeepLIFT rescale averaged over the background; exact for linear
-  models, additive by construction);
+- torch MLPs: DeepLIFT with the rescale rule averaged over the background — what `shap.DeepExplainer`
+  computes (checked against it in the tests), batched over rows × background (kdx.deeplift); exact for
+  linear models, additive by construction;
 - scikit-learn histogram GBT: `shap.TreeExplainer`, interventional, one explanation per class built from
   that class's trees (exact; much faster than explaining the stacked multiclass model);
 - anything else: `shap.PermutationExplainer` over an independent masker on the same background (seeded).
@@ -20,7 +21,6 @@ Explainers, chosen per model family (each deterministic for the same input):
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ import numpy as np
 
 from kdx.alignment import cosine, mad, spearman, stability, topk_agreement
 from kdx.config import OUTPUTS
+from kdx.deeplift import deeplift
 from kdx.models import Classifier, GBTClassifier, MLPClassifier
 
 
@@ -50,17 +51,6 @@ class LogitAttributions:
     values: np.ndarray
     expected: np.ndarray
     explainer: str
-
-
-def _deep(model: MLPClassifier, X: np.ndarray, background: np.ndarray) -> LogitAttributions:
-    import shap
-    import torch
-
-    net = copy.deepcopy(model.net_).eval()  # DeepExplainer registers hooks on the module it is given
-    explainer = shap.DeepExplainer(net, torch.as_tensor(background, dtype=torch.float32))
-    values = explainer.shap_values(torch.as_tensor(X, dtype=torch.float32), check_additivity=False)
-    return LogitAttributions(np.asarray(values, dtype=np.float64).reshape(len(X), X.shape[1], -1),
-                             np.asarray(explainer.expected_value, dtype=np.float64).ravel(), "DeepExplainer")
 
 
 def _tree_dict(nodes: np.ndarray) -> dict:
@@ -108,14 +98,22 @@ def _permutation(model: Classifier, X: np.ndarray, background: np.ndarray, seed:
 
 
 def logit_attributions(model: Classifier, X: np.ndarray, background: np.ndarray, seed: int = 0) -> LogitAttributions:
-    """Interventional SHAP values of each raw logit of `model` at rows X against `background`."""
+    """Interventional SHAP values of each raw logit of a tree or other non-torch model."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # shap's deprecation chatter; results are checked for additivity
-        if isinstance(model, MLPClassifier):
-            return _deep(model, X, background)
         if isinstance(model, GBTClassifier):
             return _hist_gbt(model, X, background)
         return _permutation(model, X, background, seed)
+
+
+def attributions(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndarray, per_class: bool,
+                 classes: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Attributions (rows, columns) of the explained output, and the name of the explainer that ran."""
+    if isinstance(model, MLPClassifier):
+        weights = A[:, classes].T if per_class else np.repeat(A[:, :1].T, len(X), axis=0)
+        return deeplift(model.net_, X, background, weights), "DeepLIFT rescale (as shap.DeepExplainer), batched"
+    raw = logit_attributions(model, X, background, seed)
+    return explained_output(raw.values, A, per_class, classes), raw.explainer
 
 
 def output_matrix(n_classes: int, output: str) -> tuple[np.ndarray, bool]:
@@ -157,13 +155,12 @@ def explain(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndar
     """Attributions of the explained output per encoded column, with the worst additivity error
     |Σφ − (g(x) − E_background g)| over rows."""
     start = time.perf_counter()
-    raw = logit_attributions(model, X, background, seed)
-    phi = explained_output(raw.values, A, per_class, classes)
+    phi, name = attributions(model, X, background, A, per_class, classes, seed)
     g = explained_output(model.logits(X).astype(np.float64), A, per_class, classes)
     g_bg = model.logits(background).astype(np.float64) @ A  # (bg, m)
     base = g_bg.mean(0)[classes] if per_class else g_bg.mean(0)[0]
     error = float(np.abs(phi.sum(1) - (g - base)).max())
-    return Explanation(phi, base, error, raw.explainer, time.perf_counter() - start)
+    return Explanation(phi, base, error, name, time.perf_counter() - start)
 
 
 

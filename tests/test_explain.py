@@ -7,7 +7,15 @@ from scipy.spatial.distance import cosine as scipy_cosine_distance
 from scipy.stats import spearmanr
 
 from kdx.alignment import cosine, mad, spearman, stability, topk_agreement
-from kdx.explain import ExplainSettings, align, explain, explained_output, logit_attributions, output_matrix
+from kdx.explain import (
+    ExplainSettings,
+    align,
+    attributions,
+    explain,
+    explained_output,
+    logit_attributions,
+    output_matrix,
+)
 from kdx.models import GBTClassifier, MLPClassifier
 
 
@@ -96,11 +104,33 @@ def test_tree_attributions_match_shaps_own_tree_explainer():
     np.testing.assert_allclose(ours, np.asarray(ref), atol=1e-6)
 
 
-def test_attributions_are_bit_identical_across_calls(binary):
-    X, _, mlp = binary
-    a = logit_attributions(mlp, X[:50], X[100:150]).values
-    b = logit_attributions(mlp, X[:50], X[100:150]).values
+@pytest.mark.parametrize("family", ["mlp", "gbt"])
+def test_attributions_are_bit_identical_across_calls(binary, family):
+    X, y, mlp = binary
+    model = mlp if family == "mlp" else GBTClassifier(n_estimators=10).fit(X, y, X, y, 2)
+    A, per_class = output_matrix(2, "auto")
+    cls = np.zeros(50, int)
+    a, _ = attributions(model, X[:50], X[100:150], A, per_class, cls)
+    b, _ = attributions(model, X[:50], X[100:150], A, per_class, cls)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("classes,output", [(2, "margin"), (3, "centred"), (3, "raw")])
+def test_batched_deeplift_equals_shap_deep_explainer(classes, output):
+    import shap
+    import torch
+
+    X, y = _data(classes=classes)
+    mlp = MLPClassifier(hidden=(32, 16, 8), dropout=0.1, epochs=5).fit(X, y, X[:80], y[:80], classes)
+    background, rows = X[:60], X[100:160]
+    A, per_class = output_matrix(classes, output)
+    cls = mlp.predict(rows)
+    ours, name = attributions(mlp, rows, background, A, per_class, cls)
+    reference = shap.DeepExplainer(mlp.net_, torch.from_numpy(background)).shap_values(
+        torch.from_numpy(rows), check_additivity=False)
+    expected = explained_output(np.asarray(reference, dtype=np.float64).reshape(60, 6, classes), A, per_class, cls)
+    assert "DeepLIFT" in name
+    np.testing.assert_allclose(ours, expected, atol=1e-6)
 
 
 def test_centred_output_ignores_per_row_logit_shift():

@@ -1,0 +1,74 @@
+"""Batched DeepLIFT (rescale rule) for ReLU MLPs, averaged over background rows: the attributions
+`shap.DeepExplainer` computes, for one combination of the logits, without its per-row Python loop.
+
+For each row x and background row r the rescale rule propagates multipliers from the output back to
+the input: through Linear layers by their weights, through ReLU by Δrelu/Δz (the ordinary gradient
+where |Δz| < 1e-6, as shap does). φ(x) = mean_r (x − r) ⊙ m(x, r); Σφ equals g(x) − mean_r g(r).
+Checked against shap.DeepExplainer in the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+EPS = 1e-6
+
+
+def _layers(net: nn.Sequential) -> list[nn.Module]:
+    layers = [m for m in net if not isinstance(m, nn.Dropout)]  # identity at inference
+    for m in layers:
+        if not isinstance(m, (nn.Linear, nn.ReLU)):
+            raise TypeError(f"batched DeepLIFT supports Linear/ReLU/Dropout layers, not {type(m).__name__}")
+    return layers
+
+
+def _forward(layers: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """Input of every layer (the last entry is the network output)."""
+    inputs = [x]
+    for layer in layers:
+        inputs.append(layer(inputs[-1]))
+    return inputs
+
+
+@torch.inference_mode()
+def deeplift(net: nn.Sequential, X: np.ndarray, background: np.ndarray, output_weights: np.ndarray,
+             chunk_pairs: int = 16384) -> np.ndarray:
+    """Attributions (rows, features) of g_i = z(x_i) · output_weights[i] for each row i.
+
+    `output_weights` (rows, classes) picks the explained combination of logits per row, e.g. the margin
+    z₁ − z₀ or a centred logit.
+    """
+    layers = _layers(net)
+    dtype = torch.float64
+    R = torch.as_tensor(background, dtype=dtype)
+    ref = _forward([_as(m, dtype) for m in layers], R)
+    layers64 = [_as(m, dtype) for m in layers]
+    W_out = torch.as_tensor(output_weights, dtype=dtype)
+    rows_per_chunk = max(1, chunk_pairs // len(R))
+    out = np.empty(X.shape, dtype=np.float64)
+    for start in range(0, len(X), rows_per_chunk):
+        xs = torch.as_tensor(X[start : start + rows_per_chunk], dtype=dtype)
+        acts = _forward(layers64, xs)
+        m = W_out[start : start + len(xs), None, :].expand(len(xs), len(R), -1)
+        for i in range(len(layers64) - 1, -1, -1):
+            layer = layers64[i]
+            if isinstance(layer, nn.Linear):
+                m = m @ layer.weight
+            else:
+                zx, zr = acts[i][:, None, :], ref[i][None, :, :]
+                dz = zx - zr
+                ratio = torch.where(dz.abs() < EPS, (zx > 0).to(dtype).expand_as(dz),
+                                    (torch.relu(zx) - torch.relu(zr)) / torch.where(dz.abs() < EPS, 1.0, dz))
+                m = m * ratio
+        out[start : start + len(xs)] = ((xs[:, None, :] - R[None, :, :]) * m).mean(1).numpy()
+    return out
+
+
+def _as(module: nn.Module, dtype) -> nn.Module:
+    if isinstance(module, nn.Linear):
+        copy = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+        copy.load_state_dict(module.state_dict())
+        return copy.to(dtype)
+    return module
