@@ -18,6 +18,7 @@ USAGE = """usage: kdx [--version] [--help] <command> [args]
 commands:
   run   [OVERRIDES...]  train teacher, KD student and no-KD student over seeds (Hydra; see kdx run --help)
   eval  RUN_DIR          reload a run's checkpoints and check its recorded test metrics
+  report PATH            report.md for a run or a whole sweep directory (also written after every run)
 
 examples:
   kdx run
@@ -25,6 +26,7 @@ examples:
   kdx run dataset=csv dataset.path=my.csv dataset.target=label
   kdx run +smoke=true
   kdx run -m kd.tau=1,3,5 kd.alpha=0.1,0.5,0.9
+  kdx run +study=paper                      # the whole study: 3 datasets x their pairs, 5 seeds, one report
   kdx eval outputs/adult/dnn-shallow_mlp/2026-01-01_12-00-00
 """
 
@@ -82,7 +84,7 @@ def _hydra_run(argv: list[str]) -> None:
             result = run(cfg, out_dir)
         except KdxError as exc:
             _fail(str(exc))
-        print_run(Console(width=None if sys.stdout.isatty() else 140), result.summary, out_dir)
+        print_run(Console(width=None if sys.stdout.isatty() else 140), result.summary, out_dir, result.comparisons)
         return result.summary["metrics"]["student_kd"]["val_accuracy"]["mean"]
 
     check_group_overrides(argv)
@@ -104,7 +106,24 @@ def _eval(argv: list[str]) -> None:
         sys.exit(1)
 
 
-COMMANDS = {"run": _hydra_run, "eval": _eval}
+def _report(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="kdx report", description="Write report.md (tables, statistics, J, "
+                                     "Pareto set, study comparison, figures) for a run or a sweep directory.")
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--no-figures", action="store_true", help="tables only")
+    args = parser.parse_args(argv)
+    from kdx.report import write_report
+
+    target, collection = write_report(args.path, figures=not args.no_figures)
+    console = Console()
+    complete = sum(r.complete for r in collection.runs)
+    console.print(f"{complete} complete run(s) of {len(collection.runs)} found under {collection.root}")
+    for line in collection.missing:
+        console.print(f"[yellow]missing:[/] {line}", highlight=False)
+    console.print(f"report: [bold]{target}[/bold]")
+
+
+COMMANDS = {"run": _hydra_run, "eval": _eval, "report": _report}
 
 
 def main(argv: list[str] | None = None) -> None:

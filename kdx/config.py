@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from kdx.errors import ConfigError
 
 OUTPUTS = ("auto", "margin", "centred", "raw")
+COST_CHOICES = ("latency_ms", "latency_batch_ms", "params", "size_bytes", "peak_mb_batch")
 
 RUNNER_KEYS = ("name",)  # keys of dataset/teacher/student nodes that are not constructor arguments
 
@@ -80,5 +81,17 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"explain.noise_sigma must be a number > 0, got {ex.get('noise_sigma')!r}")
     if ex.get("output") not in OUTPUTS:
         raise ConfigError(f"explain.output must be one of {', '.join(OUTPUTS)}, got {ex.get('output')!r}")
+    for key in ("alpha", "confidence"):
+        value = cfg.stats.get(key)
+        if not _number(value) or not 0 < value < 1:
+            raise ConfigError(f"stats.{key} must be a number in (0, 1), got {value!r}")
+    if not cfg.objective.get("cost") or any(c not in COST_CHOICES for c in cfg.objective.cost):
+        raise ConfigError(f"objective.cost must be a non-empty list of {', '.join(COST_CHOICES)}, "
+                          f"got {cfg.objective.get('cost')!r}")
+    for name, weights in (cfg.objective.get("profiles") or {}).items():
+        if not isinstance(weights, DictConfig) or set(weights) != {"a_P", "b_C", "g_I"} or not all(
+                _number(v) and v >= 0 for v in weights.values()):
+            raise ConfigError(f"objective.profiles.{name} must set a_P, b_C and g_I to numbers >= 0, got "
+                              f"{OmegaConf.to_container(weights) if isinstance(weights, DictConfig) else weights!r}")
     if cfg.limits.get("rows") is not None and cfg.limits.rows < 30:
         raise ConfigError(f"limits.rows must be at least 30 to split 70/15/15, got {cfg.limits.rows}")

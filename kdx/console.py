@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -14,6 +16,7 @@ EFFICIENCY_COLUMNS = (("params", "params"), ("prr", "PRR"), ("size_bytes", "size
                       ("latency_reduction", "latency −"), ("peak_mb_batch", "peak MB (batch)"))
 ALIGNMENT_COLUMNS = (("cosine", "cosine"), ("mad", "MAD"), ("topk_agreement", "top-k"), ("spearman", "Spearman"),
                      ("stability", "stability"), ("stability_worst", "worst"), ("additivity_error", "additivity err"))
+KEY_STATS = ("accuracy", "ece", "nll", "cosine", "stability", "latency_ms")
 SCALE = {"size_bytes": 1e-3}
 SPEC = {"params": ".0f", "size_bytes": ".1f", "train_seconds": ".2f", "prr": ".3f", "latency_reduction": ".3f",
         "latency_per_row_ms": ".5f", "additivity_error": ".1e"}
@@ -41,7 +44,7 @@ def results_table(summary: dict, columns=MAIN_COLUMNS, what: str = "test split")
     return table
 
 
-def print_run(console: Console, summary: dict, out_dir) -> None:
+def print_run(console: Console, summary: dict, out_dir, comparisons: pd.DataFrame | None = None) -> None:
     console.print(results_table(summary))
     if summary.get("profile"):
         p = summary["profile"]
@@ -52,7 +55,27 @@ def print_run(console: Console, summary: dict, out_dir) -> None:
         setting = (f"SHAP to the teacher on {e['rows']} test rows, {e['background']} background rows, "
                    f"output {e['output']}, top-{e['top_k']}, σ={e['noise_sigma']:g}")
         console.print(results_table(summary, ALIGNMENT_COLUMNS, setting))
+    if comparisons is not None and len(comparisons):
+        console.print(stats_table(comparisons, summary["stats"]["alpha"]))
     for student, stat in summary.get("accuracy_retention", {}).items():
         console.print(f"accuracy retention {student}/teacher: {format_mean_sd(stat)}")
     console.print(f"wall time {summary['wall_seconds']:.1f} s, trained on {summary['device']}; "
                   f"outputs in [bold]{out_dir}[/bold]")
+
+
+def _num(value, spec: str = ".3f") -> str:
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:{spec}}"
+
+
+def stats_table(comparisons: pd.DataFrame, alpha: float, metrics=KEY_STATS) -> Table:
+    table = Table(title=f"Paired comparisons over seeds (Δ = B − A; * p < {alpha:g}, two-sided paired t-test)",
+                  title_justify="left")
+    for col in ("metric", "A → B", "Δ", "95% CI", "p", "Cohen's d", "d_z", "note"):
+        table.add_column(col, justify="left" if col in ("metric", "A → B", "note") else "right")
+    for _, r in comparisons[comparisons.metric.isin(metrics)].iterrows():
+        spec = ".4f" if abs(r["diff"]) < 10 else ".1f"
+        ci = "—" if r["ci_low"] is None or pd.isna(r["ci_low"]) else f"[{r['ci_low']:{spec}}, {r['ci_high']:{spec}}]"
+        table.add_row(r["metric"], f"{r['a']} → {r['b']}", _num(r["diff"], spec), ci,
+                      _num(r["p"], ".3g") + (" *" if r["significant"] else ""), _num(r["cohens_d"], ".2f"),
+                      _num(r["d_z"], ".2f"), r["note"] or "")
+    return table

@@ -116,10 +116,16 @@ def attributions(model: Classifier, X: np.ndarray, background: np.ndarray, A: np
     return explained_output(raw.values, A, per_class, classes), raw.explainer
 
 
+def resolve_output(output: str, n_classes: int) -> str:
+    """'auto' → 'margin' (binary) or 'centred' (multiclass); other choices unchanged."""
+    if output == "auto":
+        return "margin" if n_classes == 2 else "centred"
+    return output
+
+
 def output_matrix(n_classes: int, output: str) -> tuple[np.ndarray, bool]:
     """A (C × m) such that explained outputs = logits @ A, and whether a per-row class picks the column."""
-    if output == "auto":
-        output = "margin" if n_classes == 2 else "centred"
+    output = resolve_output(output, n_classes)
     if output == "margin":
         if n_classes != 2:
             raise ValueError("explain.output=margin needs a binary task; use centred")
@@ -175,12 +181,14 @@ class AlignmentResult:
 
 
 def align(models: dict[str, Classifier], n_numeric: int, group, X_train: np.ndarray, X_test: np.ndarray,
-          settings: ExplainSettings, seed: int) -> AlignmentResult:
+          settings: ExplainSettings, seed: int, X_val: np.ndarray | None = None) -> AlignmentResult:
     """Explain the first model (the teacher) and the others on the same test rows, background and output;
     compare each other model with the first; measure the stability of every model.
 
     `group` maps per-column attributions to original features; noise for stability is added to the first
-    `n_numeric` (standardized numeric) columns only, so one-hot columns stay valid.
+    `n_numeric` (standardized numeric) columns only, so one-hot columns stay valid. With `X_val`, cosine
+    and MAD are also measured on validation rows (`val_cosine`, `val_mad`), for model selection that never
+    looks at the test split.
     """
     rng = np.random.default_rng(seed)
     background = X_train[np.sort(rng.choice(len(X_train), min(settings.background, len(X_train)), replace=False))]
@@ -217,4 +225,12 @@ def align(models: dict[str, Classifier], n_numeric: int, group, X_train: np.ndar
         rho, rho_excluded = spearman(t, s)
         metrics[name].update({"cosine": cos, "mad": mad(t, s), "topk_agreement": topk_agreement(t, s, settings.top_k),
                               "spearman": rho, "cosine_excluded": cos_excluded, "spearman_excluded": rho_excluded})
+    if X_val is not None:
+        Xv = X_val[: settings.rows]
+        val_classes = teacher.logits(Xv).argmax(1)
+        val_grouped = {name: group(explain(model, Xv, background, A, per_class, val_classes, seed).columns)
+                       for name, model in models.items()}
+        for name in list(models)[1:]:
+            metrics[name]["val_cosine"] = cosine(val_grouped[teacher_name], val_grouped[name])[0]
+            metrics[name]["val_mad"] = mad(val_grouped[teacher_name], val_grouped[name])
     return AlignmentResult(metrics, grouped, columns, np.arange(len(X)), classes, explainers)

@@ -12,6 +12,8 @@ import pandas as pd
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
+STATS_FILE = "stats.csv"
+OBJECTIVE_FILE = "objective.csv"
 
 
 def _atomic_write(path: Path, write) -> None:

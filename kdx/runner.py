@@ -18,12 +18,23 @@ from kdx.datasets import TabularData
 from kdx.efficiency import ProfileSettings, profile_model, relative_to_teacher
 from kdx.environment import library_versions, machine, seed_everything
 from kdx.errors import ConfigError
-from kdx.explain import AlignmentResult, ExplainSettings, align
+from kdx.explain import AlignmentResult, ExplainSettings, align, resolve_output
 from kdx.metrics import fidelity
 from kdx.models.mlp import resolve_device
-from kdx.persist import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, write_csv, write_json, write_text
+from kdx.objective import add_objective_terms, objective
+from kdx.persist import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    OBJECTIVE_FILE,
+    STATS_FILE,
+    SUMMARY_FILE,
+    write_csv,
+    write_json,
+    write_text,
+)
 from kdx.preprocess import Preprocessor
 from kdx.split import Split, stratified_split
+from kdx.stats import compare_models
 from kdx.summary import summarize
 
 log = logging.getLogger("kdx")
@@ -35,6 +46,7 @@ class RunResult:
     out_dir: Path
     metrics: pd.DataFrame
     summary: dict
+    comparisons: pd.DataFrame
 
 
 def subsample(data: TabularData, rows: int, seed: int = 0) -> TabularData:
@@ -143,6 +155,7 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
                 "train_seconds": model.history_["fit_seconds"],
                 "epochs_run": model.history_.get("epochs_run"),
                 "best_epoch": model.history_.get("best_epoch"),
+                "params": model.n_params(),
             }
             if profiling is not None:
                 start = time.perf_counter()
@@ -155,7 +168,7 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
                 seed_rows[name].update(relative_to_teacher(seed_rows[name], seed_rows["teacher"]))
         if explaining is not None:
             aligned = align(dict(zip(MODELS, (teacher, nokd, kd))), len(data.numeric), sd.preprocessor.group_columns,
-                            sd.X["train"], sd.X["test"], explaining, seed)
+                            sd.X["train"], sd.X["test"], explaining, seed, X_val=sd.X["val"])
             for name in MODELS:
                 seed_rows[name].update(aligned.metrics[name])
                 seed_rows[name]["explainer"] = aligned.explainers[name]
@@ -168,6 +181,15 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
                  seed, acc["teacher"], acc["student_nokd"], acc["student_kd"])
 
     metrics = pd.DataFrame(rows)
+    comparisons = compare_models(metrics, cfg.stats.alpha, cfg.stats.confidence)
+    write_csv(out_dir / STATS_FILE, comparisons)
+    write_json(out_dir / "stats.json", comparisons.to_dict(orient="records"))
+    profiles = OmegaConf.to_container(cfg.objective.profiles, resolve=True)
+    scored = objective(add_objective_terms(metrics, tuple(cfg.objective.cost)), profiles)
+    scored = objective(add_objective_terms(scored, tuple(cfg.objective.cost), prefix="val_"), profiles, "val_")
+    objective_columns = ["seed", "model", "P", "C", "I", "val_P", "val_I",
+                         *[c for c in scored.columns if c.startswith(("J_", "val_J_"))]]
+    write_csv(out_dir / OBJECTIVE_FILE, scored[objective_columns])
     summary = {
         "complete": True,
         "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
@@ -177,12 +199,16 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         "kd": {"tau": tau, "alpha": alpha},
         "device": device,
         "machine": machine(),
-        "explain": None if explaining is None else asdict(explaining),
+        "explain": None if explaining is None else {
+            **asdict(explaining), "output_resolved": resolve_output(explaining.output, data.n_classes)},
         "profile": None if profiling is None else {**asdict(profiling), "device": "cpu"},
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,
         **summarize(metrics),
+        "objective": {"cost": list(cfg.objective.cost), "profiles": profiles,
+                      "J": summarize(scored[objective_columns])["metrics"]},
+        "stats": {"alpha": cfg.stats.alpha, "confidence": cfg.stats.confidence, "file": STATS_FILE},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(out_dir / SUMMARY_FILE, summary)
-    return RunResult(out_dir, metrics, summary)
+    return RunResult(out_dir, metrics, summary, comparisons)

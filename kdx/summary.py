@@ -22,6 +22,8 @@ def summarize(metrics: pd.DataFrame) -> dict:
         model: {col: mean_sd(group[col]) for col in numeric}
         for model, group in metrics.groupby("model", sort=False)
     }
+    if "accuracy" not in metrics.columns:
+        return {"metrics": per_model}
     acc = metrics.pivot(index="seed", columns="model", values="accuracy")
     retention = {
         student: mean_sd(acc[student] / acc["teacher"])

@@ -1,0 +1,95 @@
+"""Find the runs under a run or sweep directory, and what a sweep should have produced but did not."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from kdx.errors import DataError
+from kdx.persist import CONFIG_FILE, METRICS_FILE, STATS_FILE, SUMMARY_FILE
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    name: str
+    config: dict
+    metrics: pd.DataFrame | None
+    summary: dict | None
+    stats: pd.DataFrame | None
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.summary and self.summary.get("complete"))
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return (f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} "
+                f"τ={c['kd']['tau']:g} α={c['kd']['alpha']:g}")
+
+
+@dataclass
+class Collection:
+    root: Path
+    runs: list[RunRecord]
+    missing: list[str]  # human-readable lines: jobs that failed, stopped or never ran
+
+
+def _read_run(path: Path, name: str) -> RunRecord:
+    config = OmegaConf.to_container(OmegaConf.load(path / CONFIG_FILE), resolve=False)
+    metrics = pd.read_csv(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+    summary = json.loads((path / SUMMARY_FILE).read_text()) if (path / SUMMARY_FILE).is_file() else None
+    stats = pd.read_csv(path / STATS_FILE) if (path / STATS_FILE).is_file() else None
+    overrides_file = path / ".hydra" / "overrides.yaml"
+    overrides = list(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
+    return RunRecord(path, name, config, metrics, summary, stats, [str(o) for o in overrides])
+
+
+def _expected_jobs(root: Path) -> list[list[str]] | None:
+    """The job override lists a Hydra sweep directory was launched with (None when unknown)."""
+    file = root / "multirun.yaml"
+    if not file.is_file():
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = OmegaConf.load(file)
+    task = [str(o) for o in cfg.hydra.overrides.task]
+    params = cfg.hydra.get("sweeper", {}).get("params") or {}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in task}
+    task += [f"{k}={v}" for k, v in params.items() if k not in given]
+    parsed = OverridesParser.create().parse_overrides(task)
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [job for batch in batches for job in batch]
+
+
+def collect(path: str | Path) -> Collection:
+    """Runs at `path`: the run itself, or every job directory of a sweep (complete or not)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a directory")
+    if (root / CONFIG_FILE).is_file():
+        run = _read_run(root, root.name)
+        missing = [] if run.complete else [f"{root.name}: did not finish (no complete {SUMMARY_FILE})"]
+        return Collection(root, [run], missing)
+    jobs = sorted((p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file()),
+                  key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    started = {p.name for p in root.iterdir() if p.is_dir() and (p / ".hydra").is_dir()}
+    if not jobs and not started:
+        raise DataError(f"no kdx runs under {root} (expected a run directory or a sweep of them)")
+    runs = [_read_run(p, p.name) for p in jobs]
+    missing = [f"job {r.name} ({' '.join(r.overrides)}): did not finish (no complete {SUMMARY_FILE})"
+               for r in runs if not r.complete]
+    missing += [f"job {name}: failed before writing any result" for name in sorted(started - {p.name for p in jobs})]
+    expected = _expected_jobs(root)
+    if expected is not None:
+        for i, job in enumerate(expected):
+            if str(i) not in started:
+                missing.append(f"job {i} ({' '.join(job)}): never ran (the sweep stopped before it)")
+    return Collection(root, runs, missing)

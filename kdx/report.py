@@ -1,0 +1,260 @@
+"""`kdx report PATH`: tables, statistics, J, the Pareto set, the study's figures beside ours, and figures."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kdx.claims import TABLE2, TABLE3, Verdict, claims_for_run, tau_claim, within_ci
+from kdx.collect import Collection, RunRecord, collect
+from kdx.objective import pareto_mask
+from kdx.persist import OBJECTIVE_FILE, write_csv, write_text
+from kdx.summary import format_mean_sd, mean_sd
+
+log = logging.getLogger("kdx")
+MODELS = ("teacher", "student_nokd", "student_kd")
+REPORT_FILE = "report.md"
+
+
+def md_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (no extra dependency)."""
+    if frame.empty:
+        return "_(nothing to show)_\n"
+    cells = frame.astype(object).where(frame.notna(), "—").astype(str)
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in cells.to_numpy()]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def _ms(run: RunRecord, model: str, metric: str, spec: str = ".4f", scale: float = 1.0) -> str:
+    if run.metrics is None or metric not in run.metrics:
+        return "—"
+    stat = mean_sd(run.metrics.loc[run.metrics.model == model, metric] * scale)
+    return format_mean_sd(stat, spec)
+
+
+def points_table(runs: list[RunRecord]) -> pd.DataFrame:
+    """One row per (run, model): means over seeds of the selection (validation) and test quantities."""
+    rows = []
+    for run in runs:
+        file = run.path / OBJECTIVE_FILE
+        if not run.complete or not file.is_file():
+            continue
+        scored = pd.read_csv(file).merge(run.metrics, on=["seed", "model"], how="left")
+        c = run.config
+        for model, g in scored.groupby("model", sort=False):
+            row = {"run": run.name, "dataset": c["dataset"]["name"],
+                   "pair": f"{c['teacher']['name']}→{c['student']['name']}", "tau": float(c["kd"]["tau"]),
+                   "alpha": float(c["kd"]["alpha"]), "model": model, "seeds": len(g)}
+            for col in g.columns:
+                if col not in ("seed", "model") and pd.api.types.is_numeric_dtype(g[col]):
+                    row[col] = float(g[col].mean())
+                    row[f"{col}_sd"] = float(g[col].std(ddof=1)) if len(g) > 1 else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_and_best(points: pd.DataFrame, profiles: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pareto-efficient (run, model) over (val P, −C, val I), and the best per weight profile by mean
+    validation J — both chosen on validation metrics, reported with test metrics."""
+    if points.empty:
+        return points, points
+    points = points.copy()
+    # Accuracies of different datasets are not comparable: the front is computed per dataset.
+    points["pareto"] = False
+    for _, idx in points.groupby("dataset").groups.items():
+        objectives = points.loc[idx, ["val_P", "C", "val_I"]].to_numpy() * np.array([1, -1, 1])
+        points.loc[idx, "pareto"] = pareto_mask(objectives)
+    best = []
+    for profile in profiles:
+        col = f"val_J_{profile}"
+        if col in points and points[col].notna().any():
+            winner = points.loc[points[col].idxmax()]
+            best.append({"profile": profile, "run": winner["run"], "dataset": winner["dataset"],
+                         "pair": winner["pair"], "τ": winner["tau"], "α": winner["alpha"], "model": winner["model"],
+                         "val J": round(winner[col], 4), "test J": round(winner[f"J_{profile}"], 4),
+                         "test accuracy": round(winner["accuracy"], 4), "C": round(winner["C"], 4),
+                         "test cosine (I)": round(winner["I"], 4)})
+    return points, pd.DataFrame(best)
+
+
+def _table2(runs: list[RunRecord]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        for model in MODELS:
+            rows.append({"run": run.label, "model": model, "accuracy": _ms(run, model, "accuracy"),
+                         "cosine": _ms(run, model, "cosine"), "stability": _ms(run, model, "stability")})
+    study = [{"run": "study (published, over its datasets)", "model": m,
+              "accuracy": f"{TABLE2['accuracy'][m][0]:.3f} ± {TABLE2['accuracy'][m][1]:.3f}",
+              "cosine": (f"{TABLE2['cosine'][m][0]:.2f} ± {TABLE2['cosine'][m][1]:.2f}"
+                         if m in TABLE2["cosine"] else "—"),
+              "stability": f"{TABLE2['stability'][m][0]:.2f} ± {TABLE2['stability'][m][1]:.2f}"} for m in MODELS]
+    return pd.DataFrame(study + rows)
+
+
+def _table3(runs: list[RunRecord], confidence: float) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        name = run.config["dataset"]["name"]
+        kd = run.metrics[run.metrics.model == "student_kd"] if run.metrics is not None else pd.DataFrame()
+        study = TABLE3.get(name)
+        row = {"run": run.label}
+        for i, metric in enumerate(("cosine", "mad", "stability")):
+            row[f"{metric} (ours)"] = _ms(run, "student_kd", metric)
+            if study is None:
+                row[f"{metric} (study)"] = "—"
+                continue
+            inside, ci = within_ci(kd[metric].to_numpy(float), study[i], confidence) if metric in kd else (None, "")
+            mark = "" if inside is None else (" ✓ in our CI" if inside else " ✗ outside our CI")
+            row[f"{metric} (study)"] = f"{study[i]:.3f}{mark}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _efficiency(runs: list[RunRecord]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        for model in MODELS:
+            rows.append({"run": run.label, "model": model, "params": _ms(run, model, "params", ".0f"),
+                         "PRR": _ms(run, model, "prr", ".3f"), "size kB": _ms(run, model, "size_bytes", ".1f", 1e-3),
+                         "latency ms (b=1)": _ms(run, model, "latency_ms", ".4f"),
+                         "latency ms (batch)": _ms(run, model, "latency_batch_ms", ".3f"),
+                         "latency −": _ms(run, model, "latency_reduction", ".3f"),
+                         "peak MB (batch)": _ms(run, model, "peak_mb_batch", ".3f")})
+    return pd.DataFrame(rows)
+
+
+def _stats(runs: list[RunRecord]) -> pd.DataFrame:
+    frames = []
+    for run in runs:
+        if run.stats is not None and len(run.stats):
+            f = run.stats.copy()
+            f.insert(0, "run", run.label)
+            frames.append(f)
+    if not frames:
+        return pd.DataFrame()
+    s = pd.concat(frames, ignore_index=True)
+    fmt = lambda v, spec: "—" if pd.isna(v) else f"{v:{spec}}"  # noqa: E731
+    return pd.DataFrame({
+        "run": s.run, "metric": s.metric, "A → B": s.a + " → " + s.b, "Δ (B−A)": [fmt(v, ".4g") for v in s["diff"]],
+        "95% CI": [("—" if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]") for lo, hi in zip(s.ci_low, s.ci_high)],
+        "p": [fmt(p, ".3g") + (" *" if sig else "") for p, sig in zip(s.p, s.significant)],
+        "Cohen's d": [fmt(v, ".2f") for v in s.cohens_d], "d_z": [fmt(v, ".2f") for v in s.d_z],
+        "n": s.n, "note": s.note.fillna(""),
+    })
+
+
+def _j_table(points: pd.DataFrame, profiles: list[str]) -> pd.DataFrame:
+    if points.empty:
+        return points
+    cols = {"run": points.run, "dataset": points.dataset, "pair": points.pair, "τ": points.tau, "α": points.alpha,
+            "model": points.model, "P": points.P.round(4), "C": points.C.round(4), "I": points.I.round(4)}
+    for p in profiles:
+        cols[f"J {p}"] = [f"{m:.4f} ± {s:.4f}" if not pd.isna(s) else f"{m:.4f}"
+                          for m, s in zip(points[f"J_{p}"], points[f"J_{p}_sd"])]
+    return pd.DataFrame(cols)
+
+
+def _verdicts_table(verdicts: list[tuple[str, Verdict]]) -> pd.DataFrame:
+    return pd.DataFrame([{"run": run, "claim": v.claim, "study": v.study, "ours": v.ours, "verdict": v.verdict,
+                          "decided by": v.test} for run, v in verdicts])
+
+
+def build_report(collection: Collection, figures: bool = True) -> str:
+    runs = [r for r in collection.runs if r.complete]
+    first = runs[0].summary if runs else {}
+    alpha = first.get("stats", {}).get("alpha", 0.05)
+    confidence = first.get("stats", {}).get("confidence", 0.95)
+    profiles = list(first.get("objective", {}).get("profiles", {}))
+    points = points_table(runs)
+    points, best = pareto_and_best(points, profiles)
+    out = collection.root
+    tables = {"table2": _table2(runs), "table3": _table3(runs, confidence), "efficiency": _efficiency(runs),
+              "stats": _stats(runs), "objective": _j_table(points, profiles), "best_per_profile": best,
+              "pareto": points[points.pareto] if "pareto" in points else points}
+    verdicts = [(r.label, v) for r in runs for v in claims_for_run(r.metrics, r.stats, alpha)]
+    verdicts.append(("all runs", tau_claim(points) if not points.empty else Verdict(
+        "τ between 3 and 5 gives the best KD student", "τ ∈ [3, 5]", "no complete run", "", "not tested")))
+    tables["claims"] = _verdicts_table(verdicts)
+    for name, table in tables.items():
+        write_csv(out / f"report_{name}.csv", table)
+    write_csv(out / "report_points.csv", points)
+
+    lines = [f"# kdx report: {out}", ""]
+    lines += [f"{len(runs)} complete run(s) of {len(collection.runs)} found."]
+    if collection.missing:
+        lines += ["", "**Missing or incomplete** (the tables below use the complete runs only):", ""]
+        lines += [f"- {m}" for m in collection.missing]
+    if first:
+        m = first.get("machine", {})
+        lines += ["", f"Seeds {first.get('seeds')}; machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs; "
+                  f"latency with {first.get('profile', {}) and first['profile'].get('threads')} thread(s); "
+                  f"torch {first.get('versions', {}).get('torch')}, shap {first.get('versions', {}).get('shap')}."]
+    lines += ["", "## The study's claims beside ours", "",
+              "Each verdict comes from the test named in its row, on the seeds of that run.", "",
+              md_table(tables["claims"]),
+              "## Table 2 — teacher, student without KD, student with KD (test split, mean ± sd over seeds)", "",
+              md_table(tables["table2"]),
+              "## Table 3 — alignment of the KD student per dataset", "",
+              f"✓/✗: whether the study's value lies inside our {confidence:.0%} confidence interval of the mean.", "",
+              md_table(tables["table3"]),
+              "## Efficiency (CPU)", "", md_table(tables["efficiency"]),
+              f"## Statistics (paired over seeds; * p < {alpha:g})", "", md_table(tables["stats"]),
+              "## Composite objective J = a_P·P − b_C·C + g_I·I (test, mean ± sd over seeds)", "",
+              "P = accuracy, C = mean of model/teacher over " + ", ".join(first.get("objective", {}).get("cost", []))
+              + " (teacher = 1), I = SHAP cosine to the teacher (teacher = 1). Profiles: "
+              + "; ".join(f"{k}: a_P={v['a_P']}, b_C={v['b_C']}, g_I={v['g_I']}"
+                          for k, v in first.get("objective", {}).get("profiles", {}).items()) + ".", "",
+              md_table(tables["objective"]),
+              "## Best configuration per profile (chosen on validation, reported on test)", "",
+              md_table(tables["best_per_profile"]),
+              "## Pareto-efficient configurations over (P, −C, I), per dataset, on validation metrics", "",
+              md_table(tables["pareto"][["run", "dataset", "pair", "tau", "alpha", "model", "val_P", "C", "val_I",
+                                         "accuracy", "I"]].round(4) if not points.empty else points)]
+    if figures and runs:
+        from kdx.figures import draw_all
+
+        lines += ["## Figures", ""]
+        for title, file in draw_all(runs, points, out):
+            lines += [f"### {title}", "", f"![{title}]({file})", ""]
+    lines += ["", "Tables as CSV: `report_*.csv` beside this file."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(path: str | Path, figures: bool = True) -> tuple[Path, Collection]:
+    collection = collect(path)
+    text = build_report(collection, figures)
+    target = collection.root / REPORT_FILE
+    write_text(target, text)
+    return target, collection
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class ReportCallback(Callback):
+    """Writes the report at the end of `kdx run` (run directory) and of a multirun (sweep directory).
+    When a job fails Hydra stops before this fires: run `kdx report SWEEP_DIR` on what completed."""
+
+    def __init__(self, figures: bool = True):
+        self.figures = figures
+
+    def on_run_end(self, config, **kwargs) -> None:
+        self._write(config.hydra.runtime.output_dir)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        self._write(config.hydra.sweep.dir)
+
+    def _write(self, path) -> None:
+        try:
+            target, _ = write_report(path, self.figures)
+            log.info("report: %s", target)
+        except Exception as exc:  # the results are already safe on disk; a report failure must not hide them
+            log.warning("report not written (%s); run kdx report %s", exc, path)
