@@ -16,6 +16,8 @@ Explainers, chosen per model family (each deterministic for the same input):
   linear models, additive by construction;
 - scikit-learn histogram GBT: `shap.TreeExplainer`, interventional, one explanation per class built from
   that class's trees (exact; much faster than explaining the stacked multiclass model);
+- decision-tree students: `shap.TreeExplainer`, interventional, on the tree with its leaf logits as
+  outputs (exact);
 - anything else: `shap.PermutationExplainer` over an independent masker on the same background (seeded).
 """
 
@@ -30,7 +32,7 @@ import numpy as np
 from kdx.alignment import cosine, mad, spearman, stability, topk_agreement
 from kdx.config import OUTPUTS
 from kdx.deeplift import deeplift
-from kdx.models import Classifier, GBTClassifier, MLPClassifier
+from kdx.models import Classifier, GBTClassifier, MLPClassifier, TreeClassifier
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,24 @@ def _hist_gbt(model: GBTClassifier, X: np.ndarray, background: np.ndarray) -> Lo
     return LogitAttributions(values, expected, "TreeExplainer (interventional, per class)")
 
 
+def _sklearn_tree(model: TreeClassifier, X: np.ndarray, background: np.ndarray) -> LogitAttributions:
+    import shap
+
+    t = model.model_.tree_
+    leaf = t.children_left == -1
+    tree = {
+        "children_left": t.children_left.astype(np.int64), "children_right": t.children_right.astype(np.int64),
+        "children_default": t.children_left.astype(np.int64),  # inputs are imputed: no missing values
+        "features": np.where(leaf, -2, t.feature).astype(np.int64), "thresholds": t.threshold.astype(np.float64),
+        "values": model.leaf_logits(), "node_sample_weight": t.weighted_n_node_samples.astype(np.float64),
+    }
+    explainer = shap.TreeExplainer({"trees": [tree]}, data=background.astype(np.float64),
+                                   feature_perturbation="interventional", model_output="raw")
+    values = np.asarray(explainer.shap_values(X.astype(np.float64), check_additivity=False), dtype=np.float64)
+    return LogitAttributions(values.reshape(len(X), X.shape[1], -1), model.logits(background).mean(0),
+                             "TreeExplainer (interventional, leaf logits)")
+
+
 def _permutation(model: Classifier, X: np.ndarray, background: np.ndarray, seed: int) -> LogitAttributions:
     import shap
 
@@ -103,6 +123,8 @@ def logit_attributions(model: Classifier, X: np.ndarray, background: np.ndarray,
         warnings.simplefilter("ignore")  # shap's deprecation chatter; results are checked for additivity
         if isinstance(model, GBTClassifier):
             return _hist_gbt(model, X, background)
+        if isinstance(model, TreeClassifier):
+            return _sklearn_tree(model, X, background)
         return _permutation(model, X, background, seed)
 
 

@@ -67,6 +67,10 @@ class Preprocessor:
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         return np.ascontiguousarray(self._ct.transform(self._prepare(X)), dtype=np.float32)
 
+    def numeric_scaler(self):
+        """The fitted StandardScaler of the numeric columns (for reading thresholds in raw units)."""
+        return self._ct.named_transformers_["num"].named_steps["scale"]
+
     @property
     def n_features_out(self) -> int:
         return len(self.columns_)

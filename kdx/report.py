@@ -164,6 +164,24 @@ def _verdicts_table(verdicts: list[tuple[str, Verdict]]) -> pd.DataFrame:
                           "decided by": v.test} for run, v in verdicts])
 
 
+def _rules_section(runs: list[RunRecord], max_lines: int = 60) -> list[str]:
+    """Readable students (trees): their rules beside their fidelity to the teacher."""
+    out = []
+    for run in runs:
+        seeds = sorted(run.path.glob("checkpoints/seed_*/student_kd_rules.txt"))
+        if not seeds:
+            continue
+        rules = seeds[0].read_text().splitlines()
+        shown = rules[:max_lines] + ([f"... ({len(rules) - max_lines} more lines in {seeds[0].name})"]
+                                     if len(rules) > max_lines else [])
+        out += [f"### {run.label}: the distilled tree ({seeds[0].parent.name})", "",
+                "Agreement with the teacher's predictions on the test split (mean ± sd over seeds): KD student "
+                f"{_ms(run, 'student_kd', 'teacher_agreement')}, no-KD student "
+                f"{_ms(run, 'student_nokd', 'teacher_agreement')}; test accuracy KD "
+                f"{_ms(run, 'student_kd', 'accuracy')}.", "", "```", *shown, "```", ""]
+    return (["## Readable students: rules and fidelity to the teacher", "", *out]) if out else []
+
+
 def build_report(collection: Collection, figures: bool = True) -> str:
     runs = [r for r in collection.runs if r.complete]
     first = runs[0].summary if runs else {}
@@ -215,6 +233,7 @@ def build_report(collection: Collection, figures: bool = True) -> str:
               "## Pareto-efficient configurations over (P, −C, I), per dataset, on validation metrics", "",
               md_table(tables["pareto"][["run", "dataset", "pair", "tau", "alpha", "model", "val_P", "C", "val_I",
                                          "accuracy", "I"]].round(4) if not points.empty else points)]
+    lines += _rules_section(runs)
     if figures and runs:
         from kdx.figures import draw_all
 

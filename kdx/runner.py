@@ -156,6 +156,7 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
                 "epochs_run": model.history_.get("epochs_run"),
                 "best_epoch": model.history_.get("best_epoch"),
                 "params": model.n_params(),
+                "teacher_agreement": float((model.predict(sd.X["test"]) == teacher.predict(sd.X["test"])).mean()),
             }
             if profiling is not None:
                 start = time.perf_counter()
@@ -163,6 +164,8 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
                 seed_rows[name]["profile_seconds"] = time.perf_counter() - start
             if cfg.save_checkpoints:
                 model.save(seed_dir / name)
+            if hasattr(model, "rules"):
+                write_text(seed_dir / f"{name}_rules.txt", model.rules(sd.preprocessor, data.class_names))
         if profiling is not None:
             for name in MODELS[1:]:
                 seed_rows[name].update(relative_to_teacher(seed_rows[name], seed_rows["teacher"]))
