@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -69,6 +70,19 @@ def check_group_overrides(argv: list[str]) -> None:
                 _fail(f"unknown {group} '{value}'; choose one of: {', '.join(options[group])}")
 
 
+def parallel_jobs(hydra_cfg) -> int:
+    """How many jobs the launcher runs at the same time (for per-job thread counts)."""
+    launcher = hydra_cfg.get("launcher") or {}
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target:
+        n = launcher.get("n_jobs") or 1
+        return os.cpu_count() or 1 if n < 0 else n
+    if "submitit" in target:
+        # Each submitit job gets its own cpus_per_task; share the machine only when it runs locally.
+        return max(1, (os.cpu_count() or 1) // (launcher.get("cpus_per_task") or 1)) if "Local" in target else 1
+    return 1
+
+
 def _hydra_run(argv: list[str]) -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -79,9 +93,10 @@ def _hydra_run(argv: list[str]) -> None:
 
     @hydra.main(version_base="1.3", config_path="pkg://kdx.conf", config_name="config")
     def _main(cfg: DictConfig) -> float | None:
-        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        hydra_cfg = HydraConfig.get()
+        out_dir = Path(hydra_cfg.runtime.output_dir)
         try:
-            result = run(cfg, out_dir)
+            result = run(cfg, out_dir, parallel_jobs=parallel_jobs(hydra_cfg))
         except KdxError as exc:
             _fail(str(exc))
         print_run(Console(width=None if sys.stdout.isatty() else 140), result.summary, out_dir, result.comparisons)
@@ -89,7 +104,10 @@ def _hydra_run(argv: list[str]) -> None:
 
     check_group_overrides(argv)
     sys.argv = ["kdx run", *argv]
-    _main()
+    try:
+        _main()
+    except ValueError as exc:  # Hydra's own command-line checks (e.g. -m together with --cfg)
+        _fail(str(exc).splitlines()[0])
 
 
 def _eval(argv: list[str]) -> None:

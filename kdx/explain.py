@@ -193,66 +193,97 @@ def explain(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndar
 
 
 @dataclass
-class AlignmentResult:
-    metrics: dict[str, dict]  # per model name: metric columns
-    grouped: dict[str, np.ndarray]  # per model: (rows, original features)
-    columns: dict[str, np.ndarray]  # per model: (rows, encoded columns)
-    rows: np.ndarray  # positions in the test split that were explained
-    output_class: np.ndarray
-    explainers: dict[str, str]
+class ExplainContext:
+    """Everything that makes the game the same for teacher and students: background rows, explained rows,
+    output combination, the teacher's class per row, and the seeded perturbations for stability."""
+
+    background: np.ndarray
+    X: np.ndarray
+    A: np.ndarray
+    per_class: bool
+    classes: np.ndarray
+    X_noisy: np.ndarray
+    noisy_classes: np.ndarray
+    X_val: np.ndarray | None
+    val_classes: np.ndarray | None
+    draws: int
+    top_k: int
+    seed: int
+
+    @classmethod
+    def build(cls, teacher: Classifier, n_numeric: int, X_train: np.ndarray, X_test: np.ndarray,
+              settings: ExplainSettings, seed: int, X_val: np.ndarray | None = None) -> ExplainContext:
+        """Noise for stability goes to the first `n_numeric` (standardized numeric) columns only, so one-hot
+        columns stay valid."""
+        rng = np.random.default_rng(seed)
+        n_bg = min(settings.background, len(X_train))
+        background = X_train[np.sort(rng.choice(len(X_train), n_bg, replace=False))]
+        X = X_test[: settings.rows]
+        teacher_logits = teacher.logits(X)
+        A, per_class = output_matrix(teacher_logits.shape[1], settings.output)
+        classes = teacher_logits.argmax(1)
+        n_stab = min(settings.stability_rows, len(X))
+        noisy = np.repeat(X[:n_stab, None, :], settings.stability_draws, axis=1)
+        noisy[..., :n_numeric] += rng.normal(0.0, settings.noise_sigma, size=noisy[..., :n_numeric].shape)
+        Xv = None if X_val is None else X_val[: settings.rows]
+        return cls(background, X, A, per_class, classes, noisy.reshape(-1, X.shape[1]).astype(np.float32),
+                   np.repeat(classes[:n_stab], settings.stability_draws), Xv,
+                   None if Xv is None else teacher.logits(Xv).argmax(1), settings.stability_draws,
+                   settings.top_k, seed)
+
+
+@dataclass
+class ModelExplanation:
+    metrics: dict  # stability, label flips, additivity error, time
+    grouped: np.ndarray  # (rows, original features)
+    columns: np.ndarray  # (rows, encoded columns)
+    val_grouped: np.ndarray | None
+    explainer: str
+
+
+def explain_model(model: Classifier, ctx: ExplainContext, group) -> ModelExplanation:
+    """Attributions of one model in the shared game, and its stability under the shared perturbations.
+    `group` maps per-column attributions to original features."""
+    clean = explain(model, ctx.X, ctx.background, ctx.A, ctx.per_class, ctx.classes, ctx.seed)
+    noisy = explain(model, ctx.X_noisy, ctx.background, ctx.A, ctx.per_class, ctx.noisy_classes, ctx.seed)
+    grouped = group(clean.columns)
+    n_stab = len(ctx.X_noisy) // ctx.draws
+    noisy_grouped = group(noisy.columns).reshape(n_stab, ctx.draws, -1)
+    flips = model.predict(ctx.X_noisy) != np.repeat(model.predict(ctx.X[:n_stab]), ctx.draws)
+    seconds = clean.seconds + noisy.seconds
+    val_grouped = None
+    if ctx.X_val is not None:
+        val = explain(model, ctx.X_val, ctx.background, ctx.A, ctx.per_class, ctx.val_classes, ctx.seed)
+        val_grouped, seconds = group(val.columns), seconds + val.seconds
+    metrics = {
+        **stability(grouped[:n_stab], noisy_grouped),
+        "stability_label_flips": float(flips.mean()),
+        "additivity_error": max(clean.additivity_error, noisy.additivity_error),
+        "explain_seconds": seconds,
+    }
+    return ModelExplanation(metrics, grouped, clean.columns.astype(np.float32), val_grouped, clean.explainer)
+
+
+def compare(teacher: ModelExplanation, student: ModelExplanation, top_k: int) -> dict:
+    """Agreement of a student's attributions with the teacher's (test rows; cosine/MAD on validation too)."""
+    t, s = teacher.grouped, student.grouped
+    cos, cos_excluded = cosine(t, s)
+    rho, rho_excluded = spearman(t, s)
+    out = {"cosine": cos, "mad": mad(t, s), "topk_agreement": topk_agreement(t, s, top_k), "spearman": rho,
+           "cosine_excluded": cos_excluded, "spearman_excluded": rho_excluded}
+    if teacher.val_grouped is not None and student.val_grouped is not None:
+        out["val_cosine"] = cosine(teacher.val_grouped, student.val_grouped)[0]
+        out["val_mad"] = mad(teacher.val_grouped, student.val_grouped)
+    return out
 
 
 def align(models: dict[str, Classifier], n_numeric: int, group, X_train: np.ndarray, X_test: np.ndarray,
-          settings: ExplainSettings, seed: int, X_val: np.ndarray | None = None) -> AlignmentResult:
-    """Explain the first model (the teacher) and the others on the same test rows, background and output;
-    compare each other model with the first; measure the stability of every model.
-
-    `group` maps per-column attributions to original features; noise for stability is added to the first
-    `n_numeric` (standardized numeric) columns only, so one-hot columns stay valid. With `X_val`, cosine
-    and MAD are also measured on validation rows (`val_cosine`, `val_mad`), for model selection that never
-    looks at the test split.
-    """
-    rng = np.random.default_rng(seed)
-    background = X_train[np.sort(rng.choice(len(X_train), min(settings.background, len(X_train)), replace=False))]
-    X = X_test[: settings.rows]
+          settings: ExplainSettings, seed: int, X_val: np.ndarray | None = None) -> dict[str, ModelExplanation]:
+    """Explain the first model (the teacher) and the others in one game; compare each other model with the
+    first (its `metrics` gain cosine, MAD, top-k agreement, Spearman, and val_cosine/val_mad with X_val)."""
     teacher_name, teacher = next(iter(models.items()))
-    teacher_logits = teacher.logits(X)
-    A, per_class = output_matrix(teacher_logits.shape[1], settings.output)
-    classes = teacher_logits.argmax(1)
-
-    n_stab = min(settings.stability_rows, len(X))
-    X_noisy = np.repeat(X[:n_stab, None, :], settings.stability_draws, axis=1)
-    X_noisy[..., :n_numeric] += rng.normal(0.0, settings.noise_sigma, size=X_noisy[..., :n_numeric].shape)
-    X_noisy = X_noisy.reshape(-1, X.shape[1]).astype(np.float32)
-    noisy_classes = np.repeat(classes[:n_stab], settings.stability_draws)
-
-    metrics, grouped, columns, explainers = {}, {}, {}, {}
-    for name, model in models.items():
-        clean = explain(model, X, background, A, per_class, classes, seed)
-        noisy = explain(model, X_noisy, background, A, per_class, noisy_classes, seed)
-        columns[name] = clean.columns.astype(np.float32)
-        grouped[name] = group(clean.columns)
-        noisy_grouped = group(noisy.columns).reshape(n_stab, settings.stability_draws, -1)
-        flips = model.predict(X_noisy) != np.repeat(model.predict(X[:n_stab]), settings.stability_draws)
-        explainers[name] = clean.explainer
-        metrics[name] = {
-            **stability(grouped[name][:n_stab], noisy_grouped),
-            "stability_label_flips": float(flips.mean()),
-            "additivity_error": max(clean.additivity_error, noisy.additivity_error),
-            "explain_seconds": clean.seconds + noisy.seconds,
-        }
+    ctx = ExplainContext.build(teacher, n_numeric, X_train, X_test, settings, seed, X_val)
+    out = {name: explain_model(model, ctx, group) for name, model in models.items()}
     for name in list(models)[1:]:
-        t, s = grouped[teacher_name], grouped[name]
-        cos, cos_excluded = cosine(t, s)
-        rho, rho_excluded = spearman(t, s)
-        metrics[name].update({"cosine": cos, "mad": mad(t, s), "topk_agreement": topk_agreement(t, s, settings.top_k),
-                              "spearman": rho, "cosine_excluded": cos_excluded, "spearman_excluded": rho_excluded})
-    if X_val is not None:
-        Xv = X_val[: settings.rows]
-        val_classes = teacher.logits(Xv).argmax(1)
-        val_grouped = {name: group(explain(model, Xv, background, A, per_class, val_classes, seed).columns)
-                       for name, model in models.items()}
-        for name in list(models)[1:]:
-            metrics[name]["val_cosine"] = cosine(val_grouped[teacher_name], val_grouped[name])[0]
-            metrics[name]["val_mad"] = mad(val_grouped[teacher_name], val_grouped[name])
-    return AlignmentResult(metrics, grouped, columns, np.arange(len(X)), classes, explainers)
+        out[name].metrics.update(compare(out[teacher_name], out[name], settings.top_k))
+    return out

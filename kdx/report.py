@@ -37,6 +37,30 @@ def _ms(run: RunRecord, model: str, metric: str, spec: str = ".4f", scale: float
     return format_mean_sd(stat, spec)
 
 
+def _student_size(student: dict) -> str:
+    keys = ("hidden", "max_depth", "max_leaf_nodes", "n_estimators")
+    return ", ".join(f"{k}={student[k]}" for k in keys if k in student)
+
+
+def tuned_on_validation(points: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and teacher→student family: the configuration whose KD student has the best mean
+    validation accuracy, with its test figures. The test split plays no part in the choice."""
+    kd = points[points.model == "student_kd"] if not points.empty else points
+    rows = []
+    for (dataset, pair), g in kd.groupby(["dataset", "pair"]) if not kd.empty else []:
+        w = g.loc[g.val_accuracy.idxmax()]
+        base = points[(points.run == w.run) & (points.model == "student_nokd")]
+        teacher = points[(points.run == w.run) & (points.model == "teacher")]
+        rows.append({"dataset": dataset, "pair": pair, "candidates": len(g), "chosen run": w.run, "τ": w.tau,
+                     "α": w.alpha, "student": w.student_config, "val accuracy": round(w.val_accuracy, 4),
+                     "test accuracy": f"{w.accuracy:.4f} ± {w.accuracy_sd:.4f}" if not pd.isna(w.accuracy_sd)
+                     else f"{w.accuracy:.4f}",
+                     "test accuracy, no KD": round(float(base.accuracy.iloc[0]), 4) if len(base) else None,
+                     "test accuracy, teacher": round(float(teacher.accuracy.iloc[0]), 4) if len(teacher) else None,
+                     "test cosine": round(w.I, 4) if not pd.isna(w.I) else None})
+    return pd.DataFrame(rows)
+
+
 def points_table(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per (run, model): means over seeds of the selection (validation) and test quantities."""
     rows = []
@@ -49,7 +73,8 @@ def points_table(runs: list[RunRecord]) -> pd.DataFrame:
         for model, g in scored.groupby("model", sort=False):
             row = {"run": run.name, "dataset": c["dataset"]["name"],
                    "pair": f"{c['teacher']['name']}→{c['student']['name']}", "tau": float(c["kd"]["tau"]),
-                   "alpha": float(c["kd"]["alpha"]), "model": model, "seeds": len(g)}
+                   "alpha": float(c["kd"]["alpha"]), "model": model, "seeds": len(g),
+                   "student_config": _student_size(c["student"])}
             for col in g.columns:
                 if col not in ("seed", "model") and pd.api.types.is_numeric_dtype(g[col]):
                     row[col] = float(g[col].mean())
@@ -193,7 +218,8 @@ def build_report(collection: Collection, figures: bool = True) -> str:
     out = collection.root
     tables = {"table2": _table2(runs), "table3": _table3(runs, confidence), "efficiency": _efficiency(runs),
               "stats": _stats(runs), "objective": _j_table(points, profiles), "best_per_profile": best,
-              "pareto": points[points.pareto] if "pareto" in points else points}
+              "pareto": points[points.pareto] if "pareto" in points else points,
+              "tuned": tuned_on_validation(points)}
     verdicts = [(r.label, v) for r in runs for v in claims_for_run(r.metrics, r.stats, alpha)]
     verdicts.append(("all runs", tau_claim(points) if not points.empty else Verdict(
         "τ between 3 and 5 gives the best KD student", "τ ∈ [3, 5]", "no complete run", "", "not tested")))
@@ -204,6 +230,11 @@ def build_report(collection: Collection, figures: bool = True) -> str:
 
     lines = [f"# kdx report: {out}", ""]
     lines += [f"{len(runs)} complete run(s) of {len(collection.runs)} found."]
+    reuse = [r.metrics.reused for r in runs if r.metrics is not None and "reused" in r.metrics]
+    if reuse:
+        flags = pd.concat(reuse)
+        lines += ["", f"Models trained and measured: {int((~flags).sum())}; reused from the cache: "
+                  f"{int(flags.sum())} (per run: column `reused` of metrics.csv)."]
     if collection.missing:
         lines += ["", "**Missing or incomplete** (the tables below use the complete runs only):", ""]
         lines += [f"- {m}" for m in collection.missing]
@@ -228,6 +259,11 @@ def build_report(collection: Collection, figures: bool = True) -> str:
               + "; ".join(f"{k}: a_P={v['a_P']}, b_C={v['b_C']}, g_I={v['g_I']}"
                           for k, v in first.get("objective", {}).get("profiles", {}).items()) + ".", "",
               md_table(tables["objective"]),
+              "## Tuned on validation", "",
+              "Per dataset and pair, the configuration (τ, α, student size) whose KD student has the best mean "
+              "validation accuracy; its test figures are reported as they are. The test split takes no part in "
+              "the choice. Sweep with `kdx run +sweep=tune` or `+sweep=tau_alpha`.", "",
+              md_table(tables["tuned"]),
               "## Best configuration per profile (chosen on validation, reported on test)", "",
               md_table(tables["best_per_profile"]),
               "## Pareto-efficient configurations over (P, −C, I), per dataset, on validation metrics", "",

@@ -1,8 +1,15 @@
-"""The protocol: per seed, split → preprocess → teacher → no-KD and KD students → test metrics."""
+"""The protocol: per seed, split → preprocess → teacher → no-KD and KD students → measurements.
+
+Trained models and their measurements go through a content-addressed cache (kdx.cache): in a τ/α sweep
+the teacher and the no-KD student are trained and measured once per (data, config, seed) and reused by
+every grid point and later run; only the KD student, which τ and α change, is computed per point.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,13 +20,15 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from kdx.building import build_dataset, build_model
+from kdx.cache import ArtifactCache, content_key
 from kdx.config import seeds_of, validate
 from kdx.datasets import TabularData
-from kdx.efficiency import ProfileSettings, profile_model, relative_to_teacher
-from kdx.environment import library_versions, machine, seed_everything
+from kdx.efficiency import ProfileSettings, cpu_threads, profile_model, relative_to_teacher
+from kdx.environment import cpu_model, library_versions, machine, seed_everything
 from kdx.errors import ConfigError
-from kdx.explain import AlignmentResult, ExplainSettings, align, resolve_output
+from kdx.explain import ExplainContext, ExplainSettings, ModelExplanation, compare, explain_model, resolve_output
 from kdx.metrics import fidelity
+from kdx.models import Classifier, load_model
 from kdx.models.mlp import resolve_device
 from kdx.objective import add_objective_terms, objective
 from kdx.persist import (
@@ -66,6 +75,12 @@ def subsample(data: TabularData, rows: int, seed: int = 0) -> TabularData:
     )
 
 
+def fingerprint(data: TabularData) -> str:
+    """SHA-256 of the rows, labels and column roles: any change in the data changes every cache key."""
+    h = pd.util.hash_pandas_object(data.X, index=False).to_numpy().tobytes()
+    return content_key(h.hex(), data.y.tobytes().hex(), data.class_names, data.numeric, data.categorical)
+
+
 @dataclass
 class SeedData:
     split: Split
@@ -83,105 +98,225 @@ def prepare_seed(data: TabularData, seed: int, fractions: tuple[float, float, fl
     return SeedData(split, pre, X, y)
 
 
-def save_attributions(path: Path, aligned: AlignmentResult, sd: SeedData, features: tuple[str, ...]) -> None:
+def _save_model(model: Classifier, folder: Path) -> None:
+    model.save(folder / "model")
+
+
+def _load_model(folder: Path) -> Classifier:
+    return load_model(next(p for p in folder.iterdir() if p.stem == "model"))
+
+
+def _save_measurement(value: tuple[dict, ModelExplanation | None], folder: Path) -> None:
+    row, expl = value
+    (folder / "row.json").write_text(json.dumps(row, default=float))
+    if expl is not None:
+        arrays = {"grouped": expl.grouped, "columns": expl.columns}
+        if expl.val_grouped is not None:
+            arrays["val_grouped"] = expl.val_grouped
+        np.savez(folder / "explanation.npz", **arrays)
+        (folder / "explanation.json").write_text(json.dumps({"metrics": expl.metrics, "explainer": expl.explainer}))
+
+
+def _load_measurement(folder: Path) -> tuple[dict, ModelExplanation | None]:
+    row = json.loads((folder / "row.json").read_text())
+    if not (folder / "explanation.npz").is_file():
+        return row, None
+    meta = json.loads((folder / "explanation.json").read_text())
+    with np.load(folder / "explanation.npz") as z:
+        expl = ModelExplanation(meta["metrics"], z["grouped"], z["columns"],
+                                z["val_grouped"] if "val_grouped" in z else None, meta["explainer"])
+    return row, expl
+
+
+def save_attributions(path: Path, explanations: dict[str, ModelExplanation], classes: np.ndarray, sd: SeedData,
+                      features: tuple[str, ...]) -> None:
     """Per-row attributions of every model, per original feature and per encoded column (compressed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    rows = len(classes)
     np.savez_compressed(
         path,
         feature_names=np.asarray(features), column_names=np.asarray(sd.preprocessor.columns_),
-        test_rows=sd.split.test[aligned.rows], output_class=aligned.output_class,
-        **{name: values.astype(np.float32) for name, values in aligned.grouped.items()},
-        **{f"{name}_columns": values for name, values in aligned.columns.items()},
+        test_rows=sd.split.test[:rows], output_class=classes,
+        **{name: e.grouped.astype(np.float32) for name, e in explanations.items()},
+        **{f"{name}_columns": e.columns for name, e in explanations.items()},
     )
 
 
-def run(cfg: DictConfig, out_dir: Path) -> RunResult:
-    """Run the whole protocol described by `cfg`, writing results and checkpoints under `out_dir`."""
-    started = time.perf_counter()
-    validate(cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    seeds = seeds_of(cfg)
-    fractions = (cfg.split.train, cfg.split.val, cfg.split.test)
-    device = str(resolve_device(cfg.device))
-    tau, alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
+def resolve_threads(setting, parallel_jobs: int = 1) -> int:
+    """torch/BLAS threads for this job: an explicit number, or (auto) the cores divided among the jobs
+    that run at the same time, so parallel jobs never oversubscribe the machine."""
+    if setting not in (None, "auto"):
+        if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+            raise ConfigError(f"threads must be a positive integer or auto, got {setting!r}")
+        return setting
+    return max(1, (os.cpu_count() or 1) // max(1, parallel_jobs))
 
-    profiling = ProfileSettings(
-        threads=cfg.profile.threads, warmup=cfg.profile.warmup, repeats=cfg.profile.repeats,
-        batch_size=cfg.profile.batch_size, memory=cfg.profile.memory,
-    ) if cfg.profile.enabled else None
 
-    explaining = ExplainSettings(**{k: v for k, v in cfg.explain.items() if k != "enabled"}) \
-        if cfg.explain.enabled else None
+class Protocol:
+    """One run's settings and the per-seed work; `run()` below drives it over the seeds."""
 
-    data = build_dataset(cfg.dataset)
-    if cfg.limits.rows is not None:
-        data = subsample(data, cfg.limits.rows)
-    if explaining is not None and explaining.output == "margin" and data.n_classes != 2:
-        raise ConfigError(f"explain.output=margin needs a binary task; {data.name} has {data.n_classes} classes "
-                          "(use explain.output=centred)")
-    log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
-             data.n_classes, data.class_counts())
+    def __init__(self, cfg: DictConfig, data: TabularData, cache: ArtifactCache):
+        self.cfg = cfg
+        self.data = data
+        self.cache = cache
+        self.device = str(resolve_device(cfg.device))
+        self.tau, self.alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
+        self.fractions = (cfg.split.train, cfg.split.val, cfg.split.test)
+        p = cfg.profile
+        self.profiling = ProfileSettings(threads=p.threads, warmup=p.warmup, repeats=p.repeats,
+                                         batch_size=p.batch_size, memory=p.memory) if p.enabled else None
+        self.explaining = ExplainSettings(**{k: v for k, v in cfg.explain.items() if k != "enabled"}) \
+            if cfg.explain.enabled else None
+        versions = library_versions()
+        self.base = {
+            "data": fingerprint(data), "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+            "split": self.fractions, "limits": OmegaConf.to_container(cfg.limits, resolve=True),
+            "device": self.device, "versions": {k: versions[k] for k in ("kdx", "torch", "scikit-learn", "numpy")},
+        }
+        self.measure_settings = {
+            "metrics": OmegaConf.to_container(cfg.metrics), "cpu": cpu_model(),
+            "profile": OmegaConf.to_container(cfg.profile), "explain": OmegaConf.to_container(cfg.explain),
+        }
 
-    rows: list[dict] = []
-    splits: dict[int, dict[str, int]] = {}
-    for seed in seeds:
+    def _fit(self, role: str, node: DictConfig, key: str, seed: int, sd: SeedData, label: str,
+             teacher_logits=None, alpha: float = 1.0) -> tuple[Classifier, bool]:
+        def compute() -> Classifier:
+            model = build_model(role, node, seed, self.device, self.cfg.limits)
+            return model.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], self.data.n_classes,
+                             teacher_logits=teacher_logits, tau=self.tau, alpha=alpha)
+
+        return self.cache.get_or_compute("models", key, compute, _save_model, _load_model, label)
+
+    def _measure(self, name: str, model: Classifier, teacher: Classifier, sd: SeedData, seed: int,
+                 ctx: ExplainContext | None, teacher_expl: ModelExplanation | None):
+        bins = self.cfg.metrics.ece_bins
+        row = {
+            "seed": seed, "model": name, **fidelity(model.logits(sd.X["test"]), sd.y["test"], bins),
+            **{f"val_{k}": v for k, v in fidelity(model.logits(sd.X["val"]), sd.y["val"], bins).items()},
+            "train_seconds": model.history_["fit_seconds"], "epochs_run": model.history_.get("epochs_run"),
+            "best_epoch": model.history_.get("best_epoch"), "params": model.n_params(),
+            "teacher_agreement": float((model.predict(sd.X["test"]) == teacher.predict(sd.X["test"])).mean()),
+        }
+        if self.profiling is not None:
+            start = time.perf_counter()
+            row.update(profile_model(model, sd.X["test"], self.profiling, seed))
+            row["profile_seconds"] = time.perf_counter() - start
+        expl = None
+        if ctx is not None:
+            expl = explain_model(model, ctx, sd.preprocessor.group_columns)
+            row.update(expl.metrics, explainer=expl.explainer)
+            if teacher_expl is not None:
+                row.update(compare(teacher_expl, expl, ctx.top_k))
+        return row, expl
+
+    def run_seed(self, seed: int, seed_dir: Path) -> list[dict]:
+        cfg, data = self.cfg, self.data
         seed_everything(seed)
-        sd = prepare_seed(data, seed, fractions)
-        splits[seed] = sd.split.sizes()
-        seed_dir = out_dir / "checkpoints" / f"seed_{seed}"
-        seed_dir.mkdir(parents=True, exist_ok=True)
+        sd = prepare_seed(data, seed, self.fractions)
         np.savez_compressed(seed_dir / "split.npz", train=sd.split.train, val=sd.split.val, test=sd.split.test)
         joblib.dump(sd.preprocessor, seed_dir / "preprocessor.joblib")
+        base = {**self.base, "seed": seed}
+        keys = {"teacher": content_key("teacher", base, OmegaConf.to_container(cfg.teacher, resolve=True))}
+        keys["student_nokd"] = content_key("student_nokd", base, OmegaConf.to_container(cfg.student, resolve=True))
+        keys["student_kd"] = content_key("student_kd", keys["student_nokd"], keys["teacher"], self.tau, self.alpha)
 
-        teacher = build_model("teacher", cfg.teacher, seed, device, cfg.limits)
-        teacher.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes)
+        teacher, reused_t = self._fit("teacher", cfg.teacher, keys["teacher"], seed, sd, f"teacher seed {seed}")
         # Soft targets: computed once per seed, shared by every distilled student.
         teacher_logits = teacher.logits(sd.X["train"])
-        nokd = build_model("student", cfg.student, seed, device, cfg.limits)
-        nokd.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes)
-        kd = build_model("student", cfg.student, seed, device, cfg.limits)
-        kd.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes,
-               teacher_logits=teacher_logits, tau=tau, alpha=alpha)
-
-        seed_rows = {}
-        for name, model in zip(MODELS, (teacher, nokd, kd)):
-            test = fidelity(model.logits(sd.X["test"]), sd.y["test"], cfg.metrics.ece_bins)
-            val = fidelity(model.logits(sd.X["val"]), sd.y["val"], cfg.metrics.ece_bins)
-            seed_rows[name] = {
-                "seed": seed, "model": name, **test,
-                **{f"val_{k}": v for k, v in val.items()},
-                "train_seconds": model.history_["fit_seconds"],
-                "epochs_run": model.history_.get("epochs_run"),
-                "best_epoch": model.history_.get("best_epoch"),
-                "params": model.n_params(),
-                "teacher_agreement": float((model.predict(sd.X["test"]) == teacher.predict(sd.X["test"])).mean()),
-            }
-            if profiling is not None:
-                start = time.perf_counter()
-                seed_rows[name].update(profile_model(model, sd.X["test"], profiling, seed))
-                seed_rows[name]["profile_seconds"] = time.perf_counter() - start
+        models = {"teacher": (teacher, reused_t)}
+        models["student_nokd"] = self._fit("student", cfg.student, keys["student_nokd"], seed, sd,
+                                           f"student_nokd seed {seed}")
+        models["student_kd"] = self._fit("student", cfg.student, keys["student_kd"], seed, sd,
+                                         f"student_kd seed {seed}", teacher_logits, self.alpha)
+        ctx = None
+        if self.explaining is not None:
+            ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
+                                       seed, X_val=sd.X["val"])
+        rows, explanations = {}, {}
+        for name, (model, reused_model) in models.items():
+            key = content_key("measure", keys[name], keys["teacher"], self.measure_settings)
+            (row, expl), reused = self.cache.get_or_compute(
+                "measurements", key,
+                lambda n=name, m=model: self._measure(n, m, teacher, sd, seed, ctx, explanations.get("teacher")),
+                _save_measurement, _load_measurement, f"{name} measurements seed {seed}")
+            rows[name] = {**row, "reused": bool(reused_model and reused)}
+            if expl is not None:
+                explanations[name] = expl
             if cfg.save_checkpoints:
                 model.save(seed_dir / name)
             if hasattr(model, "rules"):
                 write_text(seed_dir / f"{name}_rules.txt", model.rules(sd.preprocessor, data.class_names))
-        if profiling is not None:
+        if self.profiling is not None:
             for name in MODELS[1:]:
-                seed_rows[name].update(relative_to_teacher(seed_rows[name], seed_rows["teacher"]))
-        if explaining is not None:
-            aligned = align(dict(zip(MODELS, (teacher, nokd, kd))), len(data.numeric), sd.preprocessor.group_columns,
-                            sd.X["train"], sd.X["test"], explaining, seed, X_val=sd.X["val"])
-            for name in MODELS:
-                seed_rows[name].update(aligned.metrics[name])
-                seed_rows[name]["explainer"] = aligned.explainers[name]
-            save_attributions(out_dir / "attributions" / f"seed_{seed}.npz", aligned, sd, data.features)
-        rows += seed_rows.values()
+                rows[name].update(relative_to_teacher(rows[name], rows["teacher"]))
+        if explanations:
+            save_attributions(seed_dir.parent.parent / "attributions" / f"seed_{seed}.npz", explanations,
+                              ctx.classes, sd, data.features)
+        return list(rows.values())
+
+
+def _finished(out_dir: Path, cfg: DictConfig) -> RunResult | None:
+    """The recorded result if `out_dir` already holds a complete run of exactly this config."""
+    file = out_dir / SUMMARY_FILE
+    if not file.is_file():
+        return None
+    summary = json.loads(file.read_text())
+    if not summary.get("complete") or summary.get("config") != OmegaConf.to_container(cfg, resolve=True):
+        return None
+    return RunResult(out_dir, pd.read_csv(out_dir / METRICS_FILE), summary, pd.read_csv(out_dir / STATS_FILE))
+
+
+def cache_for(cfg: DictConfig) -> ArtifactCache:
+    node = cfg.get("cache") or {}
+    return ArtifactCache(Path(str(node.get("dir"))).expanduser() if node.get("enabled", False) else None)
+
+
+def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1) -> RunResult:
+    """Run the whole protocol described by `cfg`, writing results and checkpoints under `out_dir`.
+
+    A directory that already holds a complete run of the same config is returned as it is (resume)."""
+    validate(cfg)
+    out_dir = Path(out_dir)
+    done = _finished(out_dir, cfg)
+    if done is not None:
+        log.info("%s already holds this run, complete: skipped", out_dir)
+        done.summary["skipped"] = True
+        return done
+    with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
+        return _run(cfg, out_dir)
+
+
+def _run(cfg: DictConfig, out_dir: Path) -> RunResult:
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
+    write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    seeds = seeds_of(cfg)
+
+    data = build_dataset(cfg.dataset)
+    if cfg.limits.rows is not None:
+        data = subsample(data, cfg.limits.rows)
+    if cfg.explain.enabled and cfg.explain.output == "margin" and data.n_classes != 2:
+        raise ConfigError(f"explain.output=margin needs a binary task; {data.name} has {data.n_classes} classes "
+                          "(use explain.output=centred)")
+    log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
+             data.n_classes, data.class_counts())
+    cache = cache_for(cfg)
+    protocol = Protocol(cfg, data, cache)
+
+    rows: list[dict] = []
+    for seed in seeds:
+        seed_dir = out_dir / "checkpoints" / f"seed_{seed}"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        seed_rows = protocol.run_seed(seed, seed_dir)
+        rows += seed_rows
         # Rewritten after every seed: an interrupted run keeps the seeds it finished.
         write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
-        acc = {r["model"]: r["accuracy"] for r in rows if r["seed"] == seed}
-        log.info("seed %d: accuracy teacher %.4f | student no-KD %.4f | student KD %.4f",
-                 seed, acc["teacher"], acc["student_nokd"], acc["student_kd"])
+        acc = {r["model"]: r["accuracy"] for r in seed_rows}
+        log.info("seed %d: accuracy teacher %.4f | student no-KD %.4f | student KD %.4f%s", seed, acc["teacher"],
+                 acc["student_nokd"], acc["student_kd"],
+                 " (reused: " + ", ".join(r["model"] for r in seed_rows if r["reused"]) + ")"
+                 if any(r["reused"] for r in seed_rows) else "")
 
     metrics = pd.DataFrame(rows)
     comparisons = compare_models(metrics, cfg.stats.alpha, cfg.stats.confidence)
@@ -198,13 +333,16 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
                     "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source},
         "seeds": seeds,
-        "split_sizes": splits,
-        "kd": {"tau": tau, "alpha": alpha},
-        "device": device,
+        "split_sizes": {int(s): stratified_split(data.y, s, protocol.fractions).sizes() for s in seeds},
+        "kd": {"tau": protocol.tau, "alpha": protocol.alpha},
+        "device": protocol.device,
         "machine": machine(),
-        "explain": None if explaining is None else {
-            **asdict(explaining), "output_resolved": resolve_output(explaining.output, data.n_classes)},
-        "profile": None if profiling is None else {**asdict(profiling), "device": "cpu"},
+        "cache": {"dir": None if cache.root is None else str(cache.root), "reused": cache.hits,
+                  "computed": cache.misses},
+        "explain": None if protocol.explaining is None else {
+            **asdict(protocol.explaining), "output_resolved": resolve_output(protocol.explaining.output,
+                                                                             data.n_classes)},
+        "profile": None if protocol.profiling is None else {**asdict(protocol.profiling), "device": "cpu"},
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,
         **summarize(metrics),

@@ -17,6 +17,12 @@ def make_config(*overrides: str) -> DictConfig:
 TINY = ("seeds=[0]", "limits.rows=300", "limits.epochs=5", "limits.n_estimators=10", "device=cpu")
 
 
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own artifact cache (kdx reads KDX_CACHE), never the working directory's."""
+    monkeypatch.setenv("KDX_CACHE", str(tmp_path_factory.mktemp("kdx-cache")))
+
+
 @pytest.fixture
 def compose_cfg():
     return make_config

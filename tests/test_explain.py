@@ -149,10 +149,10 @@ def test_identical_models_align_perfectly(binary):
     X, _, mlp = binary
     settings = ExplainSettings(rows=60, background=30, stability_rows=10, stability_draws=3)
     result = align({"teacher": mlp, "student": mlp}, 6, lambda v: v, X[:200], X[200:], settings, seed=0)
-    m = result.metrics["student"]
+    m = result["student"].metrics
     assert m["cosine"] == pytest.approx(1.0) and m["mad"] == pytest.approx(0.0, abs=1e-12)
     assert m["topk_agreement"] == 1.0 and m["spearman"] == pytest.approx(1.0)
-    assert m["stability"] == result.metrics["teacher"]["stability"]
+    assert m["stability"] == result["teacher"].metrics["stability"]
 
 
 def test_grouping_sums_one_hot_columns_back(binary):
@@ -160,7 +160,7 @@ def test_grouping_sums_one_hot_columns_back(binary):
     settings = ExplainSettings(rows=20, background=10, stability_rows=5, stability_draws=2)
     group = lambda v: np.stack([v[:, :2].sum(1), v[:, 2:].sum(1)], axis=1)  # noqa: E731
     result = align({"teacher": mlp, "student": mlp}, 6, group, X[:200], X[200:], settings, seed=0)
-    np.testing.assert_allclose(result.grouped["teacher"], group(result.columns["teacher"]), atol=1e-5)
+    np.testing.assert_allclose(result["teacher"].grouped, group(result["teacher"].columns), atol=1e-5)
 
 
 def test_metric_formulas_against_scipy_and_hand_cases():

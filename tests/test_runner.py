@@ -69,7 +69,7 @@ def test_eval_reproduces_recorded_metrics(bc_run):
 
 
 def test_same_config_same_metrics(tmp_path, compose_cfg):
-    cfg = compose_cfg(*TINY, "dataset=wine_quality", "teacher=mlp4", "student=mlp1")
+    cfg = compose_cfg(*TINY, "dataset=wine_quality", "teacher=mlp4", "student=mlp1", "cache.enabled=false")
     a = run(cfg, tmp_path / "a").metrics
     b = run(cfg, tmp_path / "b").metrics
     cols = ["accuracy", "ece", "nll", "macro_f1", "val_accuracy", "epochs_run"]
