@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -28,8 +31,23 @@ def _instantiate(role: str, params: dict, **extra):
         raise ConfigError(f"{role}: cannot build {params.get('_target_')}: {cause}") from None
 
 
+_LOADED: dict[str, TabularData] = {}
+
+
 def build_dataset(node: DictConfig) -> TabularData:
-    return _instantiate("dataset", _arguments(node))
+    """Load (and check) the dataset a config names; within one process (e.g. the jobs of a sweep run by
+    Hydra's basic launcher) the same config is loaded once. A CSV is keyed by its size and mtime too."""
+    args = _arguments(node)
+    path = args.get("path")
+    stamp = None
+    if path and Path(str(path)).expanduser().is_file():
+        st = Path(str(path)).expanduser().stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+    key = json.dumps([args, stamp], sort_keys=True, default=str)
+    if key not in _LOADED:
+        _LOADED.clear()  # keep one table in memory, not one per config ever seen
+        _LOADED[key] = _instantiate("dataset", args)
+    return _LOADED[key]
 
 
 def build_model(role: str, node: DictConfig, seed: int, device: str, limits: DictConfig) -> Classifier:

@@ -40,29 +40,28 @@ def deeplift(net: nn.Sequential, X: np.ndarray, background: np.ndarray, output_w
     `output_weights` (rows, classes) picks the explained combination of logits per row, e.g. the margin
     z₁ − z₀ or a centred logit.
     """
-    layers = _layers(net)
-    dtype = torch.float64
-    R = torch.as_tensor(background, dtype=dtype)
-    ref = _forward([_as(m, dtype) for m in layers], R)
-    layers64 = [_as(m, dtype) for m in layers]
-    W_out = torch.as_tensor(output_weights, dtype=dtype)
+    # float32 as the network itself computes; each row's mean over the background is taken in float64.
+    layers = [_as(m, torch.float32) for m in _layers(net)]
+    R = torch.as_tensor(background, dtype=torch.float32)
+    ref = _forward(layers, R)
+    W_out = torch.as_tensor(output_weights, dtype=torch.float32)
     rows_per_chunk = max(1, chunk_pairs // len(R))
     out = np.empty(X.shape, dtype=np.float64)
     for start in range(0, len(X), rows_per_chunk):
-        xs = torch.as_tensor(X[start : start + rows_per_chunk], dtype=dtype)
-        acts = _forward(layers64, xs)
+        xs = torch.as_tensor(X[start : start + rows_per_chunk], dtype=torch.float32)
+        acts = _forward(layers, xs)
         m = W_out[start : start + len(xs), None, :].expand(len(xs), len(R), -1)
-        for i in range(len(layers64) - 1, -1, -1):
-            layer = layers64[i]
-            if isinstance(layer, nn.Linear):
-                m = m @ layer.weight
+        for i in range(len(layers) - 1, -1, -1):
+            if isinstance(layers[i], nn.Linear):
+                m = m @ layers[i].weight
             else:
                 zx, zr = acts[i][:, None, :], ref[i][None, :, :]
                 dz = zx - zr
-                ratio = torch.where(dz.abs() < EPS, (zx > 0).to(dtype).expand_as(dz),
-                                    (torch.relu(zx) - torch.relu(zr)) / torch.where(dz.abs() < EPS, 1.0, dz))
+                small = dz.abs() < EPS
+                ratio = torch.where(small, (zx > 0).to(dz.dtype).expand_as(dz),
+                                    (torch.relu(zx) - torch.relu(zr)) / torch.where(small, 1.0, dz))
                 m = m * ratio
-        out[start : start + len(xs)] = ((xs[:, None, :] - R[None, :, :]) * m).mean(1).numpy()
+        out[start : start + len(xs)] = ((xs[:, None, :] - R[None, :, :]) * m).double().mean(1).numpy()
     return out
 
 

@@ -19,6 +19,8 @@ BENCHMARKS = {
     "protocol": "wall time of kdx run per study pair, 5 seeds",
     "efficiency": "teacher/student CPU latency ratios per study pair, profiler cost",
     "shap": "our attributions vs KernelExplainer: time on 500 rows and agreement with a permutation reference",
+    "sweeps": "3x3 tau/alpha sweep on Adult, 2 seeds: reuse vs none, 2 parallel jobs vs 1",
+    "paper": "the whole study, kdx run +study=paper, cold cache",
 }
 
 
