@@ -80,3 +80,19 @@ def test_csv_end_to_end(tmp_path, tiny_csv):
 def test_eval_rejects_a_non_run_directory(tmp_path):
     res = kdx("eval", str(tmp_path))
     assert res.returncode == 2 and "not a kdx run directory" in res.stderr
+
+
+def test_wheel_ships_the_configs_and_the_data(tmp_path):
+    """An installed (non-editable) kdx finds its config through pkg://kdx.conf and its bundled data."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(root),
+                          "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob("kdx-*.whl"))).namelist()
+    for expected in ("kdx/conf/config.yaml", "kdx/conf/dataset/adult.yaml", "kdx/conf/student/tree.yaml",
+                     "kdx/conf/hydra/launcher/slurm.yaml", "kdx/datasets/bundled/SHA256SUMS",
+                     "kdx/datasets/bundled/adult.data.gz", "kdx/datasets/bundled/winequality-white.csv.gz"):
+        assert expected in names, expected
