@@ -1,4 +1,4 @@
-"""Command line: `kdx run` (Hydra), `kdx eval RUN_DIR`, `kdx --version`."""
+"""Command line: `kdx run` (Hydra), `kdx eval RUN_DIR`, `kdx report PATH`, `kdx --version`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ examples:
   kdx run
   kdx run experiment=breast_cancer
   kdx run dataset=csv dataset.path=my.csv dataset.target=label
-  kdx run +smoke=true
+  kdx run +smoke=on                         # seconds: a few hundred rows, two seeds
   kdx run -m kd.tau=1,3,5 kd.alpha=0.1,0.5,0.9
   kdx run +study=paper                      # the whole study: 3 datasets x their pairs, 5 seeds, one report
   kdx eval outputs/adult/dnn-shallow_mlp/2026-01-01_12-00-00
@@ -76,7 +76,7 @@ def parallel_jobs(hydra_cfg) -> int:
     target = str(launcher.get("_target_", ""))
     if "joblib" in target:
         n = launcher.get("n_jobs") or 1
-        return os.cpu_count() or 1 if n < 0 else n
+        return (os.cpu_count() or 1) if n < 0 else n
     if "submitit" in target:
         # Each submitit job gets its own cpus_per_task; share the machine only when it runs locally.
         return max(1, (os.cpu_count() or 1) // (launcher.get("cpus_per_task") or 1)) if "Local" in target else 1

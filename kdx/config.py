@@ -18,9 +18,12 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _positive_int_or_null(name: str, value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ConfigError(f"{name} must be a positive integer or null, got {value!r}")
+def _int_at_least(name: str, value, minimum: int = 1, nullable: bool = False) -> None:
+    if nullable and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {what}{' or null' if nullable else ''}, got {value!r}")
 
 
 def seeds_of(cfg: DictConfig) -> list[int]:
@@ -60,23 +63,15 @@ def validate(cfg: DictConfig) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
-    bins = cfg.metrics.get("ece_bins")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ConfigError(f"metrics.ece_bins must be a positive integer, got {bins!r}")
+    _int_at_least("metrics.ece_bins", cfg.metrics.get("ece_bins"))
     for key in ("rows", "epochs", "n_estimators"):
-        _positive_int_or_null(f"limits.{key}", cfg.limits.get(key))
-    prof = cfg.profile
+        _int_at_least(f"limits.{key}", cfg.limits.get(key), nullable=True)
     for key in ("threads", "repeats", "batch_size"):
-        value = prof.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"profile.{key} must be a positive integer, got {value!r}")
-    if isinstance(prof.get("warmup"), bool) or not isinstance(prof.get("warmup"), int) or prof.warmup < 0:
-        raise ConfigError(f"profile.warmup must be an integer >= 0, got {prof.get('warmup')!r}")
+        _int_at_least(f"profile.{key}", cfg.profile.get(key))
+    _int_at_least("profile.warmup", cfg.profile.get("warmup"), minimum=0)
     ex = cfg.explain
     for key in ("rows", "background", "top_k", "stability_rows", "stability_draws"):
-        value = ex.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"explain.{key} must be a positive integer, got {value!r}")
+        _int_at_least(f"explain.{key}", ex.get(key))
     if not _number(ex.get("noise_sigma")) or ex.noise_sigma <= 0:
         raise ConfigError(f"explain.noise_sigma must be a number > 0, got {ex.get('noise_sigma')!r}")
     if ex.get("output") not in OUTPUTS:

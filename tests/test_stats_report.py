@@ -92,9 +92,11 @@ def test_report_from_a_real_run_has_every_table_and_figure(tmp_path, compose_cfg
     target, collection = write_report(tmp_path)
     text = target.read_text()
     for heading in ("study's claims beside ours", "Table 2", "Table 3", "Efficiency", "Statistics",
-                    "Composite objective", "Best configuration per profile", "Pareto-efficient", "Figures"):
+                    "Composite objective", "Tuned on validation", "Best configuration per dataset and profile",
+                    "Pareto-efficient", "Figures"):
         assert heading in text, heading
-    for name in ("claims", "table2", "table3", "efficiency", "stats", "objective", "best_per_profile", "pareto"):
+    for name in ("claims", "table2", "table3", "efficiency", "stats", "objective", "best_per_profile", "pareto",
+                 "tuned"):
         assert (tmp_path / f"report_{name}.csv").is_file(), name
     figures = sorted(p.name for p in tmp_path.glob("*.png"))
     assert figures == ["fig3_attributions_" + tmp_path.name + ".png", "fig4_tradeoff.png"]

@@ -98,8 +98,9 @@ def test_threads_follow_the_launcher():
     cores = os.cpu_count()
     assert resolve_threads("auto", 1) == cores and resolve_threads("auto", 2) == max(1, cores // 2)
     assert resolve_threads(3, 2) == 3
-    assert parallel_jobs({"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.x.JoblibLauncher",
-                                       "n_jobs": 2}}) == 2
+    joblib_launcher = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    for n_jobs, expected in ((2, 2), (3, 3), (-1, cores)):
+        assert parallel_jobs({"launcher": {"_target_": joblib_launcher, "n_jobs": n_jobs}}) == expected
     assert parallel_jobs({"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}}) == 1
 
 
