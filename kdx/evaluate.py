@@ -6,10 +6,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from kdx.building import build_dataset
 from kdx.loading import load_run
 from kdx.metrics import FIDELITY_METRICS, fidelity
-from kdx.runner import MODELS, subsample
+from kdx.runner import MODELS, load_data
 from kdx.split import stratified_split
 
 
@@ -17,9 +16,7 @@ def evaluate_run(path) -> dict:
     """Per (seed, model): recorded vs recomputed test metrics, and whether the saved split is reproduced."""
     run = load_run(path)
     cfg = run.config
-    data = build_dataset(cfg.dataset)
-    if cfg.limits.rows is not None:
-        data = subsample(data, cfg.limits.rows)
+    data = load_data(cfg)
     recorded = run.metrics.set_index(["seed", "model"])
     rows, worst = [], 0.0
     for seed in run.seeds:

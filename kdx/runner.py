@@ -75,6 +75,12 @@ def subsample(data: TabularData, rows: int, seed: int = 0) -> TabularData:
     )
 
 
+def load_data(cfg: DictConfig) -> TabularData:
+    """The dataset a run config names, with its `limits.rows` cap applied."""
+    data = build_dataset(cfg.dataset)
+    return data if cfg.limits.rows is None else subsample(data, cfg.limits.rows)
+
+
 def fingerprint(data: TabularData) -> str:
     """SHA-256 of the rows, labels and column roles: any change in the data changes every cache key."""
     h = pd.util.hash_pandas_object(data.X, index=False).to_numpy().tobytes()
@@ -173,6 +179,7 @@ class Protocol:
             "split": self.fractions, "limits": OmegaConf.to_container(cfg.limits, resolve=True),
             "device": self.device, "versions": {k: versions[k] for k in ("kdx", "torch", "scikit-learn", "numpy")},
         }
+        self.split_sizes: dict[int, dict[str, int]] = {}
         self.measure_settings = {
             "metrics": OmegaConf.to_container(cfg.metrics), "cpu": cpu_model(),
             "profile": OmegaConf.to_container(cfg.profile), "explain": OmegaConf.to_container(cfg.explain),
@@ -213,6 +220,7 @@ class Protocol:
         cfg, data = self.cfg, self.data
         seed_everything(seed)
         sd = prepare_seed(data, seed, self.fractions)
+        self.split_sizes[seed] = sd.split.sizes()
         np.savez_compressed(seed_dir / "split.npz", train=sd.split.train, val=sd.split.val, test=sd.split.test)
         joblib.dump(sd.preprocessor, seed_dir / "preprocessor.joblib")
         base = {**self.base, "seed": seed}
@@ -293,9 +301,7 @@ def _run(cfg: DictConfig, out_dir: Path) -> RunResult:
     write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     seeds = seeds_of(cfg)
 
-    data = build_dataset(cfg.dataset)
-    if cfg.limits.rows is not None:
-        data = subsample(data, cfg.limits.rows)
+    data = load_data(cfg)
     if cfg.explain.enabled and cfg.explain.output == "margin" and data.n_classes != 2:
         raise ConfigError(f"explain.output=margin needs a binary task; {data.name} has {data.n_classes} classes "
                           "(use explain.output=centred)")
@@ -333,7 +339,7 @@ def _run(cfg: DictConfig, out_dir: Path) -> RunResult:
         "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
                     "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source},
         "seeds": seeds,
-        "split_sizes": {int(s): stratified_split(data.y, s, protocol.fractions).sizes() for s in seeds},
+        "split_sizes": protocol.split_sizes,
         "kd": {"tau": protocol.tau, "alpha": protocol.alpha},
         "device": protocol.device,
         "machine": machine(),
