@@ -222,7 +222,8 @@ class ExplainContext:
         teacher_logits = teacher.logits(X)
         A, per_class = output_matrix(teacher_logits.shape[1], settings.output)
         classes = teacher_logits.argmax(1)
-        n_stab = min(settings.stability_rows, len(X))
+        # Without numeric features nothing can be perturbed: stability is undefined, not a perfect 1.
+        n_stab = min(settings.stability_rows, len(X)) if n_numeric > 0 else 0
         noisy = np.repeat(X[:n_stab, None, :], settings.stability_draws, axis=1)
         noisy[..., :n_numeric] += rng.normal(0.0, settings.noise_sigma, size=noisy[..., :n_numeric].shape)
         Xv = None if X_val is None else X_val[: settings.rows]
@@ -245,20 +246,25 @@ def explain_model(model: Classifier, ctx: ExplainContext, group) -> ModelExplana
     """Attributions of one model in the shared game, and its stability under the shared perturbations.
     `group` maps per-column attributions to original features."""
     clean = explain(model, ctx.X, ctx.background, ctx.A, ctx.per_class, ctx.classes, ctx.seed)
-    noisy = explain(model, ctx.X_noisy, ctx.background, ctx.A, ctx.per_class, ctx.noisy_classes, ctx.seed)
     grouped = group(clean.columns)
+    seconds, worst_additivity = clean.seconds, clean.additivity_error
     n_stab = len(ctx.X_noisy) // ctx.draws
-    noisy_grouped = group(noisy.columns).reshape(n_stab, ctx.draws, -1)
-    flips = model.predict(ctx.X_noisy) != np.repeat(model.predict(ctx.X[:n_stab]), ctx.draws)
-    seconds = clean.seconds + noisy.seconds
+    if n_stab:
+        noisy = explain(model, ctx.X_noisy, ctx.background, ctx.A, ctx.per_class, ctx.noisy_classes, ctx.seed)
+        noisy_grouped = group(noisy.columns).reshape(n_stab, ctx.draws, -1)
+        flips = model.predict(ctx.X_noisy) != np.repeat(model.predict(ctx.X[:n_stab]), ctx.draws)
+        seconds, worst_additivity = seconds + noisy.seconds, max(worst_additivity, noisy.additivity_error)
+        robustness = {**stability(grouped[:n_stab], noisy_grouped), "stability_label_flips": float(flips.mean())}
+    else:
+        robustness = {"stability": float("nan"), "stability_worst": float("nan"),
+                      "stability_excluded": len(ctx.X), "stability_label_flips": float("nan")}
     val_grouped = None
     if ctx.X_val is not None:
         val = explain(model, ctx.X_val, ctx.background, ctx.A, ctx.per_class, ctx.val_classes, ctx.seed)
         val_grouped, seconds = group(val.columns), seconds + val.seconds
     metrics = {
-        **stability(grouped[:n_stab], noisy_grouped),
-        "stability_label_flips": float(flips.mean()),
-        "additivity_error": max(clean.additivity_error, noisy.additivity_error),
+        **robustness,
+        "additivity_error": worst_additivity,
         "explain_seconds": seconds,
     }
     return ModelExplanation(metrics, grouped, clean.columns.astype(np.float32), val_grouped, clean.explainer)

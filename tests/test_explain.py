@@ -196,3 +196,12 @@ def test_run_writes_alignment_columns_and_attributions(tmp_path, compose_cfg):
     z = np.load(tmp_path / "attributions" / "seed_0.npz")
     assert z["teacher"].shape == (cfg.explain.rows, 11) and len(z["feature_names"]) == 11
     assert z["student_kd_columns"].shape[0] == cfg.explain.rows
+
+
+def test_stability_is_undefined_without_numeric_features(binary):
+    X, _, mlp = binary
+    settings = ExplainSettings(rows=20, background=10, stability_rows=5, stability_draws=2)
+    result = align({"teacher": mlp, "student": mlp}, 0, lambda v: v, X[:200], X[200:], settings, seed=0)
+    m = result["teacher"].metrics
+    assert np.isnan(m["stability"]) and m["stability_excluded"] == 20
+    assert result["student"].metrics["cosine"] == pytest.approx(1.0)
