@@ -38,11 +38,15 @@ def main() -> dict:
         parallel = _sweep(tmp, "parallel", "cache.enabled=false", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
         print(f"  2 parallel jobs (joblib, 1 thread each): {parallel:.0f} s vs 1 job at a time (2 threads): "
               f"{serial:.0f} s -> x{serial / parallel:.2f} (goal ≥ 1.6; no reuse in either, to measure parallelism)")
+        serial_one_thread = _sweep(tmp, "serial_1thread", "cache.enabled=false", "threads=1")
+        print(f"  for reference, 1 job at a time on 1 thread: {serial_one_thread:.0f} s -> 2 parallel jobs are "
+              f"x{serial_one_thread / parallel:.2f} faster (job-level scaling at equal threads per job)")
         parallel_reuse = _sweep(tmp, "parallel_reuse", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
         print(f"  both together (reuse + 2 parallel jobs): {parallel_reuse:.0f} s -> x{no_reuse / parallel_reuse:.2f} "
               "vs the plain sweep")
     return {"no_reuse_s": no_reuse, "reuse_s": reuse, "reuse_speedup": no_reuse / reuse, "serial_s": serial,
-            "parallel_s": parallel, "parallel_speedup": serial / parallel, "parallel_reuse_s": parallel_reuse}
+            "parallel_s": parallel, "parallel_speedup": serial / parallel, "serial_1thread_s": serial_one_thread,
+            "parallel_reuse_s": parallel_reuse}
 
 
 if __name__ == "__main__":
