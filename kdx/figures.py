@@ -119,7 +119,7 @@ def tau_curves(runs: list[RunRecord], file: Path) -> bool:
             nokd = d[d.model == "student_nokd"][metric].mean()
             if not np.isnan(nokd):
                 ax.axhline(nokd, color="grey", ls="--", lw=1, label="no KD (mean)")
-            ax.axvspan(3, 5, color="gold", alpha=0.1)
+            ax.axvspan(3, 5, color="gold", alpha=0.1, label="study's best τ range [3, 5]")
             ax.set_xlabel("temperature τ")
             ax.set_ylabel(f"test {metric}")
             ax.set_title(f"{dataset}: {metric} vs τ (band: ±1 sd over seeds)", fontsize=9)
