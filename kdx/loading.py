@@ -14,7 +14,7 @@ from scipy.special import softmax
 
 from kdx.errors import DataError
 from kdx.models import Classifier, load_model
-from kdx.persist import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+from kdx.persist import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 from kdx.preprocess import Preprocessor
 from kdx.split import Split
 
@@ -52,12 +52,9 @@ class LoadedRun:
     def metrics(self) -> pd.DataFrame:
         return pd.read_csv(self.path / METRICS_FILE)
 
-    @property
+    @cached_property
     def class_names(self) -> list[str]:
-        if self.summary:
-            return self.summary["dataset"]["classes"]
-        return [str(i) for i in range(self.model("teacher", self.seeds[0]).logits(
-            np.zeros((1, self.preprocessor(self.seeds[0]).n_features_out), np.float32)).shape[1])]
+        return json.loads((self.path / "checkpoints" / CLASSES_FILE).read_text())
 
     def _seed_dir(self, seed: int | None) -> Path:
         seed = self.seeds[0] if seed is None else seed

@@ -14,6 +14,7 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 STATS_FILE = "stats.csv"
 OBJECTIVE_FILE = "objective.csv"
+CLASSES_FILE = "classes.json"  # under checkpoints/: class names in logit order
 
 
 def _atomic_write(path: Path, write) -> None:

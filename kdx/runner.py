@@ -32,6 +32,7 @@ from kdx.models import Classifier, load_model
 from kdx.models.mlp import resolve_device
 from kdx.objective import add_objective_terms, objective
 from kdx.persist import (
+    CLASSES_FILE,
     CONFIG_FILE,
     METRICS_FILE,
     OBJECTIVE_FILE,
@@ -309,6 +310,7 @@ def _run(cfg: DictConfig, out_dir: Path) -> RunResult:
              data.n_classes, data.class_counts())
     cache = cache_for(cfg)
     protocol = Protocol(cfg, data, cache)
+    write_json(out_dir / "checkpoints" / CLASSES_FILE, list(data.class_names))
 
     rows: list[dict] = []
     for seed in seeds:
