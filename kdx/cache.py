@@ -1,10 +1,10 @@
 """Content-addressed cache of trained models and their measurements, shared by jobs and later runs.
 
 An entry's key is the SHA-256 of everything that determines it (data fingerprint, split, seed, model
-config, caps, device, library versions, measurement settings...). Entries are written to a temporary
-directory and renamed into place, so a killed job never leaves one that looks complete; an exclusive
-file lock per key makes parallel jobs that need the same entry compute it once (the others wait, then
-read it).
+config, caps, device, library versions, kdx's own source code, measurement settings...). Entries are
+written to a temporary directory and renamed into place, so a killed job never leaves one that looks
+complete; an exclusive file lock per key makes parallel jobs that need the same entry compute it once
+(the others wait, then read it).
 """
 
 from __future__ import annotations

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 import random
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
 
 LIBRARIES = ("kdx", "torch", "numpy", "pandas", "scikit-learn", "scipy", "shap", "hydra-core", "omegaconf")
+
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+@functools.cache
+def code_fingerprint(root: Path = PACKAGE_ROOT) -> str:
+    """SHA-256 over kdx's own source files: cached results are never reused across code changes, even
+    when the version number stays the same (e.g. between commits)."""
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 def seed_everything(seed: int) -> None:

@@ -24,7 +24,7 @@ from kdx.cache import ArtifactCache, content_key
 from kdx.config import seeds_of, validate
 from kdx.datasets import TabularData
 from kdx.efficiency import ProfileSettings, cpu_threads, profile_model, relative_to_teacher
-from kdx.environment import cpu_model, library_versions, machine, seed_everything
+from kdx.environment import code_fingerprint, cpu_model, library_versions, machine, seed_everything
 from kdx.errors import ConfigError
 from kdx.explain import ExplainContext, ExplainSettings, ModelExplanation, compare, explain_model, resolve_output
 from kdx.metrics import fidelity
@@ -179,6 +179,7 @@ class Protocol:
             "data": fingerprint(data), "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
             "split": self.fractions, "limits": OmegaConf.to_container(cfg.limits, resolve=True),
             "device": self.device, "versions": {k: versions[k] for k in ("kdx", "torch", "scikit-learn", "numpy")},
+            "code": code_fingerprint(),
         }
         self.split_sizes: dict[int, dict[str, int]] = {}
         self.measure_settings = {

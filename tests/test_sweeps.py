@@ -169,3 +169,13 @@ def test_parallel_launchers(tmp_path, launcher):
 
         assert json.loads((tmp_path / "0" / "summary.json").read_text())["machine"]["torch_threads"] == \
             max(1, os.cpu_count() // 2)
+
+
+def test_code_fingerprint_follows_the_source(tmp_path):
+    from kdx.environment import code_fingerprint
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    before = code_fingerprint(tmp_path)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    code_fingerprint.cache_clear()
+    assert code_fingerprint(tmp_path) != before
