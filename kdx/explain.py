@@ -48,10 +48,9 @@ class ExplainSettings:
 
 @dataclass
 class LogitAttributions:
-    """φ for every raw logit: values (rows, columns, classes), expected (classes,)."""
+    """φ for every raw logit: values (rows, columns, classes), and the explainer that produced them."""
 
     values: np.ndarray
-    expected: np.ndarray
     explainer: str
 
 
@@ -85,8 +84,7 @@ def _hist_gbt(model: GBTClassifier, X: np.ndarray, background: np.ndarray) -> Lo
     values = np.stack(per_output, axis=-1)
     if values.shape[-1] == 1:  # binary: logits are [0, z]
         values = np.concatenate([np.zeros_like(values), values], axis=-1)
-    expected = model.logits(background).mean(0)
-    return LogitAttributions(values, expected, "TreeExplainer (interventional, per class)")
+    return LogitAttributions(values, "TreeExplainer (interventional, per class)")
 
 
 def _sklearn_tree(model: TreeClassifier, X: np.ndarray, background: np.ndarray) -> LogitAttributions:
@@ -103,8 +101,7 @@ def _sklearn_tree(model: TreeClassifier, X: np.ndarray, background: np.ndarray) 
     explainer = shap.TreeExplainer({"trees": [tree]}, data=background.astype(np.float64),
                                    feature_perturbation="interventional", model_output="raw")
     values = np.asarray(explainer.shap_values(X.astype(np.float64), check_additivity=False), dtype=np.float64)
-    return LogitAttributions(values.reshape(len(X), X.shape[1], -1), model.logits(background).mean(0),
-                             "TreeExplainer (interventional, leaf logits)")
+    return LogitAttributions(values.reshape(len(X), X.shape[1], -1), "TreeExplainer (interventional, leaf logits)")
 
 
 def _permutation(model: Classifier, X: np.ndarray, background: np.ndarray, seed: int) -> LogitAttributions:
@@ -114,7 +111,7 @@ def _permutation(model: Classifier, X: np.ndarray, background: np.ndarray, seed:
     explainer = shap.PermutationExplainer(model.logits, masker, seed=seed)
     result = explainer(X, max_evals=max(2 * X.shape[1] + 1, 10 * X.shape[1]), silent=True)
     return LogitAttributions(np.asarray(result.values, dtype=np.float64).reshape(len(X), X.shape[1], -1),
-                             model.logits(background).mean(0), "PermutationExplainer")
+                             "PermutationExplainer")
 
 
 def logit_attributions(model: Classifier, X: np.ndarray, background: np.ndarray, seed: int = 0) -> LogitAttributions:
@@ -172,7 +169,6 @@ def explained_output(values: np.ndarray, A: np.ndarray, per_class: bool, classes
 @dataclass
 class Explanation:
     columns: np.ndarray  # (rows, encoded columns)
-    expected: float | np.ndarray
     additivity_error: float
     explainer: str
     seconds: float
@@ -188,9 +184,7 @@ def explain(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndar
     g_bg = model.logits(background).astype(np.float64) @ A  # (bg, m)
     base = g_bg.mean(0)[classes] if per_class else g_bg.mean(0)[0]
     error = float(np.abs(phi.sum(1) - (g - base)).max())
-    return Explanation(phi, base, error, name, time.perf_counter() - start)
-
-
+    return Explanation(phi, error, name, time.perf_counter() - start)
 
 @dataclass
 class ExplainContext:
