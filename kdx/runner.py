@@ -169,9 +169,8 @@ class Protocol:
         self.device = str(resolve_device(cfg.device))
         self.tau, self.alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
         self.fractions = (cfg.split.train, cfg.split.val, cfg.split.test)
-        p = cfg.profile
-        self.profiling = ProfileSettings(threads=p.threads, warmup=p.warmup, repeats=p.repeats,
-                                         batch_size=p.batch_size, memory=p.memory) if p.enabled else None
+        self.profiling = ProfileSettings(**{k: v for k, v in cfg.profile.items() if k != "enabled"}) \
+            if cfg.profile.enabled else None
         self.explaining = ExplainSettings(**{k: v for k, v in cfg.explain.items() if k != "enabled"}) \
             if cfg.explain.enabled else None
         versions = library_versions()
@@ -196,7 +195,7 @@ class Protocol:
 
         return self.cache.get_or_compute("models", key, compute, _save_model, _load_model, label)
 
-    def _measure(self, name: str, model: Classifier, teacher: Classifier, sd: SeedData, seed: int,
+    def _measure(self, name: str, model: Classifier, teacher_pred: np.ndarray, sd: SeedData, seed: int,
                  ctx: ExplainContext | None, teacher_expl: ModelExplanation | None):
         bins = self.cfg.metrics.ece_bins
         row = {
@@ -204,7 +203,7 @@ class Protocol:
             **{f"val_{k}": v for k, v in fidelity(model.logits(sd.X["val"]), sd.y["val"], bins).items()},
             "train_seconds": model.history_["fit_seconds"], "epochs_run": model.history_.get("epochs_run"),
             "best_epoch": model.history_.get("best_epoch"), "params": model.n_params(),
-            "teacher_agreement": float((model.predict(sd.X["test"]) == teacher.predict(sd.X["test"])).mean()),
+            "teacher_agreement": float((model.predict(sd.X["test"]) == teacher_pred).mean()),
         }
         if self.profiling is not None:
             start = time.perf_counter()
@@ -242,12 +241,13 @@ class Protocol:
         if self.explaining is not None:
             ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
                                        seed, X_val=sd.X["val"])
+        teacher_pred = teacher.predict(sd.X["test"])
         rows, explanations = {}, {}
         for name, (model, reused_model) in models.items():
             key = content_key("measure", keys[name], keys["teacher"], self.measure_settings)
             (row, expl), reused = self.cache.get_or_compute(
                 "measurements", key,
-                lambda n=name, m=model: self._measure(n, m, teacher, sd, seed, ctx, explanations.get("teacher")),
+                lambda n=name, m=model: self._measure(n, m, teacher_pred, sd, seed, ctx, explanations.get("teacher")),
                 _save_measurement, _load_measurement, f"{name} measurements seed {seed}")
             rows[name] = {**row, "reused": bool(reused_model and reused)}
             if expl is not None:
