@@ -88,15 +88,17 @@ def _hydra_run(argv: list[str]) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from kdx.console import print_run
-    from kdx.runner import run
-
     @hydra.main(version_base="1.3", config_path="pkg://kdx.conf", config_name="config")
     def _main(cfg: DictConfig) -> float | None:
+        # Imported per job: the parent of a parallel sweep only launches, and torch takes seconds to import.
+        from kdx.console import print_run
+        from kdx.runner import run
+
         hydra_cfg = HydraConfig.get()
         out_dir = Path(hydra_cfg.runtime.output_dir)
         try:
-            result = run(cfg, out_dir, parallel_jobs=parallel_jobs(hydra_cfg))
+            result = run(cfg, out_dir, parallel_jobs=parallel_jobs(hydra_cfg),
+                         job_index=int(hydra_cfg.job.get("num") or 0))
         except KdxError as exc:
             _fail(str(exc))
         print_run(Console(width=None if sys.stdout.isatty() else 140), result.summary, out_dir, result.comparisons)

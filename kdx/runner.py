@@ -281,10 +281,21 @@ def cache_for(cfg: DictConfig) -> ArtifactCache:
     return ArtifactCache(Path(str(node.get("dir"))).expanduser() if node.get("enabled", False) else None)
 
 
-def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1) -> RunResult:
+def seed_order(seeds: list[int], parallel_jobs: int, job_index: int) -> list[int]:
+    """The order this job works through its seeds. Parallel jobs of a sweep start at different seeds, so
+    they train different (cached, shared) teachers at once instead of waiting on each other's lock."""
+    if parallel_jobs <= 1:
+        return list(seeds)
+    start = job_index % len(seeds)
+    return list(seeds[start:]) + list(seeds[:start])
+
+
+def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int = 0) -> RunResult:
     """Run the whole protocol described by `cfg`, writing results and checkpoints under `out_dir`.
 
-    A directory that already holds a complete run of the same config is returned as it is (resume)."""
+    A directory that already holds a complete run of the same config is returned as it is (resume).
+    `parallel_jobs` (jobs running at once) and `job_index` (this job's number in the sweep) set threads and
+    the seed order; results do not depend on them."""
     validate(cfg)
     out_dir = Path(out_dir)
     done = _finished(out_dir, cfg)
@@ -293,10 +304,10 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1) -> RunResult:
         done.summary["skipped"] = True
         return done
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
-        return _run(cfg, out_dir)
+        return _run(cfg, out_dir, seed_order(seeds_of(cfg), parallel_jobs, job_index))
 
 
-def _run(cfg: DictConfig, out_dir: Path) -> RunResult:
+def _run(cfg: DictConfig, out_dir: Path, order: list[int]) -> RunResult:
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
@@ -314,11 +325,11 @@ def _run(cfg: DictConfig, out_dir: Path) -> RunResult:
     write_json(out_dir / "checkpoints" / CLASSES_FILE, list(data.class_names))
 
     rows: list[dict] = []
-    for seed in seeds:
+    for seed in order:
         seed_dir = out_dir / "checkpoints" / f"seed_{seed}"
         seed_dir.mkdir(parents=True, exist_ok=True)
         seed_rows = protocol.run_seed(seed, seed_dir)
-        rows += seed_rows
+        rows = sorted(rows + seed_rows, key=lambda r: seeds.index(r["seed"]))  # stable: model order kept
         # Rewritten after every seed: an interrupted run keeps the seeds it finished.
         write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
         acc = {r["model"]: r["accuracy"] for r in seed_rows}
@@ -342,7 +353,7 @@ def _run(cfg: DictConfig, out_dir: Path) -> RunResult:
         "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
                     "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source},
         "seeds": seeds,
-        "split_sizes": protocol.split_sizes,
+        "split_sizes": {seed: protocol.split_sizes[seed] for seed in seeds},
         "kd": {"tau": protocol.tau, "alpha": protocol.alpha},
         "device": protocol.device,
         "machine": machine(),

@@ -13,7 +13,7 @@ import pytest
 
 from kdx.cache import ArtifactCache, content_key
 from kdx.cli import parallel_jobs
-from kdx.runner import resolve_threads, run
+from kdx.runner import resolve_threads, run, seed_order
 
 SMALL = ("experiment=breast_cancer", "+smoke=on")
 
@@ -118,6 +118,21 @@ def _wait_for(path: Path, proc, timeout=300):
 
 
 @pytest.mark.slow
+def test_parallel_jobs_start_at_different_seeds(tmp_path, compose_cfg):
+    assert seed_order([0, 1, 2], 1, 5) == [0, 1, 2]  # one job at a time: natural order
+    assert [seed_order([0, 1, 2], 2, k)[0] for k in range(4)] == [0, 1, 2, 0]
+    assert sorted(seed_order([3, 7], 2, 1)) == [3, 7]
+    # The order changes nothing in the results, and files list seeds in the configured order.
+    cfg = compose_cfg(*SMALL, "seeds=[0,1,2]")
+    run(cfg, tmp_path / "a")
+    rotated = run(cfg, tmp_path / "b", parallel_jobs=2, job_index=1)
+    assert rotated.summary["cache"]["reused"][0] == "teacher seed 1"  # started at seed 1, found it cached
+    assert list(rotated.summary["split_sizes"]) == [0, 1, 2]
+    cols = ["seed", "model", "accuracy", "nll", "stability", "cosine"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "metrics.csv")[cols],
+                                  pd.read_csv(tmp_path / "b" / "metrics.csv")[cols])
+
+
 def test_sigkill_mid_sweep_then_resume(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["run", "-m", *SMALL, "seeds=[0,1]", "kd.tau=1,3,5", f"hydra.sweep.dir={sweep}"]
