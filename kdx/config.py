@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from kdx.errors import ConfigError
 
 OUTPUTS = ("auto", "margin", "centred", "raw")
+METHODS = ("auto", "permutation", "exact")
 COST_CHOICES = ("latency_ms", "latency_batch_ms", "params", "size_bytes", "peak_mb_batch")
 
 RUNNER_KEYS = ("name",)  # keys of dataset/teacher/student nodes that are not constructor arguments
@@ -70,12 +71,14 @@ def validate(cfg: DictConfig) -> None:
         _int_at_least(f"profile.{key}", cfg.profile.get(key))
     _int_at_least("profile.warmup", cfg.profile.get("warmup"), minimum=0)
     ex = cfg.explain
-    for key in ("rows", "background", "top_k", "stability_rows", "stability_draws"):
+    for key in ("rows", "background", "top_k", "stability_rows", "stability_draws", "permutations"):
         _int_at_least(f"explain.{key}", ex.get(key))
     if not _number(ex.get("noise_sigma")) or ex.noise_sigma <= 0:
         raise ConfigError(f"explain.noise_sigma must be a number > 0, got {ex.get('noise_sigma')!r}")
     if ex.get("output") not in OUTPUTS:
         raise ConfigError(f"explain.output must be one of {', '.join(OUTPUTS)}, got {ex.get('output')!r}")
+    if ex.get("method") not in METHODS:
+        raise ConfigError(f"explain.method must be one of {', '.join(METHODS)}, got {ex.get('method')!r}")
     for key in ("alpha", "confidence"):
         value = cfg.stats.get(key)
         if not _number(value) or not 0 < value < 1:

@@ -18,7 +18,10 @@ Explainers, chosen per model family (each deterministic for the same input):
   that class's trees (exact; much faster than explaining the stacked multiclass model);
 - decision-tree students: `shap.TreeExplainer`, interventional, on the tree with its leaf logits as
   outputs (exact);
-- anything else: `shap.PermutationExplainer` over an independent masker on the same background (seeded).
+- anything else: permutation sampling (kdx.shapley, the estimator of `shap.PermutationExplainer`,
+  batched, seeded).
+`explain.method=permutation` or `exact` (kdx.shapley: all coalitions, up to 16 encoded columns) replaces
+the per-family choice for every model, e.g. to check how far DeepLIFT is from the Shapley values.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from kdx.alignment import cosine, mad, spearman, stability, topk_agreement
 from kdx.config import OUTPUTS
 from kdx.deeplift import deeplift
 from kdx.models import Classifier, GBTClassifier, MLPClassifier, TreeClassifier
+from kdx.shapley import exact_shapley, permutation_shapley
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class ExplainSettings:
     stability_draws: int = 10
     noise_sigma: float = 0.1
     output: str = "auto"
+    method: str = "auto"
+    permutations: int = 10
 
 
 @dataclass
@@ -104,34 +110,30 @@ def _sklearn_tree(model: TreeClassifier, X: np.ndarray, background: np.ndarray) 
     return LogitAttributions(values.reshape(len(X), X.shape[1], -1), "TreeExplainer (interventional, leaf logits)")
 
 
-def _permutation(model: Classifier, X: np.ndarray, background: np.ndarray, seed: int) -> LogitAttributions:
-    import shap
-
-    masker = shap.maskers.Independent(background, max_samples=len(background))
-    explainer = shap.PermutationExplainer(model.logits, masker, seed=seed)
-    result = explainer(X, max_evals=max(2 * X.shape[1] + 1, 10 * X.shape[1]), silent=True)
-    return LogitAttributions(np.asarray(result.values, dtype=np.float64).reshape(len(X), X.shape[1], -1),
-                             "PermutationExplainer")
-
-
-def logit_attributions(model: Classifier, X: np.ndarray, background: np.ndarray, seed: int = 0) -> LogitAttributions:
-    """Interventional SHAP values of each raw logit of a tree or other non-torch model."""
+def logit_attributions(model: GBTClassifier | TreeClassifier, X: np.ndarray,
+                       background: np.ndarray) -> LogitAttributions:
+    """Exact interventional SHAP values of each raw logit of a tree model."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # shap's deprecation chatter; results are checked for additivity
         if isinstance(model, GBTClassifier):
             return _hist_gbt(model, X, background)
-        if isinstance(model, TreeClassifier):
-            return _sklearn_tree(model, X, background)
-        return _permutation(model, X, background, seed)
+        return _sklearn_tree(model, X, background)
 
 
 def attributions(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndarray, per_class: bool,
-                 classes: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
-    """Attributions (rows, columns) of the explained output, and the name of the explainer that ran."""
+                 classes: np.ndarray, seed: int = 0, method: str = "auto",
+                 permutations: int = 10) -> tuple[np.ndarray, str]:
+    """Attributions (rows, columns) of the explained output, and the name of the explainer that ran.
+    `method`: auto (per model family), permutation or exact (model-agnostic, kdx.shapley)."""
+    weights = A[:, classes].T if per_class else np.repeat(A[:, :1].T, len(X), axis=0)
+    if method == "exact":
+        return exact_shapley(model.logits, X, background, weights), f"exact Shapley (all 2^{X.shape[1]} coalitions)"
+    if method == "permutation" or not isinstance(model, (MLPClassifier, GBTClassifier, TreeClassifier)):
+        return (permutation_shapley(model.logits, X, background, weights, permutations, seed),
+                f"permutation sampling ({permutations} antithetic pairs, seeded)")
     if isinstance(model, MLPClassifier):
-        weights = A[:, classes].T if per_class else np.repeat(A[:, :1].T, len(X), axis=0)
         return deeplift(model.net_, X, background, weights), "DeepLIFT rescale (as shap.DeepExplainer), batched"
-    raw = logit_attributions(model, X, background, seed)
+    raw = logit_attributions(model, X, background)
     return explained_output(raw.values, A, per_class, classes), raw.explainer
 
 
@@ -175,11 +177,11 @@ class Explanation:
 
 
 def explain(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndarray, per_class: bool,
-            classes: np.ndarray, seed: int = 0) -> Explanation:
+            classes: np.ndarray, seed: int = 0, method: str = "auto", permutations: int = 10) -> Explanation:
     """Attributions of the explained output per encoded column, with the worst additivity error
     |Σφ − (g(x) − E_background g)| over rows."""
     start = time.perf_counter()
-    phi, name = attributions(model, X, background, A, per_class, classes, seed)
+    phi, name = attributions(model, X, background, A, per_class, classes, seed, method, permutations)
     g = explained_output(model.logits(X).astype(np.float64), A, per_class, classes)
     g_bg = model.logits(background).astype(np.float64) @ A  # (bg, m)
     base = g_bg.mean(0)[classes] if per_class else g_bg.mean(0)[0]
@@ -203,6 +205,8 @@ class ExplainContext:
     draws: int
     top_k: int
     seed: int
+    method: str = "auto"
+    permutations: int = 10
 
     @classmethod
     def build(cls, teacher: Classifier, n_numeric: int, X_train: np.ndarray, X_test: np.ndarray,
@@ -224,7 +228,11 @@ class ExplainContext:
         return cls(background, X, A, per_class, classes, noisy.reshape(-1, X.shape[1]).astype(np.float32),
                    np.repeat(classes[:n_stab], settings.stability_draws), Xv,
                    None if Xv is None else teacher.logits(Xv).argmax(1), settings.stability_draws,
-                   settings.top_k, seed)
+                   settings.top_k, seed, settings.method, settings.permutations)
+
+    def explain(self, model: Classifier, X: np.ndarray, classes: np.ndarray) -> Explanation:
+        return explain(model, X, self.background, self.A, self.per_class, classes, self.seed, self.method,
+                       self.permutations)
 
 
 @dataclass
@@ -239,12 +247,12 @@ class ModelExplanation:
 def explain_model(model: Classifier, ctx: ExplainContext, group) -> ModelExplanation:
     """Attributions of one model in the shared game, and its stability under the shared perturbations.
     `group` maps per-column attributions to original features."""
-    clean = explain(model, ctx.X, ctx.background, ctx.A, ctx.per_class, ctx.classes, ctx.seed)
+    clean = ctx.explain(model, ctx.X, ctx.classes)
     grouped = group(clean.columns)
     seconds, worst_additivity = clean.seconds, clean.additivity_error
     n_stab = len(ctx.X_noisy) // ctx.draws
     if n_stab:
-        noisy = explain(model, ctx.X_noisy, ctx.background, ctx.A, ctx.per_class, ctx.noisy_classes, ctx.seed)
+        noisy = ctx.explain(model, ctx.X_noisy, ctx.noisy_classes)
         noisy_grouped = group(noisy.columns).reshape(n_stab, ctx.draws, -1)
         flips = model.predict(ctx.X_noisy) != np.repeat(model.predict(ctx.X[:n_stab]), ctx.draws)
         seconds, worst_additivity = seconds + noisy.seconds, max(worst_additivity, noisy.additivity_error)
@@ -254,7 +262,7 @@ def explain_model(model: Classifier, ctx: ExplainContext, group) -> ModelExplana
                       "stability_excluded": len(ctx.X), "stability_label_flips": float("nan")}
     val_grouped = None
     if ctx.X_val is not None:
-        val = explain(model, ctx.X_val, ctx.background, ctx.A, ctx.per_class, ctx.val_classes, ctx.seed)
+        val = ctx.explain(model, ctx.X_val, ctx.val_classes)
         val_grouped, seconds = group(val.columns), seconds + val.seconds
     metrics = {
         **robustness,

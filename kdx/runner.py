@@ -43,6 +43,7 @@ from kdx.persist import (
     write_text,
 )
 from kdx.preprocess import Preprocessor
+from kdx.shapley import MAX_EXACT_COLUMNS
 from kdx.split import Split, stratified_split
 from kdx.stats import compare_models
 from kdx.summary import summarize
@@ -318,6 +319,11 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int]) -> RunResult:
     if cfg.explain.enabled and cfg.explain.output == "margin" and data.n_classes != 2:
         raise ConfigError(f"explain.output=margin needs a binary task; {data.name} has {data.n_classes} classes "
                           "(use explain.output=centred)")
+    if cfg.explain.enabled and cfg.explain.method == "exact" and len(data.features) > MAX_EXACT_COLUMNS:
+        # Checked again on the encoded columns (one-hot adds some) when explaining.
+        raise ConfigError(f"explain.method=exact enumerates every coalition of the columns and is limited to "
+                          f"{MAX_EXACT_COLUMNS}; {data.name} has {len(data.features)} features: use "
+                          "explain.method=permutation")
     log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
              data.n_classes, data.class_counts())
     cache = cache_for(cfg)

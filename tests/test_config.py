@@ -54,6 +54,8 @@ def test_study_defaults(compose_cfg):
     ("kd.tau=abc", "kd.tau"), ("seeds=[]", "seeds"), ("seeds=[0,0]", "distinct"), ("seeds=[-1]", "seeds"),
     ("split.train=0.9", "split"), ("device=tpu", "device"), ("metrics.ece_bins=0", "ece_bins"),
     ("limits.rows=10", "limits.rows"), ("limits.epochs=0", "limits.epochs"),
+    ("explain.method=kernel", "explain.method must be one of auto, permutation, exact"),
+    ("explain.permutations=0", "explain.permutations"),
 ])
 def test_bad_values_are_named(compose_cfg, override, match):
     with pytest.raises(ConfigError, match=match):
