@@ -43,10 +43,10 @@ def main() -> dict:
               f"x{serial_one_thread / parallel:.2f} faster (job-level scaling at equal threads per job)")
         parallel_reuse = _sweep(tmp, "parallel_reuse", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
         print(f"  both together (reuse + 2 parallel jobs): {parallel_reuse:.0f} s -> x{no_reuse / parallel_reuse:.2f} "
-              "vs the plain sweep")
+              f"vs the plain sweep; with reuse (the default), 2 parallel jobs vs 1: x{reuse / parallel_reuse:.2f}")
     return {"no_reuse_s": no_reuse, "reuse_s": reuse, "reuse_speedup": no_reuse / reuse, "serial_s": serial,
             "parallel_s": parallel, "parallel_speedup": serial / parallel, "serial_1thread_s": serial_one_thread,
-            "parallel_reuse_s": parallel_reuse}
+            "parallel_reuse_s": parallel_reuse, "parallel_speedup_with_reuse": reuse / parallel_reuse}
 
 
 if __name__ == "__main__":
