@@ -305,10 +305,10 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
         done.summary["skipped"] = True
         return done
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
-        return _run(cfg, out_dir, seed_order(seeds_of(cfg), parallel_jobs, job_index))
+        return _run(cfg, out_dir, seed_order(seeds_of(cfg), parallel_jobs, job_index), parallel_jobs)
 
 
-def _run(cfg: DictConfig, out_dir: Path, order: list[int]) -> RunResult:
+def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 1) -> RunResult:
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
@@ -362,7 +362,8 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int]) -> RunResult:
         "split_sizes": {seed: protocol.split_sizes[seed] for seed in seeds},
         "kd": {"tau": protocol.tau, "alpha": protocol.alpha},
         "device": protocol.device,
-        "machine": machine(),
+        # Latencies of jobs that ran in parallel were measured while other jobs worked (see the README).
+        "machine": {**machine(), "parallel_jobs": parallel_jobs, "seed_order": order},
         "cache": {"dir": None if cache.root is None else str(cache.root), "reused": cache.hits,
                   "computed": cache.misses},
         "explain": None if protocol.explaining is None else {

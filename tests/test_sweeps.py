@@ -128,6 +128,7 @@ def test_parallel_jobs_start_at_different_seeds(tmp_path, compose_cfg):
     rotated = run(cfg, tmp_path / "b", parallel_jobs=2, job_index=1)
     assert rotated.summary["cache"]["reused"][0] == "teacher seed 1"  # started at seed 1, found it cached
     assert list(rotated.summary["split_sizes"]) == [0, 1, 2]
+    assert rotated.summary["machine"]["parallel_jobs"] == 2 and rotated.summary["machine"]["seed_order"] == [1, 2, 0]
     cols = ["seed", "model", "accuracy", "nll", "stability", "cosine"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "metrics.csv")[cols],
                                   pd.read_csv(tmp_path / "b" / "metrics.csv")[cols])
