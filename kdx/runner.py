@@ -43,7 +43,7 @@ from kdx.persist import (
     write_text,
 )
 from kdx.preprocess import Preprocessor
-from kdx.shapley import MAX_EXACT_COLUMNS
+from kdx.shapley import MAX_EXACT_COLUMNS, evaluations_per_row
 from kdx.split import Split, stratified_split
 from kdx.stats import compare_models
 from kdx.summary import summarize
@@ -242,6 +242,11 @@ class Protocol:
         if self.explaining is not None:
             ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
                                        seed, X_val=sd.X["val"])
+            if ctx.method != "auto":
+                rows = len(ctx.X) + len(ctx.X_noisy) + (0 if ctx.X_val is None else len(ctx.X_val))
+                evals = rows * evaluations_per_row(ctx.method, ctx.X.shape[1], len(ctx.background), ctx.permutations)
+                log.info("explain.method=%s on %d encoded columns: %.3g model evaluations per model (seed %d)",
+                         ctx.method, ctx.X.shape[1], evals, seed)
         teacher_pred = teacher.predict(sd.X["test"])
         rows, explanations = {}, {}
         for name, (model, reused_model) in models.items():

@@ -23,6 +23,13 @@ LogitFn = Callable[[np.ndarray], np.ndarray]
 MAX_EXACT_COLUMNS = 16  # 65,536 coalitions × background evaluations per row
 
 
+def evaluations_per_row(method: str, columns: int, background: int, pairs: int = 10) -> int:
+    """Model evaluations (rows through the model) each explained row costs."""
+    if method == "exact":
+        return (1 << columns) * background
+    return (2 * pairs * max(columns - 1, 0) + 2) * background
+
+
 def coalition_values(logits: LogitFn, X: np.ndarray, background: np.ndarray, masks: np.ndarray,
                      weights: np.ndarray, chunk_evals: int = 1 << 18) -> np.ndarray:
     """v (rows, coalitions): the mean over background rows of the explained output with the columns of

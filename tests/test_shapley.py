@@ -10,7 +10,7 @@ from kdx.alignment import cosine
 from kdx.errors import ConfigError
 from kdx.explain import explain, output_matrix
 from kdx.models import MLPClassifier
-from kdx.shapley import antithetic_permutations, exact_shapley, permutation_shapley
+from kdx.shapley import antithetic_permutations, evaluations_per_row, exact_shapley, permutation_shapley
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,16 @@ def test_permutation_is_additive_deterministic_and_converges(three_class):
     many = permutation_shapley(mlp.logits, rows, background, weights, pairs=150, seed=0)
     assert cosine(exact, many)[0] > 0.999
     assert np.abs(many - exact).max() < np.abs(few - exact).max()
+
+
+@pytest.mark.parametrize("method", ["exact", "permutation"])
+def test_documented_cost_is_the_number_of_model_evaluations(three_class, method):
+    mlp, rows, background, weights = three_class
+    seen = []
+    counting = lambda Z: (seen.append(len(Z)), mlp.logits(Z))[1]  # noqa: E731
+    estimator = exact_shapley if method == "exact" else lambda *a: permutation_shapley(*a, pairs=3)
+    estimator(counting, rows, background, weights)
+    assert sum(seen) == len(rows) * evaluations_per_row(method, rows.shape[1], len(background), pairs=3)
 
 
 def test_orders_are_antithetic_pairs():
