@@ -6,7 +6,7 @@ The game of row x: v(S) = mean over background rows r of g(x_S, r_rest), where g
 - `exact_shapley`: every coalition of the columns (2^d of them): exact, for a handful of columns;
 - `permutation_shapley`: antithetic permutation sampling (each random order is also walked backwards),
   the estimator of `shap.PermutationExplainer`, with the permutations shared by all rows.
-Costs are counted in model evaluations: 2^d · background per row (exact), 2·pairs·(d−1) · background
+Costs are counted in model evaluations: 2^d · background per row (exact), (2·pairs·(d−1) + 2) · background
 per row (permutation).
 """
 
