@@ -222,6 +222,12 @@ class Protocol:
         cfg, data = self.cfg, self.data
         seed_everything(seed)
         sd = prepare_seed(data, seed, self.fractions)
+        columns = sd.X["train"].shape[1]
+        if self.explaining is not None and self.explaining.method == "exact" and columns > MAX_EXACT_COLUMNS:
+            # Before any training: one-hot encoding decides the column count.
+            raise ConfigError(f"explain.method=exact enumerates every coalition of the encoded columns and is "
+                              f"limited to {MAX_EXACT_COLUMNS}; {data.name} has {columns}: use "
+                              "explain.method=permutation")
         self.split_sizes[seed] = sd.split.sizes()
         np.savez_compressed(seed_dir / "split.npz", train=sd.split.train, val=sd.split.val, test=sd.split.test)
         joblib.dump(sd.preprocessor, seed_dir / "preprocessor.joblib")
@@ -324,11 +330,6 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 
     if cfg.explain.enabled and cfg.explain.output == "margin" and data.n_classes != 2:
         raise ConfigError(f"explain.output=margin needs a binary task; {data.name} has {data.n_classes} classes "
                           "(use explain.output=centred)")
-    if cfg.explain.enabled and cfg.explain.method == "exact" and len(data.features) > MAX_EXACT_COLUMNS:
-        # Checked again on the encoded columns (one-hot adds some) when explaining.
-        raise ConfigError(f"explain.method=exact enumerates every coalition of the columns and is limited to "
-                          f"{MAX_EXACT_COLUMNS}; {data.name} has {len(data.features)} features: use "
-                          "explain.method=permutation")
     log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
              data.n_classes, data.class_counts())
     cache = cache_for(cfg)

@@ -109,10 +109,10 @@ def test_exact_refuses_too_many_columns(tmp_path, compose_cfg):
     X = np.zeros((2, 17), dtype=np.float32)
     with pytest.raises(ConfigError, match="limited to 16 columns: use explain.method=permutation"):
         exact_shapley(lambda Z: np.zeros((len(Z), 2)), X, X, np.ones((2, 2)))
-    # Refused before any training when the dataset alone has too many features.
-    with pytest.raises(ConfigError, match="breast_cancer has 30 features: use explain.method=permutation"):
-        run(compose_cfg("experiment=breast_cancer", "+smoke=on", "explain.method=exact"), tmp_path)
-    assert not (tmp_path / "checkpoints").exists()
+    # Refused before any training: Adult's 14 features become ~80 one-hot columns.
+    with pytest.raises(ConfigError, match=r"adult has \d+: use explain.method=permutation"):
+        run(compose_cfg("experiment=adult", "+smoke=on", "explain.method=exact"), tmp_path)
+    assert not list((tmp_path / "checkpoints").glob("seed_*/teacher*")) and not (tmp_path / "metrics.csv").exists()
 
 
 def test_run_with_permutation_method(tmp_path, compose_cfg):
