@@ -36,7 +36,7 @@ from kdx.alignment import cosine, mad, spearman, stability, topk_agreement
 from kdx.config import OUTPUTS
 from kdx.deeplift import deeplift
 from kdx.models import Classifier, GBTClassifier, MLPClassifier, TreeClassifier
-from kdx.shapley import exact_shapley, permutation_shapley
+from kdx.shapley import evaluations_per_row, exact_shapley, permutation_shapley
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,11 @@ class ExplainContext:
                    np.repeat(classes[:n_stab], settings.stability_draws), Xv,
                    None if Xv is None else teacher.logits(Xv).argmax(1), settings.stability_draws,
                    settings.top_k, seed, settings.method, settings.permutations)
+
+    def model_evaluations(self) -> int:
+        """Rows one model is evaluated on with a model-agnostic method: test, perturbed and validation rows."""
+        rows = len(self.X) + len(self.X_noisy) + (0 if self.X_val is None else len(self.X_val))
+        return rows * evaluations_per_row(self.method, self.X.shape[1], len(self.background), self.permutations)
 
     def explain(self, model: Classifier, X: np.ndarray, classes: np.ndarray) -> Explanation:
         return explain(model, X, self.background, self.A, self.per_class, classes, self.seed, self.method,

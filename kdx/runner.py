@@ -43,7 +43,7 @@ from kdx.persist import (
     write_text,
 )
 from kdx.preprocess import Preprocessor
-from kdx.shapley import MAX_EXACT_COLUMNS, evaluations_per_row
+from kdx.shapley import MAX_EXACT_COLUMNS
 from kdx.split import Split, stratified_split
 from kdx.stats import compare_models
 from kdx.summary import summarize
@@ -160,6 +160,11 @@ def resolve_threads(setting, parallel_jobs: int = 1) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, parallel_jobs))
 
 
+def _settings(cls, node: DictConfig):
+    """The settings dataclass a config node describes, or None when the node is switched off."""
+    return cls(**{k: v for k, v in node.items() if k != "enabled"}) if node.enabled else None
+
+
 class Protocol:
     """One run's settings and the per-seed work; `run()` below drives it over the seeds."""
 
@@ -170,10 +175,8 @@ class Protocol:
         self.device = str(resolve_device(cfg.device))
         self.tau, self.alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
         self.fractions = (cfg.split.train, cfg.split.val, cfg.split.test)
-        self.profiling = ProfileSettings(**{k: v for k, v in cfg.profile.items() if k != "enabled"}) \
-            if cfg.profile.enabled else None
-        self.explaining = ExplainSettings(**{k: v for k, v in cfg.explain.items() if k != "enabled"}) \
-            if cfg.explain.enabled else None
+        self.profiling = _settings(ProfileSettings, cfg.profile)
+        self.explaining = _settings(ExplainSettings, cfg.explain)
         versions = library_versions()
         self.base = {
             "data": fingerprint(data), "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
@@ -249,10 +252,8 @@ class Protocol:
             ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
                                        seed, X_val=sd.X["val"])
             if ctx.method != "auto":
-                rows = len(ctx.X) + len(ctx.X_noisy) + (0 if ctx.X_val is None else len(ctx.X_val))
-                evals = rows * evaluations_per_row(ctx.method, ctx.X.shape[1], len(ctx.background), ctx.permutations)
                 log.info("explain.method=%s on %d encoded columns: %.3g model evaluations per model (seed %d)",
-                         ctx.method, ctx.X.shape[1], evals, seed)
+                         ctx.method, ctx.X.shape[1], ctx.model_evaluations(), seed)
         teacher_pred = teacher.predict(sd.X["test"])
         rows, explanations = {}, {}
         for name, (model, reused_model) in models.items():

@@ -41,7 +41,7 @@ def coalition_values(logits: LogitFn, X: np.ndarray, background: np.ndarray, mas
         pair = np.arange(start, min(start + per_chunk, n * k))
         rows, mk = pair // k, masks[pair % k]
         mixed = np.where(mk[:, None, :], X[rows][:, None, :], background[None, :, :]).reshape(-1, d)
-        z = logits(mixed.astype(np.float32)).astype(np.float64).reshape(len(pair), m, -1)
+        z = logits(mixed.astype(np.float32, copy=False)).astype(np.float64).reshape(len(pair), m, -1)
         out[pair] = np.einsum("pc,pc->p", z.mean(1), weights[rows])
     return out.reshape(n, k)
 
@@ -55,13 +55,13 @@ def exact_shapley(logits: LogitFn, X: np.ndarray, background: np.ndarray, weight
     codes = np.arange(1 << d)
     masks = (codes[:, None] >> np.arange(d)) & 1 == 1
     v = coalition_values(logits, X, background, masks, weights)
+    # Shapley weight of a coalition S not containing j: |S|!(d−|S|−1)!/d! = 1 / (d · C(d−1, |S|)).
+    weight_of_size = 1.0 / (d * np.array([comb(d - 1, s) for s in range(d)], dtype=np.float64))
     size = masks.sum(1)
     phi = np.empty((len(X), d), dtype=np.float64)
     for j in range(d):
         without = codes[~masks[:, j]]
-        # Shapley weight of a coalition S not containing j: |S|!(d−|S|−1)!/d! = 1 / (d · C(d−1, |S|)).
-        w = 1.0 / (d * np.array([comb(d - 1, s) for s in range(d)], dtype=np.float64))[size[without]]
-        phi[:, j] = (v[:, without | (1 << j)] - v[:, without]) @ w
+        phi[:, j] = (v[:, without | (1 << j)] - v[:, without]) @ weight_of_size[size[without]]
     return phi
 
 
