@@ -27,8 +27,24 @@ def normalized(phi: np.ndarray) -> np.ndarray:
 
 
 def mad(phi_t: np.ndarray, phi_s: np.ndarray) -> float:
-    """Mean over rows of (1/d) Σ_j |φ̂_T,j − φ̂_S,j| on normalized importances φ̂ = φ / Σ|φ|."""
+    """Mean over rows of (1/d) Σ_j |φ̂_T,j − φ̂_S,j| on normalized importances φ̂ = φ / Σ|φ|.
+
+    Bounded by 2/d (0.067 for 30 features), so it shrinks with the feature count: see `mad_total`."""
     return float(np.abs(normalized(phi_t) - normalized(phi_s)).mean())
+
+
+def mad_total(phi_t: np.ndarray, phi_s: np.ndarray) -> float:
+    """Scale-free MAD: mean over rows of ½ Σ_j |φ̂_T,j − φ̂_S,j| (= d/2 · `mad`), in [0, 1] whatever the
+    feature count: 0 for the same normalized attributions, 1 for attributions on disjoint features or of
+    opposite sign."""
+    return float(0.5 * np.abs(normalized(phi_t) - normalized(phi_s)).sum(1).mean())
+
+
+def cosine_global(phi_t: np.ndarray, phi_s: np.ndarray) -> float:
+    """Cosine of the global importances mean_rows |φ_T| and mean_rows |φ_S| (one vector per model)."""
+    gt, gs = np.abs(phi_t).mean(0), np.abs(phi_s).mean(0)
+    denom = np.linalg.norm(gt) * np.linalg.norm(gs)
+    return float(gt @ gs / denom) if denom > TINY else float("nan")
 
 
 def topk_agreement(phi_t: np.ndarray, phi_s: np.ndarray, k: int) -> float:
@@ -53,10 +69,13 @@ def spearman(phi_t: np.ndarray, phi_s: np.ndarray) -> tuple[float, int]:
     return (float(values.mean()) if ok.any() else float("nan")), int((~ok).sum())
 
 
-def stability(phi: np.ndarray, phi_noisy: np.ndarray) -> dict:
+def stability(phi: np.ndarray, phi_noisy: np.ndarray, perturbed: np.ndarray | None = None) -> dict:
     """1 − ‖φ(x) − φ(x+ε)‖₂ / ‖φ(x)‖₂ for φ of shape (rows, d) and φ_noisy of shape (rows, draws, d).
 
-    Rows with ‖φ(x)‖ ~ 0 have no defined index: they are left out and counted.
+    The index lies in (−∞, 1]: 1 when the perturbation leaves the attributions unchanged, 0 when it moves
+    them by their own norm, below 0 beyond that. Rows with ‖φ(x)‖ ~ 0 have no defined index: they are left
+    out and counted. `perturbed` (d booleans) marks the features the perturbation can change:
+    `stability_perturbed_share` is the share of the clean attribution mass Σ|φ| on them.
     """
     norm = _row_norm(phi)
     ok = norm > TINY * max(1.0, float(norm.max(initial=0.0)))
@@ -66,4 +85,6 @@ def stability(phi: np.ndarray, phi_noisy: np.ndarray) -> dict:
         "stability": float(per_row.mean()) if ok.any() else float("nan"),
         "stability_worst": float(index.min()) if ok.any() else float("nan"),
         "stability_excluded": int((~ok).sum()),
+        "stability_perturbed_share": (float(np.abs(phi[:, perturbed]).sum() / max(np.abs(phi).sum(), TINY))
+                                      if perturbed is not None else float("nan")),
     }

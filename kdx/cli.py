@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -70,6 +71,24 @@ def check_group_overrides(argv: list[str]) -> None:
                 _fail(f"unknown {group} '{value}'; choose one of: {', '.join(options[group])}")
 
 
+SEEDS_RANGE = re.compile(r"^(?P<key>[+~]?seeds)=range\((?P<args>\s*\d+\s*(,\s*\d+\s*){0,2})\)$")
+
+
+def expand_seed_range(argv: list[str]) -> list[str]:
+    """`seeds=range(10)` (Python's range: stop, or start,stop[,step]) → `seeds=[0,...,9]`. Hydra reads
+    range() as a sweep over jobs; kdx's seeds are one job's list, so the range is expanded here."""
+    out = []
+    for arg in argv:
+        match = SEEDS_RANGE.match(arg)
+        if match:
+            seeds = list(range(*(int(x) for x in match["args"].split(","))))
+            if not seeds:
+                _fail(f"{arg} gives no seeds")
+            arg = f"{match['key']}=[{','.join(map(str, seeds))}]"
+        out.append(arg)
+    return out
+
+
 def parallel_jobs(hydra_cfg) -> int:
     """How many jobs the launcher runs at the same time (for per-job thread counts)."""
     launcher = hydra_cfg.get("launcher") or {}
@@ -104,6 +123,7 @@ def _hydra_run(argv: list[str]) -> None:
         print_run(Console(width=None if sys.stdout.isatty() else 140), result.summary, out_dir, result.comparisons)
         return result.summary["metrics"]["student_kd"]["val_accuracy"]["mean"]
 
+    argv = expand_seed_range(argv)
     check_group_overrides(argv)
     sys.argv = ["kdx run", *argv]
     try:

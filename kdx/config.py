@@ -10,7 +10,8 @@ from kdx.errors import ConfigError
 
 OUTPUTS = ("auto", "margin", "centred", "raw")
 METHODS = ("auto", "permutation", "exact")
-COST_CHOICES = ("latency_ms", "latency_batch_ms", "params", "size_bytes", "peak_mb_batch")
+COST_CHOICES = ("params", "flops", "latency_ms", "latency_batch_ms", "size_bytes", "peak_mb_batch")
+TIMED_COSTS = ("latency_ms", "latency_batch_ms", "peak_mb_batch")  # measured, so noisy: not for selection
 
 RUNNER_KEYS = ("name",)  # keys of dataset/teacher/student nodes that are not constructor arguments
 
@@ -37,6 +38,51 @@ def seeds_of(cfg: DictConfig) -> list[int]:
     return seeds
 
 
+def units_of(cfg: DictConfig) -> list[int]:
+    """The run's repetitions: its seeds (holdout), or for split.scheme=repeated_cv one unit per (seed, fold),
+    numbered seed·folds + fold."""
+    seeds = seeds_of(cfg)
+    if cfg.split.get("scheme", "holdout") != "repeated_cv":
+        return seeds
+    k = cfg.split.folds
+    return [s * k + f for s in seeds for f in range(k)]
+
+
+def split_settings(cfg: DictConfig) -> dict:
+    """Keyword arguments of kdx.split.make_split for this run."""
+    return {"scheme": cfg.split.get("scheme", "holdout"), "folds": cfg.split.get("folds", 5),
+            "fractions": (cfg.split.train, cfg.split.val, cfg.split.test)}
+
+
+def stats_settings(cfg: DictConfig):
+    """kdx.stats.StatsSettings from the `stats` node."""
+    from kdx.stats import StatsSettings
+
+    node = OmegaConf.to_container(cfg.stats, resolve=True)
+    return StatsSettings(**{**node, "margins": dict(node.get("margins") or {})})
+
+
+def _validate_stats(stats: DictConfig) -> None:
+    from kdx.stats import CORRECTIONS, METRICS, TESTS
+
+    for key in ("alpha", "confidence", "power"):
+        value = stats.get(key)
+        if not _number(value) or not 0 < value < 1:
+            raise ConfigError(f"stats.{key} must be a number in (0, 1), got {value!r}")
+    if stats.get("test") not in TESTS:
+        raise ConfigError(f"stats.test must be one of {', '.join(TESTS)}, got {stats.get('test')!r}")
+    if stats.get("correction") not in CORRECTIONS:
+        raise ConfigError(f"stats.correction must be one of {', '.join(CORRECTIONS)}, got {stats.get('correction')!r}")
+    margins = stats.get("margins") or {}
+    if not isinstance(margins, DictConfig):
+        raise ConfigError(f"stats.margins must map metric names to margins, e.g. {{accuracy: 0.01}}; got {margins!r}")
+    for metric, margin in margins.items():
+        if metric not in METRICS:
+            raise ConfigError(f"stats.margins.{metric}: not a compared metric; choose from {', '.join(METRICS)}")
+        if not _number(margin) or margin <= 0:
+            raise ConfigError(f"stats.margins.{metric} must be a number > 0, got {margin!r}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError with one line naming the first invalid value."""
     for group in ("dataset", "teacher", "student", "kd"):
@@ -57,6 +103,11 @@ def validate(cfg: DictConfig) -> None:
     fractions = [cfg.split.get(k) for k in ("train", "val", "test")]
     if not all(_number(f) and 0 < f < 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise ConfigError(f"split.train/val/test must each be in (0, 1) and sum to 1, got {fractions}")
+    from kdx.split import SCHEMES
+
+    if cfg.split.get("scheme", "holdout") not in SCHEMES:
+        raise ConfigError(f"split.scheme must be one of {', '.join(SCHEMES)}, got {cfg.split.get('scheme')!r}")
+    _int_at_least("split.folds", cfg.split.get("folds", 5), minimum=2)
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
     if cfg.device == "cuda":
@@ -79,10 +130,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"explain.output must be one of {', '.join(OUTPUTS)}, got {ex.get('output')!r}")
     if ex.get("method") not in METHODS:
         raise ConfigError(f"explain.method must be one of {', '.join(METHODS)}, got {ex.get('method')!r}")
-    for key in ("alpha", "confidence"):
-        value = cfg.stats.get(key)
-        if not _number(value) or not 0 < value < 1:
-            raise ConfigError(f"stats.{key} must be a number in (0, 1), got {value!r}")
+    _validate_stats(cfg.stats)
+    resample = ex.get("categorical_resample")
+    if not _number(resample) or not 0 <= resample <= 1:
+        raise ConfigError(f"explain.categorical_resample must be a probability in [0, 1], got {resample!r}")
     if not cfg.objective.get("cost") or any(c not in COST_CHOICES for c in cfg.objective.cost):
         raise ConfigError(f"objective.cost must be a non-empty list of {', '.join(COST_CHOICES)}, "
                           f"got {cfg.objective.get('cost')!r}")

@@ -14,8 +14,10 @@ MAIN_COLUMNS = (("accuracy", "accuracy"), ("ece", "ECE"), ("nll", "NLL"), ("macr
 EFFICIENCY_COLUMNS = (("params", "params"), ("prr", "PRR"), ("size_bytes", "size kB"),
                       ("latency_ms", "latency ms (b=1)"), ("latency_per_row_ms", "ms/row (batch)"),
                       ("latency_reduction", "latency −"), ("peak_mb_batch", "peak MB (batch)"))
-ALIGNMENT_COLUMNS = (("cosine", "cosine"), ("mad", "MAD"), ("topk_agreement", "top-k"), ("spearman", "Spearman"),
-                     ("stability", "stability"), ("stability_worst", "worst"), ("additivity_error", "additivity err"))
+ALIGNMENT_COLUMNS = (("cosine", "cosine (rows)"), ("cosine_global", "cosine (global)"), ("mad_total", "MAD (0-1)"),
+                     ("topk_agreement", "top-k"), ("spearman", "Spearman"), ("stability", "stability"),
+                     ("stability_worst", "worst"), ("stability_perturbed_share", "perturbed mass"),
+                     ("additivity_error", "additivity err"))
 KEY_STATS = ("accuracy", "ece", "nll", "cosine", "stability", "latency_ms")
 SCALE = {"size_bytes": 1e-3}
 SPEC = {"params": ".0f", "size_bytes": ".1f", "train_seconds": ".2f", "prr": ".3f", "latency_reduction": ".3f",
@@ -57,6 +59,8 @@ def print_run(console: Console, summary: dict, out_dir, comparisons: pd.DataFram
         console.print(results_table(summary, ALIGNMENT_COLUMNS, setting))
     if comparisons is not None and len(comparisons):
         console.print(stats_table(comparisons, summary["stats"]["alpha"]))
+        for line in underpowered_lines(comparisons, summary["stats"]["alpha"]):
+            console.print(line, highlight=False)
     for student, stat in summary.get("accuracy_retention", {}).items():
         console.print(f"accuracy retention {student}/teacher: {format_mean_sd(stat)}")
     console.print(f"wall time {summary['wall_seconds']:.1f} s, trained on {summary['device']}; "
@@ -67,15 +71,45 @@ def _num(value, spec: str = ".3f") -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:{spec}}"
 
 
+def describe_test(comparisons: pd.DataFrame, alpha: float) -> str:
+    """One line naming the test, the correction and the family behind the p-values of a stats table."""
+    first = comparisons.iloc[0]
+    test = ("corrected resampled t-test (Nadeau–Bengio, variance × (1/n + n_test/n_train))"
+            if first.get("test", "paired") == "corrected" else "paired t-test")
+    adjust = (f"Holm-adjusted over {int(first['family_size'])} tests"
+              if first.get("correction") == "holm" else "not adjusted for multiple comparisons")
+    return f"Δ = B − A; {test}, two-sided, {adjust}; * adjusted p < {alpha:g}"
+
+
 def stats_table(comparisons: pd.DataFrame, alpha: float, metrics=KEY_STATS) -> Table:
-    table = Table(title=f"Paired comparisons over seeds (Δ = B − A; * p < {alpha:g}, two-sided paired t-test)",
+    table = Table(title="Paired comparisons over seeds (" + describe_test(comparisons, alpha) + ")",
                   title_justify="left")
-    for col in ("metric", "A → B", "Δ", "95% CI", "p", "Cohen's d", "d_z", "note"):
-        table.add_column(col, justify="left" if col in ("metric", "A → B", "note") else "right")
+    for col in ("metric", "A → B", "Δ", "95% CI", "p adj", "p plain", "p Wilcoxon", "MDE", "vs margin", "note"):
+        table.add_column(col, justify="left" if col in ("metric", "A → B", "note", "vs margin") else "right")
     for _, r in comparisons[comparisons.metric.isin(metrics)].iterrows():
         spec = ".4f" if abs(r["diff"]) < 10 else ".1f"
         ci = "—" if r["ci_low"] is None or pd.isna(r["ci_low"]) else f"[{r['ci_low']:{spec}}, {r['ci_high']:{spec}}]"
+        verdict = r.get("margin_verdict")
         table.add_row(r["metric"], f"{r['a']} → {r['b']}", _num(r["diff"], spec), ci,
-                      _num(r["p"], ".3g") + (" *" if r["significant"] else ""), _num(r["cohens_d"], ".2f"),
-                      _num(r["d_z"], ".2f"), r["note"] or "")
+                      _num(r["p_adjusted"], ".3g") + (" *" if r["significant"] else ""), _num(r["p_paired"], ".3g"),
+                      _num(r["p_wilcoxon"], ".3g"), _num(r["mde"], spec),
+                      "—" if verdict is None or pd.isna(verdict) else f"{verdict} (±{r['margin']:g})",
+                      r["note"] if isinstance(r["note"], str) else "")
     return table
+
+
+def underpowered_lines(comparisons: pd.DataFrame, alpha: float = 0.05,
+                       metrics=("accuracy", "cosine", "stability")) -> list[str]:
+    """For the key KD-vs-no-KD comparisons that are not significant: the seeds that would decide them."""
+    from kdx.stats import seeds_needed
+
+    out = []
+    for _, r in comparisons[(comparisons.a == "student_nokd") & comparisons.metric.isin(metrics)].iterrows():
+        if r["significant"] or r["sd_diff"] is None or pd.isna(r["sd_diff"]) or r["sd_diff"] == 0:
+            continue
+        ratio = max(0.0, r["variance_factor"] - 1 / r["n"])
+        n = seeds_needed(abs(r["diff"]), r["sd_diff"], ratio, alpha=alpha)
+        out.append(f"{r['metric']}, KD vs no-KD: not significant; the observed Δ {r['diff']:+.4f} would need "
+                   + (f"≈ {n} seeds at 80 % power" if n else "more than any number of re-split seeds can give")
+                   + f" (this run: {int(r['n'])}).")
+    return out

@@ -6,10 +6,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from kdx.config import split_settings
 from kdx.loading import load_run
 from kdx.metrics import FIDELITY_METRICS, fidelity
 from kdx.runner import MODELS, load_data
-from kdx.split import stratified_split
+from kdx.split import make_split
 
 
 def evaluate_run(path) -> dict:
@@ -21,7 +22,7 @@ def evaluate_run(path) -> dict:
     rows, worst = [], 0.0
     for seed in run.seeds:
         split = run.split(seed)
-        rederived = stratified_split(data.y, seed, (cfg.split.train, cfg.split.val, cfg.split.test))
+        rederived = make_split(data.y, seed, class_names=data.class_names, **split_settings(cfg))
         same_split = all(np.array_equal(a, b) for a, b in zip(
             (split.train, split.val, split.test), (rederived.train, rederived.val, rederived.test)))
         X_test = data.X.iloc[split.test]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdx.alignment import cosine, mad, spearman, stability, topk_agreement
+from kdx.alignment import cosine, cosine_global, mad, mad_total, spearman, stability, topk_agreement
 from kdx.config import OUTPUTS
 from kdx.deeplift import deeplift
 from kdx.models import Classifier, GBTClassifier, MLPClassifier, TreeClassifier
@@ -47,6 +47,7 @@ class ExplainSettings:
     stability_rows: int = 100
     stability_draws: int = 10
     noise_sigma: float = 0.1
+    categorical_resample: float = 0.1
     output: str = "auto"
     method: str = "auto"
     permutations: int = 10
@@ -207,12 +208,15 @@ class ExplainContext:
     seed: int
     method: str = "auto"
     permutations: int = 10
+    perturbed: np.ndarray | None = None  # per original feature: can the stability perturbation change it?
 
     @classmethod
     def build(cls, teacher: Classifier, n_numeric: int, X_train: np.ndarray, X_test: np.ndarray,
-              settings: ExplainSettings, seed: int, X_val: np.ndarray | None = None) -> ExplainContext:
-        """Noise for stability goes to the first `n_numeric` (standardized numeric) columns only, so one-hot
-        columns stay valid."""
+              settings: ExplainSettings, seed: int, X_val: np.ndarray | None = None,
+              column_feature: np.ndarray | None = None) -> ExplainContext:
+        """Stability perturbations: Gaussian noise on the first `n_numeric` (standardized numeric) columns,
+        and, given `column_feature` (encoded column → original feature), each categorical feature resampled
+        with probability `categorical_resample` from its training marginal, so one-hot rows stay valid."""
         rng = np.random.default_rng(seed)
         n_bg = min(settings.background, len(X_train))
         background = X_train[np.sort(rng.choice(len(X_train), n_bg, replace=False))]
@@ -220,15 +224,32 @@ class ExplainContext:
         teacher_logits = teacher.logits(X)
         A, per_class = output_matrix(teacher_logits.shape[1], settings.output)
         classes = teacher_logits.argmax(1)
-        # Without numeric features nothing can be perturbed: stability is undefined, not a perfect 1.
-        n_stab = min(settings.stability_rows, len(X)) if n_numeric > 0 else 0
+        blocks = _categorical_blocks(column_feature, n_numeric) if settings.categorical_resample > 0 else []
+        # With nothing to perturb stability is undefined, not a perfect 1.
+        n_stab = min(settings.stability_rows, len(X)) if n_numeric > 0 or blocks else 0
         noisy = np.repeat(X[:n_stab, None, :], settings.stability_draws, axis=1)
         noisy[..., :n_numeric] += rng.normal(0.0, settings.noise_sigma, size=noisy[..., :n_numeric].shape)
+        for cols in blocks:
+            marginal = X_train[:, cols].sum(0).astype(np.float64)
+            if marginal.sum() <= 0:
+                continue
+            resample = rng.random(noisy.shape[:2]) < settings.categorical_resample
+            level = rng.choice(len(cols), size=noisy.shape[:2], p=marginal / marginal.sum())
+            onehot = np.eye(len(cols), dtype=noisy.dtype)[level]
+            block = noisy[..., cols]
+            noisy[..., cols] = np.where(resample[..., None], onehot, block)
+        n_features = (int(column_feature.max()) + 1) if column_feature is not None and len(column_feature) else None
+        perturbed = None
+        if n_features is not None:
+            perturbed = np.zeros(n_features, dtype=bool)
+            perturbed[:n_numeric] = True
+            for cols in blocks:
+                perturbed[column_feature[cols[0]]] = True
         Xv = None if X_val is None else X_val[: settings.rows]
         return cls(background, X, A, per_class, classes, noisy.reshape(-1, X.shape[1]).astype(np.float32),
                    np.repeat(classes[:n_stab], settings.stability_draws), Xv,
                    None if Xv is None else teacher.logits(Xv).argmax(1), settings.stability_draws,
-                   settings.top_k, seed, settings.method, settings.permutations)
+                   settings.top_k, seed, settings.method, settings.permutations, perturbed)
 
     def model_evaluations(self) -> int:
         """Rows one model is evaluated on with a model-agnostic method: test, perturbed and validation rows."""
@@ -238,6 +259,13 @@ class ExplainContext:
     def explain(self, model: Classifier, X: np.ndarray, classes: np.ndarray) -> Explanation:
         return explain(model, X, self.background, self.A, self.per_class, classes, self.seed, self.method,
                        self.permutations)
+
+
+def _categorical_blocks(column_feature: np.ndarray | None, n_numeric: int) -> list[np.ndarray]:
+    """The encoded columns of each categorical (one-hot) feature."""
+    if column_feature is None:
+        return []
+    return [np.flatnonzero(column_feature == j) for j in np.unique(column_feature) if j >= n_numeric]
 
 
 @dataclass
@@ -261,10 +289,12 @@ def explain_model(model: Classifier, ctx: ExplainContext, group) -> ModelExplana
         noisy_grouped = group(noisy.columns).reshape(n_stab, ctx.draws, -1)
         flips = model.predict(ctx.X_noisy) != np.repeat(model.predict(ctx.X[:n_stab]), ctx.draws)
         seconds, worst_additivity = seconds + noisy.seconds, max(worst_additivity, noisy.additivity_error)
-        robustness = {**stability(grouped[:n_stab], noisy_grouped), "stability_label_flips": float(flips.mean())}
+        robustness = {**stability(grouped[:n_stab], noisy_grouped, ctx.perturbed),
+                      "stability_label_flips": float(flips.mean())}
     else:
         robustness = {"stability": float("nan"), "stability_worst": float("nan"),
-                      "stability_excluded": len(ctx.X), "stability_label_flips": float("nan")}
+                      "stability_excluded": len(ctx.X), "stability_label_flips": float("nan"),
+                      "stability_perturbed_share": float("nan")}
     val_grouped = None
     if ctx.X_val is not None:
         val = ctx.explain(model, ctx.X_val, ctx.val_classes)
@@ -282,8 +312,9 @@ def compare(teacher: ModelExplanation, student: ModelExplanation, top_k: int) ->
     t, s = teacher.grouped, student.grouped
     cos, cos_excluded = cosine(t, s)
     rho, rho_excluded = spearman(t, s)
-    out = {"cosine": cos, "mad": mad(t, s), "topk_agreement": topk_agreement(t, s, top_k), "spearman": rho,
-           "cosine_excluded": cos_excluded, "spearman_excluded": rho_excluded}
+    out = {"cosine": cos, "cosine_global": cosine_global(t, s), "mad": mad(t, s), "mad_total": mad_total(t, s),
+           "topk_agreement": topk_agreement(t, s, top_k), "spearman": rho, "cosine_excluded": cos_excluded,
+           "spearman_excluded": rho_excluded}
     if teacher.val_grouped is not None and student.val_grouped is not None:
         out["val_cosine"] = cosine(teacher.val_grouped, student.val_grouped)[0]
         out["val_mad"] = mad(teacher.val_grouped, student.val_grouped)

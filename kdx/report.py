@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdx.claims import TABLE2, TABLE3, Verdict, claims_for_run, tau_claim, within_ci
+from kdx.cache import content_key
+from kdx.claims import NOT_TESTED, SUPPORTED, TABLE2, TABLE3, Verdict, claims_for_run, tau_claim, within_ci
 from kdx.collect import Collection, RunRecord, collect
+from kdx.config import TIMED_COSTS
 from kdx.objective import pareto_mask
 from kdx.persist import OBJECTIVE_FILE, write_csv, write_text
 from kdx.summary import format_mean_sd, mean_sd
@@ -62,6 +64,17 @@ def tuned_on_validation(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _identity(config: dict, model: str) -> str:
+    """What determines a model of a run: a teacher is the same in every job of a τ/α sweep, a no-KD student
+    the same for every KD setting. Rows with equal identity are one candidate, counted once."""
+    keys = ["dataset", "split", "seeds", "limits", "teacher"]
+    if model != "teacher":
+        keys.append("student")
+    if model == "student_kd":
+        keys.append("kd")
+    return content_key(model, {k: config.get(k) for k in keys})[:16]
+
+
 def points_table(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per (run, model): means over seeds of the selection (validation) and test quantities."""
     rows = []
@@ -72,7 +85,8 @@ def points_table(runs: list[RunRecord]) -> pd.DataFrame:
         scored = pd.read_csv(file).merge(run.metrics, on=["seed", "model"], how="left")
         c = run.config
         for model, g in scored.groupby("model", sort=False):
-            row = {"run": run.name, "dataset": c["dataset"]["name"],
+            row = {"run": run.name, "dataset": c["dataset"]["name"], "teacher": c["teacher"]["name"],
+                   "teacher_id": _identity(c, "teacher"), "candidate": _identity(c, model),
                    "pair": f"{c['teacher']['name']}→{c['student']['name']}", "tau": float(c["kd"]["tau"]),
                    "alpha": float(c["kd"]["alpha"]), "model": model, "seeds": len(g),
                    "student_config": _student_size(c["student"])}
@@ -85,28 +99,39 @@ def points_table(runs: list[RunRecord]) -> pd.DataFrame:
 
 
 def pareto_and_best(points: pd.DataFrame, profiles: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pareto-efficient (run, model) over (val P, −C, val I) and the best per dataset and weight profile by
-    mean validation J — both per dataset (accuracies of different datasets do not compare), both chosen on
-    validation metrics, reported with test metrics."""
+    """Pareto-efficient students over (val P, −C, val I) and the best student per dataset, teacher and weight
+    profile by mean validation J — both chosen on validation metrics, reported with test metrics.
+
+    - Per (dataset, teacher): C and I are normalised by the teacher, so fronts of different teachers (or
+      datasets) do not compare.
+    - The teacher is the reference, not a candidate: its C = 1 and I = 1 hold by definition, which would put
+      it on every front.
+    - A model repeated across a sweep's jobs (the shared teacher, the no-KD student) is one candidate.
+    """
     if points.empty:
         return points, points
-    points = points.copy()
-    # Accuracies of different datasets are not comparable: the front is computed per dataset.
+    points = points.drop_duplicates("candidate").copy() if "candidate" in points else points.copy()
     points["pareto"] = False
-    for _, idx in points.groupby("dataset").groups.items():
+    students = points.model != "teacher"
+    group_keys = ["dataset", "teacher_id"] if "teacher_id" in points else ["dataset"]
+    for _, idx in points[students].groupby(group_keys).groups.items():
         objectives = points.loc[idx, ["val_P", "C", "val_I"]].to_numpy() * np.array([1, -1, 1])
         points.loc[idx, "pareto"] = pareto_mask(objectives)
     best = []
-    for (dataset, profile) in ((d, p) for d in sorted(points.dataset.unique()) for p in profiles):
-        col = f"val_J_{profile}"
-        candidates = points[points.dataset == dataset]
-        if col in candidates and candidates[col].notna().any():
+    for keys, candidates in points[students].groupby(group_keys, sort=True):
+        teacher = points[(points.model == "teacher") & (points[group_keys] == pd.Series(
+            keys if isinstance(keys, tuple) else (keys,), index=group_keys)).all(axis=1)]
+        for profile in profiles:
+            col = f"val_J_{profile}"
+            if col not in candidates or not candidates[col].notna().any():
+                continue
             winner = candidates.loc[candidates[col].idxmax()]
             best.append({"profile": profile, "run": winner["run"], "dataset": winner["dataset"],
                          "pair": winner["pair"], "τ": winner["tau"], "α": winner["alpha"], "model": winner["model"],
-                         "val J": round(winner[col], 4), "test J": round(winner[f"J_{profile}"], 4),
-                         "test accuracy": round(winner["accuracy"], 4), "C": round(winner["C"], 4),
-                         "test cosine (I)": round(winner["I"], 4)})
+                         "candidates": len(candidates), "val J": round(winner[col], 4),
+                         "test J": round(winner[f"J_{profile}"], 4), "test accuracy": round(winner["accuracy"], 4),
+                         "C": round(winner["C"], 4), "test cosine (I)": round(winner["I"], 4),
+                         "teacher val J (reference)": round(float(teacher[col].iloc[0]), 4) if len(teacher) else None})
     return points, pd.DataFrame(best)
 
 
@@ -124,21 +149,35 @@ def _table2(runs: list[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(study + rows)
 
 
+def _ratio(run: RunRecord) -> float:
+    """n_test/n_train of a run (for corrected intervals); 0 (plain intervals) when not recorded."""
+    stats = (run.summary or {}).get("stats", {})
+    if stats.get("test", "paired") != "corrected":
+        return 0.0
+    return float(stats.get("test_train_ratio", 0.0))
+
+
 def _table3(runs: list[RunRecord], confidence: float) -> pd.DataFrame:
+    """The KD student's alignment beside the study's Table 3. Cosine per row (kdx's) and global (cosine of
+    mean |φ|, possibly the study's); MAD scale-free (`mad_total`, the definition we infer for the study's
+    figure: not like for like) and kdx's per-feature MAD (bounded by 2/d, not comparable)."""
     rows = []
+    columns = (("cosine", "cosine per row", 0), ("cosine_global", "cosine global", 0),
+               ("mad_total", "MAD ½Σ|Δφ̂| (inferred)", 1), ("stability", "stability", 2))
     for run in runs:
         name = run.config["dataset"]["name"]
         kd = run.metrics[run.metrics.model == "student_kd"] if run.metrics is not None else pd.DataFrame()
         study = TABLE3.get(name)
         row = {"run": run.label}
-        for i, metric in enumerate(("cosine", "mad", "stability")):
-            row[f"{metric} (ours)"] = _ms(run, "student_kd", metric)
-            if study is None:
-                row[f"{metric} (study)"] = "—"
+        for metric, label, i in columns:
+            row[f"{label} (ours)"] = _ms(run, "student_kd", metric)
+            if study is None or metric not in kd:
+                row[f"{label}: study"] = "—" if study is None else f"{study[i]:.3f}"
                 continue
-            inside, ci = within_ci(kd[metric].to_numpy(float), study[i], confidence) if metric in kd else (None, "")
+            inside, _ = within_ci(kd[metric].to_numpy(float), study[i], confidence, _ratio(run))
             mark = "" if inside is None else (" ✓ in our CI" if inside else " ✗ outside our CI")
-            row[f"{metric} (study)"] = f"{study[i]:.3f}{mark}"
+            row[f"{label}: study"] = f"{study[i]:.3f}{mark}"
+        row["MAD per feature (kdx 0.1, ≤ 2/d: not comparable)"] = _ms(run, "student_kd", "mad")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -166,11 +205,17 @@ def _stats(runs: list[RunRecord]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     s = pd.concat(frames, ignore_index=True)
+    for col in ("p_adjusted", "p_paired", "p_wilcoxon", "mde", "margin_verdict", "margin"):
+        if col not in s:  # runs written before these columns existed
+            s[col] = s["p"] if col == "p_adjusted" else np.nan
     fmt = lambda v, spec: "—" if pd.isna(v) else f"{v:{spec}}"  # noqa: E731
     return pd.DataFrame({
         "run": s.run, "metric": s.metric, "A → B": s.a + " → " + s.b, "Δ (B−A)": [fmt(v, ".4g") for v in s["diff"]],
         "95% CI": [("—" if pd.isna(lo) else f"[{lo:.4g}, {hi:.4g}]") for lo, hi in zip(s.ci_low, s.ci_high)],
-        "p": [fmt(p, ".3g") + (" *" if sig else "") for p, sig in zip(s.p, s.significant)],
+        "p adj": [fmt(p, ".3g") + (" *" if sig else "") for p, sig in zip(s.p_adjusted, s.significant)],
+        "p plain": [fmt(v, ".3g") for v in s.p_paired], "p Wilcoxon": [fmt(v, ".3g") for v in s.p_wilcoxon],
+        "MDE": [fmt(v, ".4g") for v in s.mde],
+        "vs margin": ["—" if pd.isna(v) else f"{v} (±{m:g})" for v, m in zip(s.margin_verdict, s.margin)],
         "Cohen's d": [fmt(v, ".2f") for v in s.cohens_d], "d_z": [fmt(v, ".2f") for v in s.d_z],
         "n": s.n, "note": s.note.fillna(""),
     })
@@ -189,7 +234,18 @@ def _j_table(points: pd.DataFrame, profiles: list[str]) -> pd.DataFrame:
 
 def _verdicts_table(verdicts: list[tuple[str, Verdict]]) -> pd.DataFrame:
     return pd.DataFrame([{"run": run, "claim": v.claim, "study": v.study, "ours": v.ours, "verdict": v.verdict,
+                          "plain t-test verdict (kdx 0.1)": v.old_verdict, "effect of": v.effect_of,
                           "decided by": v.test} for run, v in verdicts])
+
+
+def _changed(verdicts: list[tuple[str, Verdict]]) -> list[str]:
+    """Claims whose verdict differs from the plain, uncorrected t-test's."""
+    out = []
+    for run, v in verdicts:
+        old_yes = v.old_verdict.startswith("reproduced")
+        if v.old_verdict != "—" and old_yes != (v.verdict == SUPPORTED):
+            out.append(f"- {run}: {v.claim}: plain t-test {v.old_verdict.split(' (')[0]} → now {v.verdict}")
+    return out
 
 
 def _rules_section(runs: list[RunRecord], max_lines: int = 60) -> list[str]:
@@ -223,9 +279,9 @@ def build_report(collection: Collection, figures: bool = True) -> str:
               "stats": _stats(runs), "objective": _j_table(points, profiles), "best_per_profile": best,
               "pareto": points[points.pareto] if "pareto" in points else points,
               "tuned": tuned_on_validation(points)}
-    verdicts = [(r.label, v) for r in runs for v in claims_for_run(r.metrics, r.stats, alpha)]
+    verdicts = [(r.label, v) for r in runs for v in claims_for_run(r.metrics, r.stats, alpha, _ratio(r))]
     verdicts.append(("all runs", tau_claim(points) if not points.empty else Verdict(
-        "τ between 3 and 5 gives the best KD student", "τ ∈ [3, 5]", "no complete run", "", "not tested")))
+        "τ between 3 and 5 gives the best KD student", "τ ∈ [3, 5]", "no complete run", "", NOT_TESTED)))
     tables["claims"] = _verdicts_table(verdicts)
     for name, table in tables.items():
         write_csv(out / f"report_{name}.csv", table)
@@ -246,22 +302,55 @@ def build_report(collection: Collection, figures: bool = True) -> str:
         lines += ["", f"Seeds {first.get('seeds')}; machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs; "
                   f"latency with {first.get('profile', {}) and first['profile'].get('threads')} thread(s); "
                   f"torch {first.get('versions', {}).get('torch')}, shap {first.get('versions', {}).get('shap')}."]
+    stats_first = first.get("stats", {})
+    test_line = ("the corrected resampled t-test (Nadeau & Bengio 2003: the variance of the mean difference is "
+                 "s²·(1/n + n_test/n_train), because re-split seeds share most of their training rows; "
+                 "Bouckaert & Frank 2004 for repeated CV)" if stats_first.get("test", "paired") == "corrected"
+                 else "the plain paired t-test (stats.test=paired: seeds treated as independent)")
+    adjust_line = ("Holm–Bonferroni over all tests of a run (difference tests; non-inferiority tests; inferiority "
+                   "tests: three families)" if stats_first.get("correction", "none") == "holm"
+                   else "no multiple-comparison adjustment (stats.correction=none)")
+    changed = _changed(verdicts)
+    cost = first.get("objective", {}).get("cost", [])
+    timed = [c for c in cost if c in TIMED_COSTS]
     lines += ["", "## The study's claims beside ours", "",
-              "Each verdict comes from the test named in its row, on the seeds of that run.", "",
+              f"Each verdict comes from the test named in its row, on the seeds of that run: {test_line}, "
+              f"{adjust_line}, α = {alpha:g}. *supported* / *contradicted*: significant in / against the claimed "
+              "direction; *inconclusive*: not significant — with the seeds that would detect the observed "
+              "difference at 80 % power (before adjustment), or why no number of re-split seeds would. "
+              "“Keeps the teacher's accuracy” is a non-inferiority claim: a non-significant difference does not "
+              f"show it, a one-sided test against the margin (stats.margins.accuracy = "
+              f"{stats_first.get('margins', {}).get('accuracy', '—')}) does. The plain t-test's verdict, "
+              "uncorrected and unadjusted as kdx 0.1 gave it, stands beside each; *effect of* says whether the "
+              "no-KD student shows the same effect (then it belongs to the student architecture, not to KD).", "",
               md_table(tables["claims"]),
+              *(["What the corrections changed (plain t-test → now):", "", *changed, ""] if changed else
+                ["The corrections changed no verdict.", ""]),
               "## Table 2 — teacher, student without KD, student with KD (test split, mean ± sd over seeds)", "",
               md_table(tables["table2"]),
               "## Table 3 — alignment of the KD student per dataset", "",
-              f"✓/✗: whether the study's value lies inside our {confidence:.0%} confidence interval of the mean.", "",
+              f"✓/✗: whether the study's value lies inside our {confidence:.0%} confidence interval of the mean "
+              "(corrected variance). Not like for like: the study does not define its cosine (per row, or of the "
+              "global importances mean |φ|: both shown) nor its MAD. kdx 0.1's MAD, the mean over d features of "
+              "|φ̂_T − φ̂_S| with φ̂ = φ/Σ|φ|, is bounded by 2/d (0.067 for Breast Cancer's 30 features), so the "
+              "study's 0.065 at cosine 0.91 cannot be that; we hold the study's figure against ½Σ_j|φ̂_T,j − φ̂_S,j| "
+              "∈ [0, 1] (= d/2 · kdx 0.1's MAD), the scale-free reading we infer. Stability: our perturbation "
+              "(Gaussian noise on numeric features, categorical features resampled with probability "
+              f"{first.get('explain', {}) and first['explain'].get('categorical_resample', 0)}) need not be the "
+              "study's.", "",
               md_table(tables["table3"]),
               "## Efficiency (CPU)", "", md_table(tables["efficiency"]),
-              f"## Statistics (paired over seeds; * p < {alpha:g})", "",
+              f"## Statistics (paired over seeds; * adjusted p < {alpha:g})", "",
+              f"Test: {test_line}; {adjust_line}. `p plain`: the uncorrected paired t-test; `p Wilcoxon`: the "
+              "signed-rank test (with 5 seeds its smallest two-sided p is 0.0625). MDE: the smallest difference "
+              "these seeds detect at 80 % power. `vs margin`: non-inferiority of B against A within the margin. "
               "Key metrics; every metric is in `report_stats.csv` (and each run's `stats.csv`).", "",
               md_table(tables["stats"][tables["stats"].metric.isin(REPORT_STATS)] if len(tables["stats"])
                        else tables["stats"]),
               "## Composite objective J = a_P·P − b_C·C + g_I·I (test, mean ± sd over seeds)", "",
               "P = accuracy, C = mean of model/teacher over " + ", ".join(first.get("objective", {}).get("cost", []))
-              + " (teacher = 1), I = SHAP cosine to the teacher (teacher = 1). Profiles: "
+              + " (teacher = 1), I = SHAP cosine to the teacher (the teacher's I = 1 by definition: it is the "
+              "reference, not a candidate, in the selections below). Profiles: "
               + "; ".join(f"{k}: a_P={v['a_P']}, b_C={v['b_C']}, g_I={v['g_I']}"
                           for k, v in first.get("objective", {}).get("profiles", {}).items()) + ".", "",
               md_table(tables["objective"]),
@@ -270,9 +359,15 @@ def build_report(collection: Collection, figures: bool = True) -> str:
               "validation accuracy; its test figures are reported as they are. The test split takes no part in "
               "the choice. Sweep with `kdx run +sweep=tune` or `+sweep=tau_alpha`.", "",
               md_table(tables["tuned"]),
-              "## Best configuration per dataset and profile (chosen on validation, reported on test)", "",
+              "## Best student per dataset, teacher and profile (chosen on validation, reported on test)", "",
+              "Candidates: every distinct student (a no-KD student shared by a sweep's jobs counts once); the "
+              "teacher's validation J is shown for reference. "
+              + (f"**C includes timed costs ({', '.join(timed)})**: measured latency varies between runs, so "
+                 "these picks can change when the sweep is rerun; the default cost (params, flops) is computed."
+                 if timed else "C is computed (" + ", ".join(cost) + "), not timed: rerunning the same sweep "
+                 "gives the same picks."), "",
               md_table(tables["best_per_profile"]),
-              "## Pareto-efficient configurations over (P, −C, I), per dataset, on validation metrics", "",
+              "## Pareto-efficient students over (P, −C, I), per dataset and teacher, on validation metrics", "",
               md_table(tables["pareto"][["run", "dataset", "pair", "tau", "alpha", "model", "val_P", "C", "val_I",
                                          "accuracy", "I"]].round(4) if not points.empty else points)]
     lines += _rules_section(runs)

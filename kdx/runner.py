@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdx.building import build_dataset, build_model
 from kdx.cache import ArtifactCache, content_key
-from kdx.config import seeds_of, validate
+from kdx.config import seeds_of, split_settings, stats_settings, units_of, validate
 from kdx.datasets import TabularData
 from kdx.efficiency import ProfileSettings, cpu_threads, profile_model, relative_to_teacher
 from kdx.environment import code_fingerprint, cpu_model, library_versions, machine, seed_everything
@@ -44,8 +44,8 @@ from kdx.persist import (
 )
 from kdx.preprocess import Preprocessor
 from kdx.shapley import MAX_EXACT_COLUMNS
-from kdx.split import Split, stratified_split
-from kdx.stats import compare_models
+from kdx.split import Split, make_split
+from kdx.stats import compare_models, split_ratio
 from kdx.summary import summarize
 
 log = logging.getLogger("kdx")
@@ -97,8 +97,9 @@ class SeedData:
     y: dict[str, np.ndarray]
 
 
-def prepare_seed(data: TabularData, seed: int, fractions: tuple[float, float, float]) -> SeedData:
-    split = stratified_split(data.y, seed, fractions, data.class_names)
+def prepare_seed(data: TabularData, seed: int, split_args: dict) -> SeedData:
+    """Split (seed = the unit of kdx.config.units_of), preprocessing fitted on train, encoded parts."""
+    split = make_split(data.y, seed, class_names=data.class_names, **split_args)
     pre = Preprocessor(data.numeric, data.categorical).fit(data.X.iloc[split.train])
     parts = {"train": split.train, "val": split.val, "test": split.test}
     X = {k: pre.transform(data.X.iloc[idx]) for k, idx in parts.items()}
@@ -174,13 +175,13 @@ class Protocol:
         self.cache = cache
         self.device = str(resolve_device(cfg.device))
         self.tau, self.alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
-        self.fractions = (cfg.split.train, cfg.split.val, cfg.split.test)
+        self.split_args = split_settings(cfg)
         self.profiling = _settings(ProfileSettings, cfg.profile)
         self.explaining = _settings(ExplainSettings, cfg.explain)
         versions = library_versions()
         self.base = {
             "data": fingerprint(data), "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-            "split": self.fractions, "limits": OmegaConf.to_container(cfg.limits, resolve=True),
+            "split": self.split_args, "limits": OmegaConf.to_container(cfg.limits, resolve=True),
             "device": self.device, "versions": {k: versions[k] for k in ("kdx", "torch", "scikit-learn", "numpy")},
             "code": code_fingerprint(),
         }
@@ -200,16 +201,22 @@ class Protocol:
         return self.cache.get_or_compute("models", key, compute, _save_model, _load_model, label)
 
     def _measure(self, name: str, model: Classifier, teacher_pred: np.ndarray, sd: SeedData, seed: int,
-                 ctx: ExplainContext | None, teacher_expl: ModelExplanation | None):
+                 ctx: ExplainContext | None, teacher_expl: ModelExplanation | None, profile_as: dict | None = None):
+        """Fidelity, efficiency and alignment of one model. `profile_as`: the efficiency figures of a model of
+        the same fixed compute graph (torch, same architecture) measured this seed, reused rather than timed
+        again, so that every model of one architecture has the same latency (no timing noise in selections)."""
         bins = self.cfg.metrics.ece_bins
         row = {
             "seed": seed, "model": name, **fidelity(model.logits(sd.X["test"]), sd.y["test"], bins),
             **{f"val_{k}": v for k, v in fidelity(model.logits(sd.X["val"]), sd.y["val"], bins).items()},
             "train_seconds": model.history_["fit_seconds"], "epochs_run": model.history_.get("epochs_run"),
-            "best_epoch": model.history_.get("best_epoch"), "params": model.n_params(),
+            "best_epoch": model.history_.get("best_epoch"), "params": model.n_params(), "flops": model.flops(),
             "teacher_agreement": float((model.predict(sd.X["test"]) == teacher_pred).mean()),
         }
-        if self.profiling is not None:
+        if self.profiling is not None and profile_as is not None:
+            row.update({k: v for k, v in profile_as.items() if k.startswith(("latency_", "peak_mb", "model_mb"))},
+                       profiled_as="student_nokd", size_bytes=model.size_bytes(), profile_seconds=0.0)
+        elif self.profiling is not None:
             start = time.perf_counter()
             row.update(profile_model(model, sd.X["test"], self.profiling, seed))
             row["profile_seconds"] = time.perf_counter() - start
@@ -224,7 +231,7 @@ class Protocol:
     def run_seed(self, seed: int, seed_dir: Path) -> list[dict]:
         cfg, data = self.cfg, self.data
         seed_everything(seed)
-        sd = prepare_seed(data, seed, self.fractions)
+        sd = prepare_seed(data, seed, self.split_args)
         columns = sd.X["train"].shape[1]
         if self.explaining is not None and self.explaining.method == "exact" and columns > MAX_EXACT_COLUMNS:
             # Before any training: one-hot encoding decides the column count.
@@ -250,17 +257,21 @@ class Protocol:
         ctx = None
         if self.explaining is not None:
             ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
-                                       seed, X_val=sd.X["val"])
+                                       seed, X_val=sd.X["val"], column_feature=sd.preprocessor.column_feature_)
             if ctx.method != "auto":
                 log.info("explain.method=%s on %d encoded columns: %.3g model evaluations per model (seed %d)",
                          ctx.method, ctx.X.shape[1], ctx.model_evaluations(), seed)
         teacher_pred = teacher.predict(sd.X["test"])
         rows, explanations = {}, {}
+        # KD and no-KD MLP students share one architecture: one latency measurement serves both.
+        share = models["student_kd"][0].family == "torch" and models["student_nokd"][0].family == "torch"
         for name, (model, reused_model) in models.items():
             key = content_key("measure", keys[name], keys["teacher"], self.measure_settings)
+            profile_as = rows["student_nokd"] if name == "student_kd" and share else None
             (row, expl), reused = self.cache.get_or_compute(
                 "measurements", key,
-                lambda n=name, m=model: self._measure(n, m, teacher_pred, sd, seed, ctx, explanations.get("teacher")),
+                lambda n=name, m=model, p=profile_as: self._measure(n, m, teacher_pred, sd, seed, ctx,
+                                                                    explanations.get("teacher"), p),
                 _save_measurement, _load_measurement, f"{name} measurements seed {seed}")
             rows[name] = {**row, "reused": bool(reused_model and reused)}
             if expl is not None:
@@ -317,7 +328,7 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
         done.summary["skipped"] = True
         return done
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
-        return _run(cfg, out_dir, seed_order(seeds_of(cfg), parallel_jobs, job_index), parallel_jobs)
+        return _run(cfg, out_dir, seed_order(units_of(cfg), parallel_jobs, job_index), parallel_jobs)
 
 
 def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 1) -> RunResult:
@@ -325,7 +336,7 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
     write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    seeds = seeds_of(cfg)
+    seeds = units_of(cfg)
 
     data = load_data(cfg)
     if cfg.explain.enabled and cfg.explain.output == "margin" and data.n_classes != 2:
@@ -352,7 +363,8 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 
                  if any(r["reused"] for r in seed_rows) else "")
 
     metrics = pd.DataFrame(rows)
-    comparisons = compare_models(metrics, cfg.stats.alpha, cfg.stats.confidence)
+    ratio = split_ratio(protocol.split_sizes)
+    comparisons = compare_models(metrics, stats_settings(cfg), ratio)
     write_csv(out_dir / STATS_FILE, comparisons)
     write_json(out_dir / "stats.json", comparisons.to_dict(orient="records"))
     profiles = OmegaConf.to_container(cfg.objective.profiles, resolve=True)
@@ -366,6 +378,7 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 
         "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
                     "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source},
         "seeds": seeds,
+        "split": {**protocol.split_args, "seeds": seeds_of(cfg), "units": len(seeds), "test_train_ratio": ratio},
         "split_sizes": {seed: protocol.split_sizes[seed] for seed in seeds},
         "kd": {"tau": protocol.tau, "alpha": protocol.alpha},
         "device": protocol.device,
@@ -382,7 +395,7 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 
         **summarize(metrics),
         "objective": {"cost": list(cfg.objective.cost), "profiles": profiles,
                       "J": summarize(scored[objective_columns])["metrics"]},
-        "stats": {"alpha": cfg.stats.alpha, "confidence": cfg.stats.confidence, "file": STATS_FILE},
+        "stats": {**OmegaConf.to_container(cfg.stats, resolve=True), "test_train_ratio": ratio, "file": STATS_FILE},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(out_dir / SUMMARY_FILE, summary)

@@ -97,3 +97,24 @@ def test_rare_class_in_csv_is_a_clear_error(tmp_path, compose_cfg):
     with pytest.raises(DataError, match="'c' has only 2 row"):
         run(cfg, tmp_path / "out")
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_repeated_cv_run_with_shared_student_latency_and_corrected_stats(tmp_path, compose_cfg):
+    cfg = compose_cfg("experiment=wine_quality", "+smoke=on", "seeds=[0]", "split.scheme=repeated_cv",
+                      "split.folds=3", "limits.rows=600", "explain.rows=20")
+    result = run(cfg, tmp_path)
+    m = result.metrics
+    assert sorted(m.seed.unique()) == [0, 1, 2]  # one unit per fold: seed·folds + fold
+    tests = [np.load(tmp_path / "checkpoints" / f"seed_{u}" / "split.npz")["test"] for u in range(3)]
+    assert len(np.unique(np.concatenate(tests))) == sum(map(len, tests)) >= 600  # each row tested once
+    summary = result.summary
+    sizes = summary["split_sizes"]
+    ratio = np.mean([sizes[u]["test"] / sizes[u]["train"] for u in sizes])
+    assert summary["stats"]["test_train_ratio"] == pytest.approx(ratio) and summary["split"]["scheme"] == "repeated_cv"
+    row = result.comparisons.query("metric == 'accuracy' and a == 'student_nokd'").iloc[0]
+    assert row.variance_factor == pytest.approx(1 / 3 + ratio)  # Bouckaert–Frank: 1/(r·k) + n_test/n_train
+    # The KD student has the no-KD student's architecture: one latency measurement serves both.
+    kd, nokd = m[m.model == "student_kd"].reset_index(), m[m.model == "student_nokd"].reset_index()
+    assert (kd.latency_ms == nokd.latency_ms).all() and (kd.profiled_as == "student_nokd").all()
+    assert (m.flops > 0).all()
+    assert evaluate_run(tmp_path)["max_abs_diff"] < 1e-9  # kdx eval re-derives the CV splits

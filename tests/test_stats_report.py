@@ -9,7 +9,7 @@ from scipy import stats as st
 
 from kdx.claims import tau_claim
 from kdx.objective import add_objective_terms, objective, pareto_mask
-from kdx.stats import compare_models, paired_comparison
+from kdx.stats import StatsSettings, compare_models, paired_comparison
 
 
 def test_paired_comparison_against_scipy_and_hand_values():
@@ -36,8 +36,9 @@ def test_zero_variance_gives_reasons_not_inf():
     assert r["diff"] == 1.0 and r["cohens_d"] == pytest.approx(1.0)
     same = paired_comparison(np.ones(4), np.ones(4))
     assert same["cohens_d"] is None and "constant" in same["note"]
-    one = paired_comparison(np.array([1.0]), np.array([2.0]))
-    assert one["p"] is None and "one seed" in one["note"]
+    for few in (np.array([1.0]), np.array([1.0, 2.0])):
+        one = paired_comparison(few, few + np.arange(len(few)))
+        assert one["p"] is None and one["mde"] is None and "fewer than 3" in one["note"]
     for value in (*r.values(), *same.values()):
         assert not (isinstance(value, float) and not np.isfinite(value))
 
@@ -46,7 +47,7 @@ def test_compare_models_marks_significance():
     rows = [{"seed": s, "model": m, "accuracy": base + 0.001 * s} for s in range(5)
             for m, base in (("teacher", 0.9), ("student_nokd", 0.8), ("student_kd", 0.85))]
     rows[-1]["accuracy"] += 0.0005
-    out = compare_models(pd.DataFrame(rows), alpha=0.05)
+    out = compare_models(pd.DataFrame(rows), StatsSettings(alpha=0.05))
     kd = out[(out.a == "student_nokd") & (out.b == "student_kd")].iloc[0]
     assert kd["diff"] == pytest.approx(0.0501) and kd["significant"]
 
@@ -77,9 +78,9 @@ def test_objective_on_a_hand_example():
 def test_tau_claim_decision():
     rows = [{"dataset": "d", "pair": "p", "alpha": 0.5, "model": "student_kd", "tau": t, "val_accuracy": acc}
             for t, acc in ((1, 0.80), (3, 0.84), (4, 0.85), (8, 0.82))]
-    assert tau_claim(pd.DataFrame(rows)).verdict == "reproduced"
+    assert tau_claim(pd.DataFrame(rows)).verdict == "supported"
     rows[0]["val_accuracy"] = 0.9
-    assert tau_claim(pd.DataFrame(rows)).verdict == "not reproduced"
+    assert tau_claim(pd.DataFrame(rows)).verdict == "contradicted"
     assert tau_claim(pd.DataFrame(rows[:2])).verdict == "not tested"
 
 
@@ -92,7 +93,7 @@ def test_report_from_a_real_run_has_every_table_and_figure(tmp_path, compose_cfg
     target, collection = write_report(tmp_path)
     text = target.read_text()
     for heading in ("study's claims beside ours", "Table 2", "Table 3", "Efficiency", "Statistics",
-                    "Composite objective", "Tuned on validation", "Best configuration per dataset and profile",
+                    "Composite objective", "Tuned on validation", "Best student per dataset, teacher and profile",
                     "Pareto-efficient", "Figures"):
         assert heading in text, heading
     for name in ("claims", "table2", "table3", "efficiency", "stats", "objective", "best_per_profile", "pareto",

@@ -40,6 +40,11 @@ class Classifier(ABC):
         """Trainable parameters (torch) or stored values (trees); see the README for the tree count."""
 
     @abstractmethod
+    def flops(self) -> float:
+        """Operations one prediction costs, computed from the fitted model (not timed): deterministic, so
+        it can decide selections (see the README for each family's count)."""
+
+    @abstractmethod
     def size_bytes(self) -> int:
         """Serialized size of the fitted model (what a deployment ships), comparable across families."""
 

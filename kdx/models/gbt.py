@@ -77,6 +77,17 @@ class GBTClassifier(Classifier):
                 total += 2 * (len(nodes) - leaves) + leaves
         return total + len(np.atleast_1d(self.model_._baseline_prediction).ravel())
 
+    def flops(self) -> float:
+        """Per row: the expected comparisons on the path to a leaf (depth weighted by the training rows that
+        reach each leaf) plus one addition of the leaf value, summed over the trees."""
+        total = 0.0
+        for round_trees in self.model_._predictors:
+            for tree in round_trees:
+                leaves = tree.nodes[tree.nodes["is_leaf"].astype(bool)]
+                weights = leaves["count"].astype(np.float64)
+                total += float(np.average(leaves["depth"], weights=weights if weights.sum() > 0 else None)) + 1
+        return total
+
     def size_bytes(self) -> int:
         return len(pickle.dumps(self.model_, protocol=pickle.HIGHEST_PROTOCOL))
 

@@ -128,6 +128,12 @@ class MLPClassifier(Classifier):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.net_.parameters() if p.requires_grad)
 
+    def flops(self) -> float:
+        """Per row: 2·in·out per linear layer (multiply-add; the bias add folded in) plus one per ReLU."""
+        linear = [m for m in self.net_ if isinstance(m, nn.Linear)]
+        return float(sum(2 * m.in_features * m.out_features for m in linear)
+                     + sum(m.out_features for m in linear[:-1]))
+
     def size_bytes(self) -> int:
         buffer = io.BytesIO()
         torch.save(self.net_.state_dict(), buffer)

@@ -76,6 +76,18 @@ class TreeClassifier(Classifier):
         leaves = int((t.children_left == -1).sum())
         return 2 * (t.node_count - leaves) + leaves * self.n_classes_
 
+    def flops(self) -> float:
+        """Per row: the expected comparisons on the path to a leaf, each leaf's depth weighted by the
+        (weighted) training rows that reach it."""
+        t = self.model_.tree_
+        depth = np.zeros(t.node_count)
+        for node in range(t.node_count):  # children always come after their parent
+            for child in (t.children_left[node], t.children_right[node]):
+                if child != -1:
+                    depth[child] = depth[node] + 1
+        leaf = t.children_left == -1
+        return float(np.average(depth[leaf], weights=t.weighted_n_node_samples[leaf]))
+
     def size_bytes(self) -> int:
         return len(pickle.dumps(self.model_, protocol=pickle.HIGHEST_PROTOCOL))
 
