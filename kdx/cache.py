@@ -3,7 +3,8 @@
 An entry's key is the SHA-256 of everything that determines it (data fingerprint, split, seed, model
 config, caps, device, library versions, kdx's own source code, measurement settings...). Entries are
 written to a temporary directory and renamed into place, so a killed job never leaves one that looks
-complete; an exclusive file lock per key makes parallel jobs that need the same entry compute it once
+complete, and their completion marker records each file's SHA-256, so a damaged entry is recomputed (with a
+warning) instead of trusted; an exclusive file lock per key makes parallel jobs that need the same entry compute it once
 (the others wait, then read it).
 """
 
@@ -13,14 +14,49 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from kdx.errors import ConfigError
+
 T = TypeVar("T")
 DONE = "COMPLETE"
+
+
+log = logging.getLogger("kdx")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != DONE}
+
+
+def _verify(entry: Path) -> str | None:
+    """None when every file the completion marker lists is present with its recorded SHA-256."""
+    try:
+        expected = json.loads((entry / DONE).read_text())
+    except (OSError, ValueError):
+        return "its completion marker is unreadable"
+    if not isinstance(expected, dict) or not expected:
+        return "its completion marker lists no files"
+    for name, digest in expected.items():
+        file = entry / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if _sha256(file) != digest:
+            return f"{name} does not match its checksum (truncated or altered)"
+    return None
 
 
 def content_key(*parts) -> str:
@@ -39,8 +75,13 @@ class ArtifactCache:
     @contextlib.contextmanager
     def _locked(self, kind: str, key: str) -> Iterator[Path]:
         folder = self.root / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{key}.lock", "w") as handle:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / f"{key}.lock", "w")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise ConfigError(f"cache.dir {self.root}: cannot write {exc.filename or folder} ({exc.strerror}); point "
+                              "cache.dir (or KDX_CACHE) at a writable directory, or set cache.enabled=false") from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield folder / key
@@ -55,15 +96,24 @@ class ArtifactCache:
             return compute(), False
         with self._locked(kind, key) as entry:
             if (entry / DONE).is_file():
-                self.hits.append(label or kind)
-                return load(entry), True
+                problem = _verify(entry)
+                if problem is None:
+                    try:
+                        value = load(entry)
+                        self.hits.append(label or kind)
+                        return value, True
+                    except Exception as exc:  # a damaged entry must not sink every later run
+                        problem = f"cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+                log.warning("cache entry %s (%s) is damaged: %s; recomputing it", entry, label or kind, problem)
+                shutil.rmtree(entry, ignore_errors=True)
             value = compute()
             tmp = entry.with_name(f".{key}.{os.getpid()}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             try:
                 save(value, tmp)
-                (tmp / DONE).write_text("ok\n")
+                # The marker lists every file's SHA-256: a truncated or altered file is detected on read.
+                (tmp / DONE).write_text(json.dumps(_checksums(tmp), indent=1))
                 shutil.rmtree(entry, ignore_errors=True)
                 os.replace(tmp, entry)
             except BaseException:

@@ -56,16 +56,21 @@ def _ratio(c: dict) -> float:
     return 0.0 if factor is None else max(0.0, factor - 1.0 / c["n"])
 
 
-def _undecided(effect: float, c: dict, alpha: float, two_sided: bool, against: bool = False) -> str:
+def _undecided(effect: float, c: dict, alpha: float, two_sided: bool, against: bool = False,
+               family: int | None = None) -> str:
+    """Why a claim is inconclusive: the seeds that would detect the observed effect with 80 % power at the
+    strictest level of the multiplicity adjustment (α/m, Holm's first step), or why no number would."""
     sd = _num(c.get("sd_diff"))
     if sd is None or sd == 0:
         return f"{INCONCLUSIVE} (no test: {c.get('note') or 'no variance'})"
-    n = seeds_needed(abs(effect), sd, _ratio(c), alpha, 0.8, two_sided)
+    m = family if family is not None else int(c.get("family_size") or 1) if c.get("correction") == "holm" else 1
+    n = seeds_needed(abs(effect), sd, _ratio(c), alpha / max(m, 1), 0.8, two_sided)
     lead = "Δ against the claim; " if against else ""
+    level = f" at α/{m}" if m > 1 else ""
     if n is None:
-        return (f"{INCONCLUSIVE} ({lead}no number of re-split seeds decides it: the corrected variance stays "
-                f"above sd²·n_test/n_train)")
-    return f"{INCONCLUSIVE} ({lead}underpowered, needs ≈ {n} seeds)"
+        return (f"{INCONCLUSIVE} ({lead}no number of re-split seeds decides it{level}: the corrected variance "
+                f"stays above sd²·n_test/n_train)")
+    return f"{INCONCLUSIVE} ({lead}underpowered, needs ≈ {n} seeds{level}; this run has {int(c['n'])})"
 
 
 def _old(c: dict, sign: int, alpha: float) -> str:
@@ -109,10 +114,16 @@ def _directional(claim, study, stats, metric, a, b, sign: int, alpha: float, con
     verdict = _directional_verdict(c, sign, alpha)
     effect_of = "—"
     if control is not None and verdict == SUPPORTED:
-        same = _directional_verdict(_comparison(stats, metric, *control), sign, alpha) == SUPPORTED
-        kd = _directional_verdict(_comparison(stats, metric, "student_nokd", "student_kd"), sign, alpha) == SUPPORTED
-        effect_of = ("the student architecture: the no-KD student shows it too" if same and not kd
-                     else "KD (beyond the no-KD student)" if kd else "unclear: no-KD student not significant")
+        ctrl = _comparison(stats, metric, *control)
+        vs_nokd = _comparison(stats, metric, "student_nokd", "student_kd")
+        kd = _directional_verdict(vs_nokd, sign, alpha) == SUPPORTED
+        same = _directional_verdict(ctrl, sign, alpha) == SUPPORTED
+        if kd:
+            effect_of = "KD (beyond the no-KD student)"
+        elif ctrl is not None and vs_nokd is not None:
+            effect_of = (f"{'the student architecture' if same else 'not shown to be KD'}: the no-KD student "
+                         f"shows Δ = {ctrl['diff']:+.4f}{' too' if same else ''}; KD vs no-KD Δ = "
+                         f"{vs_nokd['diff']:+.4f}, not significant")
     elif control is None and a == "student_nokd" and b == "student_kd" and verdict in (SUPPORTED, CONTRADICTED):
         effect_of = "KD (tested against the no-KD student)"
     return Verdict(claim, study, _describe(c), test, verdict, _old(c, sign, alpha), effect_of)
@@ -136,7 +147,9 @@ def _noninferior(claim, study, stats, metric, a, b, alpha: float, control: tuple
     elif gain + margin <= 0:
         verdict = f"{INCONCLUSIVE} (observed Δ beyond the margin)"
     else:
-        verdict = _undecided(gain + margin, c, alpha, False)
+        verdict = _undecided(gain + margin, c, alpha, False,
+                             family=int(c.get("family_size_noninferiority") or 1) if c.get("correction") == "holm"
+                             else 1)
     control_c = _comparison(stats, metric, *control)
     effect_of = "—"
     if verdict == SUPPORTED and control_c is not None and control_c.get("margin_verdict") == "non-inferior":
@@ -174,11 +187,11 @@ def _threshold(claim, study, values: np.ndarray | None, threshold: float, what: 
     return Verdict(claim, study, ours + f", p = {p:.3g}", test, "", old), p
 
 
-def _decide_thresholds(pending: list[tuple[Verdict, float | None, float, float, float]], alpha: float) -> None:
+def _decide_thresholds(pending: list[tuple[Verdict, float | None, float, float, float, int]], alpha: float) -> None:
     """Holm over the threshold claims of one run; contradicted when significantly below the threshold."""
     adjusted = holm([np.nan if p is None else p for _, p, *_ in pending])
     below = holm([np.nan if p is None else 1 - p for _, p, *_ in pending])
-    for (v, p, effect, sd, ratio), p_up, p_down in zip(pending, adjusted, below):
+    for (v, p, effect, sd, ratio, n_run), p_up, p_down in zip(pending, adjusted, below):
         if p is None:
             continue
         v.test += ", Holm-adjusted over the threshold claims"
@@ -187,8 +200,10 @@ def _decide_thresholds(pending: list[tuple[Verdict, float | None, float, float, 
         elif p_down < alpha:
             v.verdict = CONTRADICTED
         else:
-            n = seeds_needed(abs(effect), sd, ratio, alpha, 0.8, two_sided=False)
-            v.verdict = (f"{INCONCLUSIVE} (underpowered, needs ≈ {n} seeds)" if n is not None else
+            m = sum(p is not None for _, p, *_ in pending)
+            n = seeds_needed(abs(effect), sd, ratio, alpha / m, 0.8, two_sided=False)
+            v.verdict = (f"{INCONCLUSIVE} (underpowered, needs ≈ {n} seeds at α/{m}; this run has {n_run})"
+                         if n is not None else
                          f"{INCONCLUSIVE} (no number of seeds decides it at this variance)")
 
 
@@ -232,7 +247,7 @@ def claims_for_run(metrics: pd.DataFrame, stats: pd.DataFrame | None, alpha: flo
         clean = None if values is None else values[~np.isnan(values)]
         sd = float(clean.std(ddof=1)) if clean is not None and len(clean) > 1 else 0.0
         effect = float(clean.mean() - threshold) if clean is not None and len(clean) else 0.0
-        pending.append((v, p, effect, sd, ratio))
+        pending.append((v, p, effect, sd, ratio, 0 if clean is None else len(clean)))
         verdicts.append(v)
     _decide_thresholds(pending, alpha)
     return verdicts

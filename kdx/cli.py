@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
@@ -69,6 +70,45 @@ def check_group_overrides(argv: list[str]) -> None:
         for value in values:
             if str(value) not in options[group]:
                 _fail(f"unknown {group} '{value}'; choose one of: {', '.join(options[group])}")
+    check_composes(overrides)
+    check_output_dirs(overrides)
+
+
+def check_output_dirs(overrides) -> None:
+    """The run/sweep folder Hydra will create must be creatable: Hydra's own error is a traceback."""
+    given = {o.key_or_group: o.get_value_element_as_str() for o in overrides
+             if o.key_or_group in ("hydra.run.dir", "hydra.sweep.dir") and not o.is_sweep_override()}
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        path = Path(given.get(key, "outputs")).expanduser().absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            _fail(f"{key}={path}: {existing} is a file, not a folder; choose another {key}")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            _fail(f"{key}={path}: {existing} is not writable (read-only?); choose another {key}")
+
+def check_composes(overrides) -> None:
+    """Compose the config of the first job (each sweep at its first value) and turn Hydra's multi-line
+    composition errors (an unknown key without '+', a bad type) into one line."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    first = []
+    for o in overrides:
+        if o.key_or_group.startswith("hydra") or o.key_or_group.startswith("+hydra"):
+            continue
+        prefix = "+" if o.is_add() else "~" if o.is_delete() else ""
+        if o.is_delete():
+            first.append(f"~{o.key_or_group}")
+            continue
+        value = next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else o.get_value_element_as_str()
+        first.append(f"{prefix}{o.key_or_group}={value}")
+    try:
+        with initialize_config_module(config_module="kdx.conf", version_base="1.3"):
+            compose(config_name="config", overrides=first)
+    except (HydraException, OmegaConfBaseException) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        _fail(" ".join(lines[:2]) if lines else type(exc).__name__)
 
 
 SEEDS_RANGE = re.compile(r"^(?P<key>[+~]?seeds)=range\((?P<args>\s*\d+\s*(,\s*\d+\s*){0,2})\)$")
@@ -120,6 +160,13 @@ def _hydra_run(argv: list[str]) -> None:
                          job_index=int(hydra_cfg.job.get("num") or 0))
         except KdxError as exc:
             _fail(str(exc))
+        except OSError as exc:  # read-only or full filesystem, a path under a file, ...
+            _fail(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}; finished seeds are kept in "
+                  f"{out_dir / 'metrics.csv'}")
+        except RuntimeError as exc:
+            if "writing file" not in str(exc):  # torch.save on a full disk
+                raise
+            _fail(f"cannot write a checkpoint under {out_dir}: {str(exc).splitlines()[0]} (disk full?)")
         print_run(Console(width=None if sys.stdout.isatty() else 140), result.summary, out_dir, result.comparisons)
         return result.summary["metrics"]["student_kd"]["val_accuracy"]["mean"]
 
@@ -167,6 +214,9 @@ COMMANDS = {"run": _hydra_run, "eval": _eval, "report": _report}
 
 
 def main(argv: list[str] | None = None) -> None:
+    # `kdx run --help | head`: end quietly when the reader closes the pipe, as Unix tools do.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)

@@ -41,13 +41,32 @@ class Collection:
     missing: list[str]  # human-readable lines: jobs that failed, stopped or never ran
 
 
+def _readable(file: Path, read):
+    """`read(file)` when the file exists (None when not); a damaged file is one DataError naming it."""
+    if not file.is_file():
+        return None
+    try:
+        return read(file)
+    except Exception as exc:  # truncated CSV/JSON/YAML: each library raises its own type
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{file} is damaged or truncated ({first}); rerun that run to rewrite it") from None
+
+
+def read_summary(path: Path) -> dict | None:
+    summary = _readable(path / SUMMARY_FILE, lambda f: json.loads(f.read_text()))
+    if summary is not None and not isinstance(summary, dict):
+        raise DataError(f"{path / SUMMARY_FILE} is damaged (not a JSON object); rerun that run to rewrite it")
+    return summary
+
+
 def _read_run(path: Path, name: str) -> RunRecord:
-    config = OmegaConf.to_container(OmegaConf.load(path / CONFIG_FILE), resolve=False)
-    metrics = pd.read_csv(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
-    summary = json.loads((path / SUMMARY_FILE).read_text()) if (path / SUMMARY_FILE).is_file() else None
-    stats = pd.read_csv(path / STATS_FILE) if (path / STATS_FILE).is_file() else None
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = list(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
+    config = _readable(path / CONFIG_FILE, lambda f: OmegaConf.to_container(OmegaConf.load(f), resolve=False))
+    if not isinstance(config, dict) or not all(k in config for k in ("dataset", "teacher", "student", "kd")):
+        raise DataError(f"{path / CONFIG_FILE} is not a kdx run config (damaged?)")
+    metrics = _readable(path / METRICS_FILE, pd.read_csv)
+    summary = read_summary(path)
+    stats = _readable(path / STATS_FILE, pd.read_csv)
+    overrides = _readable(path / ".hydra" / "overrides.yaml", lambda f: list(OmegaConf.load(f))) or []
     return RunRecord(path, name, config, metrics, summary, stats, [str(o) for o in overrides])
 
 
@@ -80,12 +99,17 @@ def collect(path: str | Path) -> Collection:
         return Collection(root, [run], missing)
     jobs = sorted((p for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file()),
                   key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
-    started = {p.name for p in root.iterdir() if p.is_dir() and (p / ".hydra").is_dir()}
+    started = {p.name for p in root.iterdir() if p.is_dir() and (p / ".hydra").is_dir()} | {p.name for p in jobs}
     if not jobs and not started:
         raise DataError(f"no kdx runs under {root} (expected a run directory or a sweep of them)")
-    runs = [_read_run(p, p.name) for p in jobs]
+    runs, damaged = [], []
+    for p in jobs:
+        try:
+            runs.append(_read_run(p, p.name))
+        except DataError as exc:  # one damaged job must not hide the others
+            damaged.append(f"job {p.name}: {exc}")
     missing = [f"job {r.name} ({' '.join(r.overrides)}): did not finish (no complete {SUMMARY_FILE})"
-               for r in runs if not r.complete]
+               for r in runs if not r.complete] + damaged
     missing += [f"job {name}: failed before writing any result" for name in sorted(started - {p.name for p in jobs})]
     expected = _expected_jobs(root)
     if expected is not None:

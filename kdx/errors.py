@@ -11,3 +11,7 @@ class ConfigError(KdxError):
 
 class DataError(KdxError):
     """A dataset is missing, unreadable, corrupt or unusable for the protocol."""
+
+
+class TrainingError(KdxError):
+    """Training diverged (non-finite loss or logits): the message names the model, seed, epoch and cause."""

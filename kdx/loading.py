@@ -19,6 +19,17 @@ from kdx.preprocess import Preprocessor
 from kdx.split import Split
 
 
+def _read(file: Path, read):
+    """`read(file)`, or one DataError naming a missing or damaged file."""
+    if not file.is_file():
+        raise DataError(f"{file} is missing; rerun the run to recreate it")
+    try:
+        return read(file)
+    except Exception as exc:  # truncated pickle/zip/torch/JSON files raise many types
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{file} is damaged or truncated ({first}); rerun the run to recreate it") from None
+
+
 class LoadedRun:
     """A run directory written by `kdx run`.
 
@@ -31,7 +42,7 @@ class LoadedRun:
         self.path = Path(path)
         if not (self.path / CONFIG_FILE).is_file():
             raise DataError(f"{self.path} is not a kdx run directory (no {CONFIG_FILE})")
-        self.config: DictConfig = OmegaConf.load(self.path / CONFIG_FILE)
+        self.config: DictConfig = _read(self.path / CONFIG_FILE, OmegaConf.load)
         if not (self.path / "checkpoints").is_dir():
             raise DataError(f"{self.path} has no checkpoints (run with save_checkpoints=true)")
 
@@ -42,7 +53,7 @@ class LoadedRun:
     @cached_property
     def summary(self) -> dict | None:
         file = self.path / SUMMARY_FILE
-        return json.loads(file.read_text()) if file.is_file() else None
+        return _read(file, lambda f: json.loads(f.read_text())) if file.is_file() else None
 
     @property
     def complete(self) -> bool:
@@ -50,11 +61,14 @@ class LoadedRun:
 
     @cached_property
     def metrics(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / METRICS_FILE)
+        file = self.path / METRICS_FILE
+        if not file.is_file():
+            raise DataError(f"{self.path} has no {METRICS_FILE}: the run finished no seed")
+        return _read(file, pd.read_csv)
 
     @cached_property
     def class_names(self) -> list[str]:
-        return json.loads((self.path / "checkpoints" / CLASSES_FILE).read_text())
+        return _read(self.path / "checkpoints" / CLASSES_FILE, lambda f: json.loads(f.read_text()))
 
     def _seed_dir(self, seed: int | None) -> Path:
         seed = self.seeds[0] if seed is None else seed
@@ -64,17 +78,20 @@ class LoadedRun:
         return path
 
     def preprocessor(self, seed: int | None = None) -> Preprocessor:
-        return joblib.load(self._seed_dir(seed) / "preprocessor.joblib")
+        return _read(self._seed_dir(seed) / "preprocessor.joblib", joblib.load)
 
     def model(self, name: str = "student_kd", seed: int | None = None) -> Classifier:
         matches = sorted(self._seed_dir(seed).glob(f"{name}.*"))
         if not matches:
             raise DataError(f"no checkpoint '{name}' for seed {seed} in {self.path}")
-        return load_model(matches[0])
+        return _read(matches[0], load_model)
 
     def split(self, seed: int) -> Split:
-        with np.load(self._seed_dir(seed) / "split.npz") as z:
-            return Split(z["train"], z["val"], z["test"])
+        def read(file):
+            with np.load(file) as z:
+                return Split(z["train"], z["val"], z["test"])
+
+        return _read(self._seed_dir(seed) / "split.npz", read)
 
     def logits(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
         return self.model(model, seed).logits(self.preprocessor(seed).transform(rows))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 # C: mean over these columns of model / teacher (so the teacher costs 1 and a student below 1).
-COST_COLUMNS = ("latency_ms", "params")
+COST_COLUMNS = ("params", "flops")
 
 
 def add_objective_terms(metrics: pd.DataFrame, cost_columns=COST_COLUMNS, prefix: str = "") -> pd.DataFrame:
@@ -16,7 +16,7 @@ def add_objective_terms(metrics: pd.DataFrame, cost_columns=COST_COLUMNS, prefix
     the split.
     """
     out = metrics.copy()
-    present = [c for c in cost_columns if c in out.columns]
+    present = cost_columns_present(out, cost_columns)
     teacher = out[out.model == "teacher"].set_index("seed")
     if present:
         ratios = [out[c].to_numpy(float) / out.seed.map(teacher[c]).to_numpy(float) for c in present]
@@ -25,16 +25,36 @@ def add_objective_terms(metrics: pd.DataFrame, cost_columns=COST_COLUMNS, prefix
         out["C"] = np.nan
     out[f"{prefix}P"] = out[f"{prefix}accuracy"]
     cos = f"{prefix}cosine"
-    out[f"{prefix}I"] = np.where(out.model == "teacher", 1.0, out[cos] if cos in out.columns else np.nan)
+    student_i = out[cos] if cos in out.columns else pd.Series(np.nan, index=out.index)
+    # Without attributions (explain off) I is undefined for every model, the teacher included.
+    defined = bool(student_i[out.model != "teacher"].notna().any())
+    out[f"{prefix}I"] = np.where(out.model == "teacher", 1.0 if defined else np.nan, student_i)
     return out
+
+
+def cost_columns_present(metrics: pd.DataFrame, cost_columns=COST_COLUMNS) -> list[str]:
+    """The cost columns a run measured (latency is absent when profiling is off)."""
+    return [c for c in cost_columns if c in metrics.columns and metrics[c].notna().any()]
 
 
 def objective(frame: pd.DataFrame, profiles: dict[str, dict], prefix: str = "") -> pd.DataFrame:
-    """J per row and weight profile (columns <prefix>J_<profile>)."""
+    """J per row and weight profile (columns <prefix>J_<profile>). A term undefined for every row (C without
+    any cost measured, I without attributions) is left out of J for all rows alike: see `terms_used`."""
     out = frame.copy()
+    use_c, use_i = terms_used(out, prefix)
     for name, w in profiles.items():
-        out[f"{prefix}J_{name}"] = w["a_P"] * out[f"{prefix}P"] - w["b_C"] * out["C"] + w["g_I"] * out[f"{prefix}I"]
+        j = w["a_P"] * out[f"{prefix}P"]
+        if use_c:
+            j = j - w["b_C"] * out["C"]
+        if use_i:
+            j = j + w["g_I"] * out[f"{prefix}I"]
+        out[f"{prefix}J_{name}"] = j
     return out
+
+
+def terms_used(frame: pd.DataFrame, prefix: str = "") -> tuple[bool, bool]:
+    """Whether C and I are defined (for some row) and so enter J."""
+    return bool(frame["C"].notna().any()), bool(frame[f"{prefix}I"].notna().any())
 
 
 def pareto_mask(points: np.ndarray) -> np.ndarray:

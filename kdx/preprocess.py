@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -19,6 +23,13 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda col: col.map(lambda v: v if pd.isna(v) else str(v))).astype(object)
 
 
+@contextlib.contextmanager
+def _quiet_overflow():
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 class Preprocessor:
     """Median-impute and standardize numeric columns; one-hot categorical columns (missing is a level,
     unseen categories encode as all zeros). Keeps the map from encoded columns to original features."""
@@ -31,7 +42,10 @@ class Preprocessor:
         transformers = []
         if self.numeric:
             transformers.append(
-                ("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                # keep_empty_features: a column empty in the training rows stays (as a constant) instead of
+                # being dropped, which would shift every encoded column's name by one.
+                ("num", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                                  ("scale", StandardScaler())]),
                  list(self.numeric))
             )
         if self.categorical:
@@ -42,7 +56,15 @@ class Preprocessor:
                 ]), list(self.categorical))
             )
         self._ct = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
-        self._ct.fit(self._prepare(X))
+        prepared = self._prepare(X)
+        empty = [c for c in self.numeric if prepared[c].isna().all()]
+        if empty:
+            logging.getLogger("kdx").warning("numeric column(s) %s have no value in the training rows: they carry no "
+                                             "information for any model (encoded as a constant)", empty)
+        with _quiet_overflow():  # values too large to scale are caught, by name, after transform
+            self._ct.fit(prepared)
+        # Values such a column has in later rows were never seen in training: they are ignored (0 = the mean).
+        self.empty_numeric_ = np.asarray([self.numeric.index(c) for c in empty], dtype=np.int64)
         self.feature_names_ = tuple(self.numeric + self.categorical)
         columns: list[str] = list(self.numeric)
         groups: list[int] = list(range(len(self.numeric)))
@@ -65,7 +87,10 @@ class Preprocessor:
         return X
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        return np.ascontiguousarray(self._ct.transform(self._prepare(X)), dtype=np.float32)
+        with _quiet_overflow():
+            out = np.ascontiguousarray(self._ct.transform(self._prepare(X)), dtype=np.float32)
+        out[:, getattr(self, "empty_numeric_", np.zeros(0, dtype=np.int64))] = 0.0
+        return out
 
     def numeric_scaler(self):
         """The fitted StandardScaler of the numeric columns (for reading thresholds in raw units)."""

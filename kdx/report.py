@@ -311,7 +311,8 @@ def build_report(collection: Collection, figures: bool = True) -> str:
                    "tests: three families)" if stats_first.get("correction", "none") == "holm"
                    else "no multiple-comparison adjustment (stats.correction=none)")
     changed = _changed(verdicts)
-    cost = first.get("objective", {}).get("cost", [])
+    cost = first.get("objective", {}).get("cost_used", first.get("objective", {}).get("cost", []))
+    i_used = first.get("objective", {}).get("I_used", True)
     timed = [c for c in cost if c in TIMED_COSTS]
     lines += ["", "## The study's claims beside ours", "",
               f"Each verdict comes from the test named in its row, on the seeds of that run: {test_line}, "
@@ -348,9 +349,12 @@ def build_report(collection: Collection, figures: bool = True) -> str:
               md_table(tables["stats"][tables["stats"].metric.isin(REPORT_STATS)] if len(tables["stats"])
                        else tables["stats"]),
               "## Composite objective J = a_P·P − b_C·C + g_I·I (test, mean ± sd over seeds)", "",
-              "P = accuracy, C = mean of model/teacher over " + ", ".join(first.get("objective", {}).get("cost", []))
+              "P = accuracy, C = mean of model/teacher over " + (", ".join(cost) or "nothing measured (C left out "
+                                                                 "of J)")
               + " (teacher = 1), I = SHAP cosine to the teacher (the teacher's I = 1 by definition: it is the "
-              "reference, not a candidate, in the selections below). Profiles: "
+              "reference, not a candidate, in the selections below)"
+              + ("" if i_used else "; **explanations were off, so I is undefined and left out of J**")
+              + ". Profiles: "
               + "; ".join(f"{k}: a_P={v['a_P']}, b_C={v['b_C']}, g_I={v['g_I']}"
                           for k, v in first.get("objective", {}).get("profiles", {}).items()) + ".", "",
               md_table(tables["objective"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,12 +26,12 @@ from kdx.config import seeds_of, split_settings, stats_settings, units_of, valid
 from kdx.datasets import TabularData
 from kdx.efficiency import ProfileSettings, cpu_threads, profile_model, relative_to_teacher
 from kdx.environment import code_fingerprint, cpu_model, library_versions, machine, seed_everything
-from kdx.errors import ConfigError
+from kdx.errors import ConfigError, DataError, TrainingError
 from kdx.explain import ExplainContext, ExplainSettings, ModelExplanation, compare, explain_model, resolve_output
 from kdx.metrics import fidelity
 from kdx.models import Classifier, load_model
 from kdx.models.mlp import resolve_device
-from kdx.objective import add_objective_terms, objective
+from kdx.objective import add_objective_terms, cost_columns_present, objective, terms_used
 from kdx.persist import (
     CLASSES_FILE,
     CONFIG_FILE,
@@ -38,6 +39,7 @@ from kdx.persist import (
     OBJECTIVE_FILE,
     STATS_FILE,
     SUMMARY_FILE,
+    atomic_file,
     write_csv,
     write_json,
     write_text,
@@ -103,6 +105,12 @@ def prepare_seed(data: TabularData, seed: int, split_args: dict) -> SeedData:
     pre = Preprocessor(data.numeric, data.categorical).fit(data.X.iloc[split.train])
     parts = {"train": split.train, "val": split.val, "test": split.test}
     X = {k: pre.transform(data.X.iloc[idx]) for k, idx in parts.items()}
+    for part, values in X.items():
+        bad = ~np.isfinite(values).all(axis=0)
+        if bad.any():
+            columns = [pre.columns_[j] for j in np.flatnonzero(bad)][:5]
+            raise DataError(f"{data.name}: column(s) {columns} are not finite after standardization in the {part} "
+                            "rows (values too large to scale, e.g. 1e308); clip or rescale them")
     y = {k: data.y[idx] for k, idx in parts.items()}
     return SeedData(split, pre, X, y)
 
@@ -137,18 +145,33 @@ def _load_measurement(folder: Path) -> tuple[dict, ModelExplanation | None]:
     return row, expl
 
 
+def save_atomically(model: Classifier, folder: Path, name: str) -> Path:
+    """`model.save(folder / name)` through a temporary directory and a rename: a failed write (a full disk)
+    leaves no truncated checkpoint that looks complete."""
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        written = model.save(tmp / name)
+        target = folder / written.name
+        os.replace(written, target)
+        return target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_attributions(path: Path, explanations: dict[str, ModelExplanation], classes: np.ndarray, sd: SeedData,
                       features: tuple[str, ...]) -> None:
     """Per-row attributions of every model, per original feature and per encoded column (compressed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = len(classes)
-    np.savez_compressed(
-        path,
-        feature_names=np.asarray(features), column_names=np.asarray(sd.preprocessor.columns_),
-        test_rows=sd.split.test[:rows], output_class=classes,
-        **{name: e.grouped.astype(np.float32) for name, e in explanations.items()},
-        **{f"{name}_columns": e.columns for name, e in explanations.items()},
-    )
+    with atomic_file(path) as tmp:
+        np.savez_compressed(
+            tmp,
+            feature_names=np.asarray(features), column_names=np.asarray(sd.preprocessor.columns_),
+            test_rows=sd.split.test[:rows], output_class=classes,
+            **{name: e.grouped.astype(np.float32) for name, e in explanations.items()},
+            **{f"{name}_columns": e.columns for name, e in explanations.items()},
+        )
 
 
 def resolve_threads(setting, parallel_jobs: int = 1) -> int:
@@ -195,8 +218,15 @@ class Protocol:
              teacher_logits=None, alpha: float = 1.0) -> tuple[Classifier, bool]:
         def compute() -> Classifier:
             model = build_model(role, node, seed, self.device, self.cfg.limits)
-            return model.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], self.data.n_classes,
-                             teacher_logits=teacher_logits, tau=self.tau, alpha=alpha)
+            try:
+                fitted = model.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], self.data.n_classes,
+                                   teacher_logits=teacher_logits, tau=self.tau, alpha=alpha)
+            except TrainingError as exc:
+                raise TrainingError(f"{label}: {exc}") from None
+            if not np.all(np.isfinite(fitted.logits(sd.X["val"]))):
+                raise TrainingError(f"{label}: the trained model gives non-finite logits on validation rows; "
+                                    "check for extreme values or lower the learning rate")
+            return fitted
 
         return self.cache.get_or_compute("models", key, compute, _save_model, _load_model, label)
 
@@ -239,8 +269,10 @@ class Protocol:
                               f"limited to {MAX_EXACT_COLUMNS}; {data.name} has {columns}: use "
                               "explain.method=permutation")
         self.split_sizes[seed] = sd.split.sizes()
-        np.savez_compressed(seed_dir / "split.npz", train=sd.split.train, val=sd.split.val, test=sd.split.test)
-        joblib.dump(sd.preprocessor, seed_dir / "preprocessor.joblib")
+        with atomic_file(seed_dir / "split.npz") as tmp:
+            np.savez_compressed(tmp, train=sd.split.train, val=sd.split.val, test=sd.split.test)
+        with atomic_file(seed_dir / "preprocessor.joblib") as tmp:
+            joblib.dump(sd.preprocessor, tmp)
         base = {**self.base, "seed": seed}
         keys = {"teacher": content_key("teacher", base, OmegaConf.to_container(cfg.teacher, resolve=True))}
         keys["student_nokd"] = content_key("student_nokd", base, OmegaConf.to_container(cfg.student, resolve=True))
@@ -277,7 +309,7 @@ class Protocol:
             if expl is not None:
                 explanations[name] = expl
             if cfg.save_checkpoints:
-                model.save(seed_dir / name)
+                save_atomically(model, seed_dir, name)
             if hasattr(model, "rules"):
                 write_text(seed_dir / f"{name}_rules.txt", model.rules(sd.preprocessor, data.class_names))
         if self.profiling is not None:
@@ -289,15 +321,24 @@ class Protocol:
         return list(rows.values())
 
 
-def _finished(out_dir: Path, cfg: DictConfig) -> RunResult | None:
-    """The recorded result if `out_dir` already holds a complete run of exactly this config."""
+def _finished(out_dir: Path, cfg: DictConfig, data_fingerprint: str) -> RunResult | None:
+    """The recorded result if `out_dir` already holds a complete run of exactly this config, on exactly this
+    data, by this kdx code. Anything else (different data or code, a damaged file) is rerun."""
     file = out_dir / SUMMARY_FILE
     if not file.is_file():
         return None
-    summary = json.loads(file.read_text())
-    if not summary.get("complete") or summary.get("config") != OmegaConf.to_container(cfg, resolve=True):
+    try:
+        summary = json.loads(file.read_text())
+        if not summary.get("complete") or summary.get("config") != OmegaConf.to_container(cfg, resolve=True):
+            return None
+        if summary.get("data_fingerprint") != data_fingerprint or summary.get("code") != code_fingerprint():
+            log.warning("%s holds a complete run of this config on other data or by other kdx code: rerunning",
+                        out_dir)
+            return None
+        return RunResult(out_dir, pd.read_csv(out_dir / METRICS_FILE), summary, pd.read_csv(out_dir / STATS_FILE))
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        log.warning("%s: recorded results are unreadable (%s): rerunning", out_dir, str(exc).splitlines()[0])
         return None
-    return RunResult(out_dir, pd.read_csv(out_dir / METRICS_FILE), summary, pd.read_csv(out_dir / STATS_FILE))
 
 
 def cache_for(cfg: DictConfig) -> ArtifactCache:
@@ -322,23 +363,22 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
     the seed order; results do not depend on them."""
     validate(cfg)
     out_dir = Path(out_dir)
-    done = _finished(out_dir, cfg)
+    data = load_data(cfg)
+    done = _finished(out_dir, cfg, fingerprint(data))
     if done is not None:
         log.info("%s already holds this run, complete: skipped", out_dir)
         done.summary["skipped"] = True
         return done
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
-        return _run(cfg, out_dir, seed_order(units_of(cfg), parallel_jobs, job_index), parallel_jobs)
+        return _run(cfg, out_dir, data, seed_order(units_of(cfg), parallel_jobs, job_index), parallel_jobs)
 
 
-def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 1) -> RunResult:
+def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], parallel_jobs: int = 1) -> RunResult:
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
     write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     seeds = units_of(cfg)
-
-    data = load_data(cfg)
     if cfg.explain.enabled and cfg.explain.output == "margin" and data.n_classes != 2:
         raise ConfigError(f"explain.output=margin needs a binary task; {data.name} has {data.n_classes} classes "
                           "(use explain.output=centred)")
@@ -375,6 +415,8 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 
     write_csv(out_dir / OBJECTIVE_FILE, scored[objective_columns])
     summary = {
         "complete": True,
+        "data_fingerprint": protocol.base["data"],
+        "code": protocol.base["code"],
         "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
                     "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source},
         "seeds": seeds,
@@ -393,7 +435,9 @@ def _run(cfg: DictConfig, out_dir: Path, order: list[int], parallel_jobs: int = 
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,
         **summarize(metrics),
-        "objective": {"cost": list(cfg.objective.cost), "profiles": profiles,
+        "objective": {"cost": list(cfg.objective.cost),
+                      "cost_used": cost_columns_present(metrics, tuple(cfg.objective.cost)),
+                      "I_used": terms_used(scored)[1], "profiles": profiles,
                       "J": summarize(scored[objective_columns])["metrics"]},
         "stats": {**OmegaConf.to_container(cfg.stats, resolve=True), "test_train_ratio": ratio, "file": STATS_FILE},
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -235,6 +235,7 @@ def compare_models(metrics: pd.DataFrame, settings: StatsSettings | None = None,
     out["margin_verdict"] = [margin_verdict(r, s.alpha) for r in out.to_dict("records")]
     out["correction"] = s.correction
     out["family_size"] = int(out.p.notna().sum())
+    out["family_size_noninferiority"] = int(pd.to_numeric(out.p_noninferiority, errors="coerce").notna().sum())
     return out
 
 

@@ -67,7 +67,7 @@ def test_objective_on_a_hand_example():
         {"seed": 0, "model": "teacher", "accuracy": 0.90, "latency_ms": 2.0, "params": 1000, "cosine": np.nan},
         {"seed": 0, "model": "student_kd", "accuracy": 0.88, "latency_ms": 0.5, "params": 100, "cosine": 0.8},
     ])
-    scored = objective(add_objective_terms(m), {"p": {"a_P": 2.0, "b_C": 1.0, "g_I": 0.5}})
+    scored = objective(add_objective_terms(m, ("latency_ms", "params")), {"p": {"a_P": 2.0, "b_C": 1.0, "g_I": 0.5}})
     s = scored.set_index("model")
     assert s.loc["teacher", "C"] == 1.0 and s.loc["teacher", "I"] == 1.0
     assert s.loc["student_kd", "C"] == pytest.approx((0.25 + 0.1) / 2)
@@ -136,3 +136,12 @@ def test_paper_study_preset_runs_three_pairs_and_reports(tmp_path):
                       for i in range(3))
     assert datasets == ["adult", "breast_cancer", "wine_quality"]
     assert (tmp_path / "report.md").is_file() and (tmp_path / "fig4_tradeoff.png").is_file()
+
+
+def test_objective_leaves_out_undefined_terms_for_every_row():
+    m = pd.DataFrame([{"seed": 0, "model": "teacher", "accuracy": 0.90, "params": 1000},
+                      {"seed": 0, "model": "student_kd", "accuracy": 0.88, "params": 100}])
+    scored = objective(add_objective_terms(m, ("latency_ms", "params")), {"p": {"a_P": 1.0, "b_C": 1.0, "g_I": 5.0}})
+    s = scored.set_index("model")
+    assert np.isnan(s.loc["teacher", "I"])  # no attributions: I undefined for the teacher too
+    assert s.loc["student_kd", "J_p"] == pytest.approx(0.88 - 0.1) and s.loc["teacher", "J_p"] == pytest.approx(-0.1)

@@ -99,6 +99,98 @@ def load_breast_cancer() -> TabularData:
     )
 
 
+DELIMITERS = (",", ";", "\t", "|")
+TYPO_SHARE = 0.9  # an auto-detected text column whose values are at least this share numbers is flagged
+REGRESSION_LEVELS = 20  # a numeric target with more distinct values (and > 5 % of rows) looks continuous
+
+
+def _as_list(value) -> list[str] | None:
+    """A config list of column names; a single name (dataset.drop=id) is a one-element list."""
+    if value is None:
+        return None
+    if isinstance(value, (str, int, float)):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+def _sniff(file: Path, encoding: str) -> str:
+    """The delimiter of a text table: the most frequent of , ; tab | in the header line (never a letter)."""
+    with open(file, encoding=encoding, errors="replace") as fh:
+        header = fh.readline()
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=counts.get)
+    if counts[best] == 0:
+        raise DataError(f"{file.name} has a single column (no , ; tab or | in its header {header.strip()[:60]!r}): "
+                        "kdx needs feature columns and a target; set dataset.sep if the delimiter is another one")
+    return best
+
+
+def _read_table(file: Path, sep: str | None, encoding: str) -> pd.DataFrame:
+    if file.suffix.lower() in (".parquet", ".pq"):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise DataError("reading Parquet needs pyarrow: pip install 'kdx[parquet]'") from None
+        try:
+            return pd.read_parquet(file)
+        except Exception as exc:  # pyarrow raises its own types for corrupt files
+            raise DataError(f"cannot read Parquet file {file}: {str(exc).splitlines()[0]}") from None
+    if file.stat().st_size == 0:
+        raise DataError(f"{file} is empty")
+    try:
+        return pd.read_csv(file, sep=sep or _sniff(file, encoding), encoding=encoding)
+    except LookupError:
+        raise DataError(f"unknown dataset.encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"cannot decode {file.name} as {encoding} ({exc.reason} at byte {exc.start}); set "
+                        "dataset.encoding, e.g. dataset.encoding=latin-1") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read CSV {file}: {first}") from None
+
+
+def _numeric_with_typos(df: pd.DataFrame, columns: list[str]) -> dict[str, list]:
+    """Text columns whose values are mostly numbers: column → the values that are not."""
+    found = {}
+    for c in columns:
+        if pd.api.types.is_numeric_dtype(df[c]) or df[c].dropna().empty:
+            continue
+        values = df[c].dropna()
+        parsed = pd.to_numeric(values, errors="coerce")
+        if parsed.notna().mean() >= TYPO_SHARE:
+            found[c] = list(pd.unique(values[parsed.isna()]))
+    return found
+
+
+def _coerce_numeric(df: pd.DataFrame, columns: list[str], name: str) -> None:
+    """Columns the user lists as numeric: unparseable cells become missing, counted in a warning."""
+    import logging
+
+    for c in columns:
+        if c in df and not pd.api.types.is_numeric_dtype(df[c]):
+            parsed = pd.to_numeric(df[c], errors="coerce")
+            bad = int(parsed.isna().sum() - df[c].isna().sum())
+            if bad == int(df[c].notna().sum()):
+                raise DataError(f"{name}: column '{c}' is listed as numeric but none of its values is a number "
+                                f"(e.g. {df[c].dropna().iloc[0]!r}); list it under dataset.categorical")
+            logging.getLogger("kdx").warning("%s: column '%s' listed as numeric: %d unparseable cell(s) (e.g. %r) "
+                                             "treated as missing", name, c, bad,
+                                             df[c][parsed.isna() & df[c].notna()].iloc[0])
+            df[c] = parsed
+
+
+def _check_target(raw: pd.Series, name: str) -> None:
+    """Refuse a target that looks continuous: kdx distils classifiers."""
+    if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        return
+    levels = raw.nunique()
+    fractional = bool((raw.dropna() % 1 != 0).any())
+    if levels > REGRESSION_LEVELS and (fractional or levels > 0.05 * len(raw)):
+        raise DataError(f"{name}: target '{raw.name}' has {levels} distinct numeric values"
+                        f"{' (not whole numbers)' if fractional else ''}: it looks like a regression target; kdx "
+                        "distils classifiers: bin it into classes or pick a class column")
+
+
 def load_csv(
     path: str | Path | None,
     target: str | None,
@@ -107,29 +199,47 @@ def load_csv(
     drop: list[str] | None = None,
     sep: str | None = None,
     name: str = "csv",
+    encoding: str = "utf-8-sig",
 ) -> TabularData:
-    """A user's CSV: numeric and categorical columns detected from dtypes unless listed explicitly."""
+    """A user's table (CSV, or Parquet by extension): numeric and categorical columns detected from dtypes
+    unless listed explicitly. A UTF-8 byte-order mark is ignored (the default encoding utf-8-sig)."""
     if not path:
         raise DataError("dataset=csv needs dataset.path=FILE.csv")
-    if not target:
+    if target is None or str(target) == "":
         raise DataError("dataset=csv needs dataset.target=COLUMN (the label column)")
+    target = str(target)  # dataset.target=2024 arrives as an int
+    numeric, categorical, drop = _as_list(numeric), _as_list(categorical), _as_list(drop) or []
     file = Path(str(path)).expanduser()
+    if file.is_dir():
+        raise DataError(f"dataset.path {file} is a directory, not a file")
     if not file.is_file():
         raise DataError(f"CSV file not found: {file} (dataset.path; relative to the directory kdx was started in)")
-    try:
-        df = pd.read_csv(file, sep=sep, engine="python" if sep is None else "c")
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot read CSV {file}: {first}") from None
+    df = _read_table(file, sep, encoding)
+    df.columns = [str(c) for c in df.columns]
+    if df.empty:
+        raise DataError(f"{file.name} has a header but no rows")
     if target not in df.columns:
         raise DataError(f"target column '{target}' not in {file.name}; columns are {list(df.columns)}")
-    unknown_drop = [c for c in (drop or []) if c not in df.columns]
-    if unknown_drop:
-        raise DataError(f"dataset.drop names column(s) {unknown_drop} not in {file.name}")
+    if target in drop:
+        raise DataError(f"dataset.drop names the target column '{target}'; remove it from dataset.drop")
+    unknown = [c for c in drop + (numeric or []) + (categorical or []) if c not in df.columns]
+    if unknown:
+        raise DataError(f"dataset.drop/numeric/categorical name column(s) {unknown} not in {file.name}; columns "
+                        f"are {list(df.columns)}")
+    _check_target(df[target], name)
     y, classes = encode_labels(df.pop(target), name)
-    df = df.drop(columns=list(drop or []))
+    df = df.drop(columns=drop)
     listed = set(numeric or []) | set(categorical or [])
-    if numeric is None:
+    if numeric is not None:
+        _coerce_numeric(df, numeric, name)
+    else:
+        typos = _numeric_with_typos(df, [c for c in df.columns if c not in listed])
+        if typos:
+            c, bad = next(iter(typos.items()))
+            shown = ", ".join(repr(v) for v in bad[:5]) + (" …" if len(bad) > 5 else "")
+            raise DataError(f"{name}: column '{c}' holds numbers except {len(bad)} value(s) ({shown}), so it would "
+                            f"be read as categorical; list it as dataset.numeric=[{c}, ...] (unparseable cells "
+                            f"become missing) or dataset.categorical=[{c}] to keep it categorical")
         numeric = [c for c in df.columns if c not in listed and pd.api.types.is_numeric_dtype(df[c])
                    and not pd.api.types.is_bool_dtype(df[c])]
     if categorical is None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdx.errors import ConfigError
+from kdx.errors import ConfigError, TrainingError
 from kdx.kd import kd_loss
 from kdx.models.base import Classifier, require_float, require_int
 
@@ -55,6 +55,8 @@ class MLPClassifier(Classifier):
         weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 256, patience: int = 8,
         device: str = "cpu", seed: int = 0,
     ):
+        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+            hidden = (hidden,)  # teacher.hidden=64: one hidden layer
         self.hidden = tuple(require_int("hidden size", h) for h in (hidden or ()))
         self.dropout = require_float("dropout", dropout, 0.0, 0.95)
         self.lr = require_float("lr", lr, 0.0, low_open=True)
@@ -101,6 +103,10 @@ class MLPClassifier(Classifier):
             net.eval()
             with torch.no_grad():
                 val_loss = float(nn.functional.cross_entropy(net(Xv), yv))
+            # Checked once per epoch (a per-step check would synchronize a GPU every step): a non-finite
+            # training loss makes the weights, and so the validation loss, non-finite.
+            if not np.isfinite(val_loss):
+                raise TrainingError(self._divergence(epoch, float(loss.detach()), X, teacher_logits, tau))
             curve.append(val_loss)
             if val_loss < best_loss:
                 best_loss, best_epoch, stale = val_loss, epoch, 0
@@ -116,6 +122,21 @@ class MLPClassifier(Classifier):
             "val_ce": curve, "train_device": str(device), "fit_seconds": time.perf_counter() - start,
         }
         return self
+
+    def _divergence(self, epoch: int, loss: float, X: np.ndarray, teacher_logits, tau: float) -> str:
+        """One line: where training diverged and the likely cause."""
+        causes = []
+        biggest = float(np.abs(X).max()) if X.size else 0.0
+        if not np.isfinite(biggest) or biggest > 1e6:
+            causes.append(f"extreme input values (max |x| = {biggest:.3g} after standardization)")
+        if teacher_logits is not None and not np.all(np.isfinite(teacher_logits)):
+            causes.append("non-finite teacher logits")
+        if teacher_logits is not None and tau < 0.05:
+            causes.append(f"a tiny temperature (τ = {tau:g})")
+        if self.lr > 0.1:
+            causes.append(f"a learning rate too high (lr = {self.lr:g})")
+        cause = "; likely cause: " + ", ".join(causes) if causes else "; lower lr or check the inputs"
+        return f"training diverged at epoch {epoch}: non-finite validation loss (last training loss {loss}){cause}"
 
     @torch.inference_mode()
     def logits(self, X: np.ndarray) -> np.ndarray:
