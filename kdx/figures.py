@@ -63,7 +63,7 @@ def tradeoff(points: pd.DataFrame, file: Path) -> bool:
     datasets = sorted(points.dataset.unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets) + 1.2, 4.8), squeeze=False,
                              layout="constrained")
-    vmin = float(min(0.0, np.nanmin(points.I)))
+    vmin = float(min(0.0, np.nanmin(points.I))) if points.I.notna().any() else 0.0
     scatter = None
     for ax, dataset in zip(axes[0], datasets):
         d = points[points.dataset == dataset]
@@ -84,8 +84,8 @@ def tradeoff(points: pd.DataFrame, file: Path) -> bool:
         ax.set_title(f"{dataset}: {d.pair.iloc[0]}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(loc="lower right", fontsize=7, frameon=True)
-    fig.suptitle("Accuracy–cost–alignment trade-off (C = mean of latency and parameters relative to the teacher)",
-                 fontsize=10)
+    fig.suptitle("Accuracy–cost–alignment trade-off (C = mean of objective.cost relative to the teacher; "
+                 "Pareto set among students)", fontsize=10)
     if scatter is not None:
         fig.colorbar(scatter, ax=axes[0].tolist(), label="I: SHAP cosine to the teacher", shrink=0.9)
     fig.savefig(file, dpi=120)
