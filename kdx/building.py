@@ -61,3 +61,17 @@ def build_model(role: str, node: DictConfig, seed: int, device: str, limits: Dic
     if not isinstance(model, Classifier):
         raise ConfigError(f"{role}: {params['_target_']} is not a kdx.models.Classifier")
     return model
+
+
+def build_objective(node: DictConfig):
+    """The distillation objective a `kd` node names (`_target_`); a node without one (configs written by
+    kdx 0.1) is the study's Hinton loss with its τ and α."""
+    from kdx.objectives import Hinton, Objective
+
+    params = _arguments(node)
+    if "_target_" not in params:
+        return Hinton(params.get("tau", 4.0), params.get("alpha", 0.5))
+    objective = _instantiate("kd", params)
+    if not isinstance(objective, Objective):
+        raise ConfigError(f"kd: {params['_target_']} is not a kdx.objectives.Objective")
+    return objective

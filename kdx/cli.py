@@ -151,6 +151,7 @@ def _hydra_run(argv: list[str]) -> None:
     def _main(cfg: DictConfig) -> float | None:
         # Imported per job: the parent of a parallel sweep only launches, and torch takes seconds to import.
         from kdx.console import print_run
+        from kdx.errors import NotApplicable
         from kdx.runner import run
 
         hydra_cfg = HydraConfig.get()
@@ -158,6 +159,9 @@ def _hydra_run(argv: list[str]) -> None:
         try:
             result = run(cfg, out_dir, parallel_jobs=parallel_jobs(hydra_cfg),
                          job_index=int(hydra_cfg.job.get("num") or 0))
+        except NotApplicable as exc:
+            logging.getLogger("kdx").info("not applicable, skipped: %s", exc)
+            return None
         except KdxError as exc:
             _fail(str(exc))
         except OSError as exc:  # read-only or full filesystem, a path under a file, ...

@@ -10,7 +10,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from kdx.errors import DataError
-from kdx.persist import CONFIG_FILE, METRICS_FILE, STATS_FILE, SUMMARY_FILE
+from kdx.persist import CONFIG_FILE, METRICS_FILE, NOT_APPLICABLE_FILE, STATS_FILE, SUMMARY_FILE
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Collection:
     root: Path
     runs: list[RunRecord]
     missing: list[str]  # human-readable lines: jobs that failed, stopped or never ran
+    not_applicable: list[str] = field(default_factory=list)  # jobs whose objective does not apply
 
 
 def _readable(file: Path, read):
@@ -102,8 +103,11 @@ def collect(path: str | Path) -> Collection:
     started = {p.name for p in root.iterdir() if p.is_dir() and (p / ".hydra").is_dir()} | {p.name for p in jobs}
     if not jobs and not started:
         raise DataError(f"no kdx runs under {root} (expected a run directory or a sweep of them)")
-    runs, damaged = [], []
+    runs, damaged, skipped = [], [], []
     for p in jobs:
+        if (p / NOT_APPLICABLE_FILE).is_file():
+            skipped.append(f"job {p.name}: {(p / NOT_APPLICABLE_FILE).read_text().strip()}")
+            continue
         try:
             runs.append(_read_run(p, p.name))
         except DataError as exc:  # one damaged job must not hide the others
@@ -116,4 +120,4 @@ def collect(path: str | Path) -> Collection:
         for i, job in enumerate(expected):
             if str(i) not in started:
                 missing.append(f"job {i} ({' '.join(job)}): never ran (the sweep stopped before it)")
-    return Collection(root, runs, missing)
+    return Collection(root, runs, missing, skipped)

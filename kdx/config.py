@@ -131,6 +131,8 @@ def validate(cfg: DictConfig) -> None:
     if ex.get("method") not in METHODS:
         raise ConfigError(f"explain.method must be one of {', '.join(METHODS)}, got {ex.get('method')!r}")
     _validate_stats(cfg.stats)
+    if cfg.get("on_inapplicable_objective", "fail") not in ("fail", "skip"):
+        raise ConfigError(f"on_inapplicable_objective must be fail or skip, got {cfg.on_inapplicable_objective!r}")
     resample = ex.get("categorical_resample")
     if not _number(resample) or not 0 <= resample <= 1:
         raise ConfigError(f"explain.categorical_resample must be a probability in [0, 1], got {resample!r}")

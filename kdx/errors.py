@@ -15,3 +15,7 @@ class DataError(KdxError):
 
 class TrainingError(KdxError):
     """Training diverged (non-finite loss or logits): the message names the model, seed, epoch and cause."""
+
+
+class NotApplicable(ConfigError):
+    """The distillation objective does not apply to this task or these models (a methods sweep skips it)."""

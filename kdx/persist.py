@@ -16,6 +16,7 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 STATS_FILE = "stats.csv"
 OBJECTIVE_FILE = "objective.csv"
+NOT_APPLICABLE_FILE = "not_applicable.txt"  # a job whose objective does not apply (methods sweeps)
 CLASSES_FILE = "classes.json"  # under checkpoints/: class names in logit order
 
 

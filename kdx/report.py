@@ -232,6 +232,71 @@ def _j_table(points: pd.DataFrame, profiles: list[str]) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+METHOD_METRICS = ("accuracy", "ece", "cosine", "stability", "teacher_agreement")
+
+
+def _method(run: RunRecord) -> str:
+    kd = run.config.get("kd", {})
+    return str(kd.get("name") or "hinton")
+
+
+def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per dataset and teacher→student pair with two or more distillation objectives: each objective's KD
+    student (mean ± sd over seeds) beside the no-KD student, with paired statistics (the runs' test,
+    Holm over the table's tests) against the no-KD student and against `hinton` at the same τ/α.
+    Returns the markdown-ready table and the long table of every comparison."""
+    from kdx.stats import holm, paired_comparison
+
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.metrics is None:
+            continue
+        c = run.config
+        key = content_key({k: c.get(k) for k in ("dataset", "teacher", "student", "seeds", "split", "limits")})
+        groups.setdefault(key, []).append(run)
+    wide, long = [], []
+    for members in groups.values():
+        if len({_method(r) for r in members}) < 2:
+            continue
+        first = members[0]
+        stats = (first.summary or {}).get("stats", {})
+        test, ratio = stats.get("test", "paired"), _ratio(first)
+        c = first.config
+        label = f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']}"
+        nokd = first.metrics[first.metrics.model == "student_nokd"].set_index("seed")
+        hinton = {(float(r.config["kd"]["tau"]), float(r.config["kd"]["alpha"])): r for r in members
+                  if _method(r) == "hinton"}
+        rows = [{"pair": label, "method": "no KD (hard labels)", "τ": "—", "α": "—",
+                 **{m: _ms(first, "student_nokd", m) for m in METHOD_METRICS}}]
+        tests = []
+        for run in sorted(members, key=lambda r: (_method(r) != "hinton", _method(r), r.name)):
+            kd = run.metrics[run.metrics.model == "student_kd"].set_index("seed")
+            tau, a = float(run.config["kd"]["tau"]), float(run.config["kd"]["alpha"])
+            ref = hinton.get((tau, a)) if _method(run) != "hinton" else None
+            refs = [("no KD", nokd)] + ([("hinton", ref.metrics[ref.metrics.model == "student_kd"].set_index("seed"))]
+                                        if ref is not None else [])
+            row = {"pair": label, "method": _method(run), "τ": tau, "α": a}
+            for metric in METHOD_METRICS:
+                row[metric] = _ms(run, "student_kd", metric)
+                for ref_name, ref_frame in refs:
+                    if metric not in kd or metric not in ref_frame:
+                        continue
+                    both = pd.concat([ref_frame[metric], kd[metric]], axis=1, keys=["a", "b"]).dropna()
+                    r = paired_comparison(both.a.to_numpy(), both.b.to_numpy(), test_train_ratio=ratio, alpha=alpha,
+                                          test=test)
+                    tests.append((len(long), row, metric, ref_name))
+                    long.append({"pair": label, "method": _method(run), "τ": tau, "α": a, "metric": metric,
+                                 "versus": ref_name, **r})
+            rows.append(row)
+        adjusted = holm([np.nan if long[i]["p"] is None else long[i]["p"] for i, *_ in tests])
+        for (i, row, metric, ref_name), p_adj in zip(tests, adjusted):
+            long[i]["p_adjusted"] = p_adj
+            mark = "" if np.isnan(p_adj) else (f" (p {p_adj:.2g}*)" if p_adj < alpha else f" (p {p_adj:.2g})")
+            row[f"{metric} Δ vs {ref_name}"] = f"{long[i]['diff']:+.4f}{mark}"
+        wide += rows
+    return pd.DataFrame(wide), pd.DataFrame(long)
+
+
 def _verdicts_table(verdicts: list[tuple[str, Verdict]]) -> pd.DataFrame:
     return pd.DataFrame([{"run": run, "claim": v.claim, "study": v.study, "ours": v.ours, "verdict": v.verdict,
                           "plain t-test verdict (kdx 0.1)": v.old_verdict, "effect of": v.effect_of,
@@ -272,17 +337,18 @@ def build_report(collection: Collection, figures: bool = True) -> str:
     alpha = first.get("stats", {}).get("alpha", 0.05)
     confidence = first.get("stats", {}).get("confidence", 0.95)
     profiles = list(first.get("objective", {}).get("profiles", {}))
-    points = points_table(runs)
-    points, best = pareto_and_best(points, profiles)
+    every_run = points_table(runs)  # one row per (run, model): each run's own teacher and baseline
+    points, best = pareto_and_best(every_run, profiles)
     out = collection.root
     tables = {"table2": _table2(runs), "table3": _table3(runs, confidence), "efficiency": _efficiency(runs),
               "stats": _stats(runs), "objective": _j_table(points, profiles), "best_per_profile": best,
               "pareto": points[points.pareto] if "pareto" in points else points,
-              "tuned": tuned_on_validation(points)}
+              "tuned": tuned_on_validation(every_run)}
     verdicts = [(r.label, v) for r in runs for v in claims_for_run(r.metrics, r.stats, alpha, _ratio(r))]
     verdicts.append(("all runs", tau_claim(points) if not points.empty else Verdict(
         "τ between 3 and 5 gives the best KD student", "τ ∈ [3, 5]", "no complete run", "", NOT_TESTED)))
     tables["claims"] = _verdicts_table(verdicts)
+    tables["methods"], tables["methods_stats"] = methods_tables(runs, alpha)
     for name, table in tables.items():
         write_csv(out / f"report_{name}.csv", table)
     write_csv(out / "report_points.csv", points)
@@ -297,6 +363,9 @@ def build_report(collection: Collection, figures: bool = True) -> str:
     if collection.missing:
         lines += ["", "**Missing or incomplete** (the tables below use the complete runs only):", ""]
         lines += [f"- {m}" for m in collection.missing]
+    if collection.not_applicable:
+        lines += ["", "**Not applicable** (skipped by design):", ""]
+        lines += [f"- {m}" for m in collection.not_applicable]
     if first:
         m = first.get("machine", {})
         lines += ["", f"Seeds {first.get('seeds')}; machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs; "
@@ -358,6 +427,12 @@ def build_report(collection: Collection, figures: bool = True) -> str:
               + "; ".join(f"{k}: a_P={v['a_P']}, b_C={v['b_C']}, g_I={v['g_I']}"
                           for k, v in first.get("objective", {}).get("profiles", {}).items()) + ".", "",
               md_table(tables["objective"]),
+              *(["## Distillation objectives (KD student per objective, test split, mean ± sd over seeds)", "",
+                 "Each Δ is the objective's KD student minus the no-KD student, or minus `hinton` at the same τ "
+                 f"and α, paired over seeds ({test_line}; Holm over the table's tests; * adjusted p < "
+                 f"{alpha:g}). `label_smoothing` is the no-teacher control: an effect it shares is not "
+                 "distillation. Every comparison is in `report_methods_stats.csv`.", "",
+                 md_table(tables["methods"])] if len(tables["methods"]) else []),
               "## Tuned on validation", "",
               "Per dataset and pair, the configuration (τ, α, student size) whose KD student has the best mean "
               "validation accuracy; its test figures are reported as they are. The test split takes no part in "

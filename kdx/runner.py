@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from kdx.building import build_dataset, build_model
+from kdx.building import build_dataset, build_model, build_objective
 from kdx.cache import ArtifactCache, content_key
 from kdx.config import seeds_of, split_settings, stats_settings, units_of, validate
 from kdx.datasets import TabularData
 from kdx.efficiency import ProfileSettings, cpu_threads, profile_model, relative_to_teacher
 from kdx.environment import code_fingerprint, cpu_model, library_versions, machine, seed_everything
-from kdx.errors import ConfigError, DataError, TrainingError
+from kdx.errors import ConfigError, DataError, NotApplicable, TrainingError
 from kdx.explain import ExplainContext, ExplainSettings, ModelExplanation, compare, explain_model, resolve_output
 from kdx.metrics import fidelity
 from kdx.models import Classifier, load_model
@@ -36,6 +36,7 @@ from kdx.persist import (
     CLASSES_FILE,
     CONFIG_FILE,
     METRICS_FILE,
+    NOT_APPLICABLE_FILE,
     OBJECTIVE_FILE,
     STATS_FILE,
     SUMMARY_FILE,
@@ -198,6 +199,7 @@ class Protocol:
         self.cache = cache
         self.device = str(resolve_device(cfg.device))
         self.tau, self.alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
+        self.objective = build_objective(cfg.kd)
         self.split_args = split_settings(cfg)
         self.profiling = _settings(ProfileSettings, cfg.profile)
         self.explaining = _settings(ExplainSettings, cfg.explain)
@@ -215,17 +217,22 @@ class Protocol:
         }
 
     def _fit(self, role: str, node: DictConfig, key: str, seed: int, sd: SeedData, label: str,
-             teacher_logits=None, alpha: float = 1.0) -> tuple[Classifier, bool]:
+             signals=None) -> tuple[Classifier, bool]:
+        """Train (or reuse from the cache) one model; `signals`: a callable giving the teacher's per-seed
+        signals for the KD student (computed only when the student is actually trained)."""
         def compute() -> Classifier:
             model = build_model(role, node, seed, self.device, self.cfg.limits)
+            kd = {} if signals is None else {"objective": self.objective, "signals": signals()}
             try:
                 fitted = model.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], self.data.n_classes,
-                                   teacher_logits=teacher_logits, tau=self.tau, alpha=alpha)
+                                   **kd)
             except TrainingError as exc:
                 raise TrainingError(f"{label}: {exc}") from None
             if not np.all(np.isfinite(fitted.logits(sd.X["val"]))):
                 raise TrainingError(f"{label}: the trained model gives non-finite logits on validation rows; "
                                     "check for extreme values or lower the learning rate")
+            if signals is not None:  # what the objective resolved from the data (e.g. label smoothing's ε)
+                fitted.history_["objective"] = {**self.objective.settings(), **kd["signals"].resolved}
             return fitted
 
         return self.cache.get_or_compute("models", key, compute, _save_model, _load_model, label)
@@ -276,16 +283,19 @@ class Protocol:
         base = {**self.base, "seed": seed}
         keys = {"teacher": content_key("teacher", base, OmegaConf.to_container(cfg.teacher, resolve=True))}
         keys["student_nokd"] = content_key("student_nokd", base, OmegaConf.to_container(cfg.student, resolve=True))
-        keys["student_kd"] = content_key("student_kd", keys["student_nokd"], keys["teacher"], self.tau, self.alpha)
+        keys["student_kd"] = content_key("student_kd", keys["student_nokd"], keys["teacher"],
+                                         self.objective.settings())
 
         teacher, reused_t = self._fit("teacher", cfg.teacher, keys["teacher"], seed, sd, f"teacher seed {seed}")
-        # Soft targets: computed once per seed, shared by every distilled student.
-        teacher_logits = teacher.logits(sd.X["train"])
         models = {"teacher": (teacher, reused_t)}
         models["student_nokd"] = self._fit("student", cfg.student, keys["student_nokd"], seed, sd,
                                            f"student_nokd seed {seed}")
-        models["student_kd"] = self._fit("student", cfg.student, keys["student_kd"], seed, sd,
-                                         f"student_kd seed {seed}", teacher_logits, self.alpha)
+        # The teacher's signals (soft targets, gradients): computed once per seed, and only when needed.
+        output = resolve_output(cfg.explain.output, data.n_classes)
+        models["student_kd"] = self._fit(
+            "student", cfg.student, keys["student_kd"], seed, sd, f"student_kd seed {seed}",
+            lambda: self.objective.signals(teacher, sd.X["train"], sd.y["train"], data.n_classes,
+                                           sd.preprocessor.column_feature_, output))
         ctx = None
         if self.explaining is not None:
             ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
@@ -305,7 +315,11 @@ class Protocol:
                 lambda n=name, m=model, p=profile_as: self._measure(n, m, teacher_pred, sd, seed, ctx,
                                                                     explanations.get("teacher"), p),
                 _save_measurement, _load_measurement, f"{name} measurements seed {seed}")
-            rows[name] = {**row, "reused": bool(reused_model and reused)}
+            resolved = model.history_.get("objective", {}) if name == "student_kd" else {}
+            rows[name] = {**row, "reused": bool(reused_model and reused),
+                          "kd_method": self.objective.name if name == "student_kd" else "none",
+                          **{f"kd_{k}": v for k, v in resolved.items()
+                             if k not in ("name", "tau", "alpha") and isinstance(v, (int, float))}}
             if expl is not None:
                 explanations[name] = expl
             if cfg.save_checkpoints:
@@ -341,6 +355,13 @@ def _finished(out_dir: Path, cfg: DictConfig, data_fingerprint: str) -> RunResul
         return None
 
 
+def check_objective(cfg: DictConfig, data: TabularData) -> None:
+    """Refuse a distillation objective that does not apply to this task or these models, before any
+    training (e.g. kd=dkd on a binary task, kd=jacobian with a tree teacher or student)."""
+    families = [build_model(role, cfg[role], 0, "cpu", cfg.limits).family for role in ("teacher", "student")]
+    build_objective(cfg.kd).check(data.n_classes, *families)
+
+
 def cache_for(cfg: DictConfig) -> ArtifactCache:
     node = cfg.get("cache") or {}
     return ArtifactCache(Path(str(node.get("dir"))).expanduser() if node.get("enabled", False) else None)
@@ -369,6 +390,15 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
         log.info("%s already holds this run, complete: skipped", out_dir)
         done.summary["skipped"] = True
         return done
+    try:
+        check_objective(cfg, data)
+    except ConfigError as exc:
+        if cfg.get("on_inapplicable_objective", "fail") != "skip":
+            raise
+        # A methods sweep runs every objective; one that does not apply leaves a note, not a failure.
+        write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+        write_text(out_dir / NOT_APPLICABLE_FILE, f"{exc}\n")
+        raise NotApplicable(str(exc)) from None
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
         return _run(cfg, out_dir, data, seed_order(units_of(cfg), parallel_jobs, job_index), parallel_jobs)
 
@@ -422,7 +452,8 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
         "seeds": seeds,
         "split": {**protocol.split_args, "seeds": seeds_of(cfg), "units": len(seeds), "test_train_ratio": ratio},
         "split_sizes": {seed: protocol.split_sizes[seed] for seed in seeds},
-        "kd": {"tau": protocol.tau, "alpha": protocol.alpha},
+        "kd": {"tau": protocol.tau, "alpha": protocol.alpha, "method": protocol.objective.name,
+               "settings": protocol.objective.settings()},
         "device": protocol.device,
         # Latencies of jobs that ran in parallel were measured while other jobs worked (see the README).
         "machine": {**machine(), "parallel_jobs": parallel_jobs, "seed_order": order},

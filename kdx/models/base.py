@@ -15,7 +15,8 @@ class Classifier(ABC):
     """A classifier over preprocessed float32 rows whose outputs are logits (pre-softmax scores).
 
     `fit` receives the validation rows for early stopping / checkpoint selection and, for distillation,
-    the teacher's logits on the training rows with the KD temperature and weight.
+    the teacher's logits on the training rows with the KD temperature and weight (the study's loss), or a
+    distillation `objective` (kdx.objectives) with the teacher's per-seed `signals`.
     """
 
     family: str = ""
@@ -23,7 +24,8 @@ class Classifier(ABC):
     @abstractmethod
     def fit(
         self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, n_classes: int,
-        teacher_logits: np.ndarray | None = None, tau: float = 1.0, alpha: float = 1.0,
+        teacher_logits: np.ndarray | None = None, tau: float = 1.0, alpha: float = 1.0, objective=None,
+        signals=None,
     ) -> Classifier: ...
 
     @abstractmethod

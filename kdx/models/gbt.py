@@ -47,11 +47,14 @@ class GBTClassifier(Classifier):
             "l2_regularization": self.l2_regularization, "seed": self.seed,
         }
 
-    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0):
+    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
+            signals=None):
         """Hard labels, or (KD) the blended target α·onehot(y) + (1−α)·softmax(z_T/τ) as weighted duplicated
         rows: exact for the log-loss that boosting minimizes; α = 1 is exactly the hard-label fit."""
         start = time.perf_counter()
-        Xw, yw, w = weighted_rows(X, blended_targets(y, teacher_logits, n_classes, tau, alpha))
+        q = (blended_targets(y, teacher_logits, n_classes, tau, alpha) if objective is None
+             else objective.soft_targets(y, signals, n_classes))
+        Xw, yw, w = weighted_rows(X, q)
         self.model_ = HistGradientBoostingClassifier(
             max_iter=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,

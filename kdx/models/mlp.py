@@ -77,7 +77,10 @@ class MLPClassifier(Classifier):
             "patience": self.patience, "device": self.device, "seed": self.seed,
         }
 
-    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0):
+    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
+            signals=None):
+        """Hard labels (no teacher), the study's KD loss (teacher_logits, tau, alpha), or any distillation
+        `objective` (kdx.objectives) with its per-seed teacher `signals`."""
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         net = build_mlp(X.shape[1], self.hidden, n_classes, self.dropout).to(device)
@@ -86,6 +89,9 @@ class MLPClassifier(Classifier):
         Xv = torch.as_tensor(X_val, dtype=torch.float32, device=device)
         yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
         Tt = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=device)
+        rows = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.rows.items()}
+        constants = {} if signals is None else {k: torch.as_tensor(v, device=device)
+                                                for k, v in signals.constants.items()}
         order = torch.Generator().manual_seed(self.seed)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
@@ -96,7 +102,11 @@ class MLPClassifier(Classifier):
             perm = torch.randperm(len(Xt), generator=order).to(device)
             for i in range(0, len(perm), self.batch_size):
                 idx = perm[i : i + self.batch_size]
-                loss = kd_loss(net(Xt[idx]), None if Tt is None else Tt[idx], yt[idx], tau, alpha)
+                if objective is None:
+                    loss = kd_loss(net(Xt[idx]), None if Tt is None else Tt[idx], yt[idx], tau, alpha)
+                else:
+                    loss = objective.loss(net, Xt[idx], yt[idx], {k: v[idx] for k, v in rows.items()}, constants,
+                                          epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -39,9 +39,12 @@ class TreeClassifier(Classifier):
         return {"max_depth": self.max_depth, "max_leaf_nodes": self.max_leaf_nodes,
                 "min_samples_leaf": self.min_samples_leaf, "seed": self.seed}
 
-    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0):
+    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
+            signals=None):
         start = time.perf_counter()
-        Xw, yw, w = weighted_rows(X, blended_targets(y, teacher_logits, n_classes, tau, alpha))
+        q = (blended_targets(y, teacher_logits, n_classes, tau, alpha) if objective is None
+             else objective.soft_targets(y, signals, n_classes))
+        Xw, yw, w = weighted_rows(X, q)
         self.model_ = DecisionTreeClassifier(
             criterion="log_loss", max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf, random_state=self.seed,

@@ -1,0 +1,62 @@
+"""The interface every distillation objective implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from kdx.errors import ConfigError
+from kdx.models.base import require_float
+
+
+@dataclass
+class TeacherSignals:
+    """What the teacher contributes, computed once per seed on the training rows and shared by every KD
+    student of that seed: per-row arrays (`rows`, sliced with each minibatch) and constants."""
+
+    rows: dict[str, np.ndarray]
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    resolved: dict = field(default_factory=dict)  # settings chosen from the data (e.g. label smoothing's ε)
+
+
+class Objective:
+    """A distillation loss for the student. Subclasses set `name`, implement `loss` and, where they can
+    distil a tree student through soft labels, `soft_targets`.
+
+    - `check` refuses a task or model the objective does not apply to, in one line, before any training;
+    - `signals` computes the teacher's contribution once per seed (logits, gradients, attributions);
+    - `loss` is the minibatch loss of a torch student (`net`) given the batch's slice of the signals.
+    """
+
+    name = "objective"
+    needs_gradients = False  # needs a differentiable teacher and student (input gradients)
+    soft_labels = False  # can distil a tree student through soft targets
+
+    def __init__(self, tau: float = 4.0, alpha: float = 0.5):
+        self.tau = require_float("kd.tau", tau, 0.0, low_open=True)
+        self.alpha = require_float("kd.alpha", alpha, 0.0, 1.0)
+
+    def settings(self) -> dict:
+        """Everything that determines the objective (for cache keys and summaries)."""
+        return {"name": self.name, "tau": self.tau, "alpha": self.alpha}
+
+    def check(self, n_classes: int, teacher_family: str, student_family: str) -> None:
+        if student_family != "torch" and not self.soft_labels:
+            raise ConfigError(f"kd={self.name} trains through the student's loss and input gradients; a tree "
+                              "student takes soft labels only: use kd=hinton or kd=label_smoothing")
+        if self.needs_gradients and teacher_family != "torch":
+            raise ConfigError(f"kd={self.name} needs the teacher's input gradients; a {teacher_family} teacher "
+                              "(trees) has none: use kd=hinton, or an MLP teacher (teacher=dnn|mlp4)")
+
+    def signals(self, teacher, X: np.ndarray, y: np.ndarray, n_classes: int, column_feature: np.ndarray,
+                output: str) -> TeacherSignals:
+        return TeacherSignals({"teacher_logits": teacher.logits(X).astype(np.float32)})
+
+    def loss(self, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: dict[str, torch.Tensor],
+             constants: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def soft_targets(self, y: np.ndarray, signals: TeacherSignals, n_classes: int) -> np.ndarray:
+        raise ConfigError(f"kd={self.name} has no soft-label form for tree students")
