@@ -70,6 +70,9 @@ def _undecided(effect: float, c: dict, alpha: float, two_sided: bool, against: b
     if n is None:
         return (f"{INCONCLUSIVE} ({lead}no number of re-split seeds decides it{level}: the corrected variance "
                 f"stays above sd²·n_test/n_train)")
+    if n <= int(c["n"]):  # the run had the seeds and still fell short: an unlucky draw near the threshold
+        return (f"{INCONCLUSIVE} ({lead}borderline: ≈ {n} seeds give 80 % power{level} for the observed Δ and this "
+                f"run has {int(c['n'])}; more seeds should decide it)")
     return f"{INCONCLUSIVE} ({lead}underpowered, needs ≈ {n} seeds{level}; this run has {int(c['n'])})"
 
 

@@ -77,7 +77,8 @@ def test_csv_overrides_column_lists(tiny_csv):
         ({"target": "nope"}, "target column 'nope'"),
         ({"target": "label", "numeric": ["missing_col"]}, "not found"),
         ({"target": "label", "drop": ["ghost"]}, "ghost"),
-        ({"target": "label", "numeric": ["city"]}, "holds text"),
+        # A column listed as numeric is coerced (unparseable cells missing); one with no number at all is refused.
+        ({"target": "label", "numeric": ["city"]}, "none of its values is a number"),
         ({"path": None, "target": "label"}, "dataset.path"),
         ({"target": None}, "dataset.target"),
     ],

@@ -58,3 +58,39 @@ def test_group_columns_sums_one_hot_back():
     grouped = pre.group_columns(values)
     assert pre.feature_names_ == ("x", "c", "d")
     assert grouped.tolist() == [[0, 1 + 2, 3 + 4], [5, 6 + 7, 8 + 9]]
+
+
+def test_a_numeric_column_empty_in_training_keeps_every_name_in_place():
+    import numpy as np
+    import pandas as pd
+
+    from kdx.preprocess import Preprocessor
+
+    train = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [np.nan] * 4, "c": [5.0, 6.0, 7.0, 8.0],
+                          "city": ["x", "y", "x", "y"]})
+    later = pd.DataFrame({"a": [1.0], "b": [1e6], "c": [6.0], "city": ["y"]})
+    pre = Preprocessor(("a", "b", "c"), ("city",)).fit(train)
+    assert pre.columns_ == ("a", "b", "c", "city=x", "city=y")
+    assert pre.column_feature_.tolist() == [0, 1, 2, 3, 3]
+    out = pre.transform(later)
+    assert out.shape == (1, 5) and out[0, 1] == 0.0  # never seen in training: carries nothing
+    assert pre.group_columns(np.ones((1, 5))).tolist() == [[1, 1, 1, 2]]
+
+
+def test_a_single_name_is_a_list_and_text_listed_as_numeric_is_named(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from kdx.datasets.loaders import load_csv
+    from kdx.errors import DataError
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": range(30), "age": rng.normal(size=30), "city": rng.choice(["n", "s"], 30),
+                          "label": rng.choice(["a", "b"], 30)})
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    data = load_csv(path, "label", drop="id", categorical="city")
+    assert data.features == ("age", "city") and data.categorical == ("city",)
+    with pytest.raises(DataError, match="'city' is listed as numeric but none of its values is a number"):
+        load_csv(path, "label", numeric="city", drop=["id"])

@@ -224,8 +224,8 @@ def load_csv(
         raise DataError(f"dataset.drop names the target column '{target}'; remove it from dataset.drop")
     unknown = [c for c in drop + (numeric or []) + (categorical or []) if c not in df.columns]
     if unknown:
-        raise DataError(f"dataset.drop/numeric/categorical name column(s) {unknown} not in {file.name}; columns "
-                        f"are {list(df.columns)}")
+        raise DataError(f"dataset.drop/numeric/categorical name column(s) {unknown} not found in {file.name}; "
+                        f"columns are {list(df.columns)}")
     _check_target(df[target], name)
     y, classes = encode_labels(df.pop(target), name)
     df = df.drop(columns=drop)

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from kdx.kd import kd_loss
-from kdx.models.base import require_float
-from kdx.objectives.base import Objective, TeacherSignals
-from kdx.objectives.gradients import membership, output_weights, teacher_gradients
+from kdx.objectives.base import TeacherSignals
+from kdx.objectives.gradients import GradientMatching, membership
 
 
 def attribution_term(student_attr: torch.Tensor, teacher_attr: torch.Tensor) -> torch.Tensor:
@@ -19,34 +18,23 @@ def attribution_term(student_attr: torch.Tensor, teacher_attr: torch.Tensor) -> 
     return (1 - F.cosine_similarity(student_attr, teacher_attr, dim=1, eps=1e-12)).mean()
 
 
-class Attribution(Objective):
+class Attribution(GradientMatching):
     """`kd_loss(z_S, z_T, y, τ, α) + λ·mean(1 − cos(A_T, A_S))` with A = (∂g/∂x ⊙ (x − x̄)) summed per original
     feature, g the explained output and x̄ the training rows' mean. Teacher attributions are computed once
     per seed."""
 
     name = "attribution"
-    needs_gradients = True
-
-    def __init__(self, tau: float = 4.0, alpha: float = 0.5, lam: float = 1.0):
-        super().__init__(tau, alpha)
-        self.lam = require_float("kd.lam", lam, 0.0)
-
-    def settings(self) -> dict:
-        return {**super().settings(), "lam": self.lam}
 
     def signals(self, teacher, X, y, n_classes, column_feature, output) -> TeacherSignals:
-        logits = teacher.logits(X).astype(np.float32)
-        W = output_weights(logits, output)
+        logits, W, grad = self.teacher_pass(teacher, X, output)
         mean = X.mean(0, keepdims=True).astype(np.float32)
         M = membership(column_feature)
-        attr = (teacher_gradients(teacher.net_, X, W) * (X - mean)) @ M
-        return TeacherSignals({"teacher_logits": logits, "weights": W, "teacher_attr": attr.astype(np.float32)},
+        attr = ((grad * (X - mean)) @ M).astype(np.float32)
+        return TeacherSignals({"teacher_logits": logits, "weights": W, "teacher_attr": attr},
                               {"mean": mean, "membership": M})
 
     def loss(self, net, x, y, batch, constants, epoch):
-        x = x.detach().requires_grad_(True)
-        z = net(x)
-        grad = torch.autograd.grad((z * batch["weights"]).sum(), x, create_graph=True)[0]
+        z, grad = self.student_pass(net, x, batch["weights"])
         attr = (grad * (x - constants["mean"])) @ constants["membership"]
         return kd_loss(z, batch["teacher_logits"], y, self.tau, self.alpha) + self.lam * attribution_term(
             attr, batch["teacher_attr"])

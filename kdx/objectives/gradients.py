@@ -7,6 +7,8 @@ import numpy as np
 import torch
 
 from kdx.explain import output_matrix
+from kdx.models.base import require_float
+from kdx.objectives.base import Objective
 
 EPS = 1e-12
 
@@ -47,3 +49,31 @@ def membership(column_feature: np.ndarray) -> np.ndarray:
     m = np.zeros((len(column_feature), int(column_feature.max()) + 1), dtype=np.float32)
     m[np.arange(len(column_feature)), column_feature] = 1
     return m
+
+
+class GradientMatching(Objective):
+    """Shared by the gradient-based objectives: Hinton's loss plus `lam` times a term that compares the
+    student's input gradients of the explained output with the teacher's (MLP teacher and student)."""
+
+    needs_gradients = True
+
+    def __init__(self, tau: float = 4.0, alpha: float = 0.5, lam: float = 1.0):
+        super().__init__(tau, alpha)
+        self.lam = require_float("kd.lam", lam, 0.0)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "lam": self.lam}
+
+    @staticmethod
+    def teacher_pass(teacher, X: np.ndarray, output: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The teacher's logits, the explained-output weights and its input gradients on rows X."""
+        logits = teacher.logits(X).astype(np.float32)
+        W = output_weights(logits, output)
+        return logits, W, teacher_gradients(teacher.net_, X, W).astype(np.float32)
+
+    @staticmethod
+    def student_pass(net: torch.nn.Module, x: torch.Tensor, weights: torch.Tensor):
+        """The student's logits and its input gradients, differentiable in its weights (double backprop)."""
+        x = x.detach().requires_grad_(True)
+        z = net(x)
+        return z, torch.autograd.grad((z * weights).sum(), x, create_graph=True)[0]
