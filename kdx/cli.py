@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from kdx import __version__
 from kdx.errors import KdxError
@@ -37,7 +38,8 @@ err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]kdx: error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    # escape: a message naming a list ("dataset.numeric=[age, ...]") must not be read as rich markup
+    err_console.print(f"[bold red]kdx: error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

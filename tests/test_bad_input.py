@@ -73,7 +73,7 @@ def test_a_numeric_typo_is_named_and_the_user_chooses(tmp_path):
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
     line = one_line_error(csv_run(path, tmp_path / "r"), "'age'")
-    assert "oops" in line and "dataset.numeric" in line
+    assert "oops" in line and "dataset.numeric=[age, ...]" in line  # a list, not eaten as markup
     res = csv_run(path, tmp_path / "ok", "dataset.numeric=[age,score]", "dataset.drop=id")
     assert res.returncode == 0, res.stderr
     assert "1 unparseable cell" in res.stdout
