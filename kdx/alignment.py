@@ -74,8 +74,9 @@ def stability(phi: np.ndarray, phi_noisy: np.ndarray, perturbed: np.ndarray | No
 
     The index lies in (−∞, 1]: 1 when the perturbation leaves the attributions unchanged, 0 when it moves
     them by their own norm, below 0 beyond that. Rows with ‖φ(x)‖ ~ 0 have no defined index: they are left
-    out and counted. `perturbed` (d booleans) marks the features the perturbation can change:
-    `stability_perturbed_share` is the share of the clean attribution mass Σ|φ| on them.
+    out and counted. `perturbed` marks the features each draw actually changed, shape (rows, draws, d) or (d,)
+    for every draw alike: `stability_perturbed_share` is the mean over rows and draws of the share of the
+    clean attribution mass Σ|φ| that sat on changed features (how much of the explanation was tested).
     """
     norm = _row_norm(phi)
     ok = norm > TINY * max(1.0, float(norm.max(initial=0.0)))
@@ -85,6 +86,14 @@ def stability(phi: np.ndarray, phi_noisy: np.ndarray, perturbed: np.ndarray | No
         "stability": float(per_row.mean()) if ok.any() else float("nan"),
         "stability_worst": float(index.min()) if ok.any() else float("nan"),
         "stability_excluded": int((~ok).sum()),
-        "stability_perturbed_share": (float(np.abs(phi[:, perturbed]).sum() / max(np.abs(phi).sum(), TINY))
-                                      if perturbed is not None else float("nan")),
+        "stability_perturbed_share": _perturbed_share(phi[ok], None if perturbed is None else
+                                                      np.broadcast_to(perturbed, phi_noisy.shape)[ok]),
     }
+
+
+def _perturbed_share(phi: np.ndarray, changed: np.ndarray | None) -> float:
+    """Mean over rows and draws of Σ_changed |φ| / Σ |φ| (clean attributions; changed: rows × draws × d)."""
+    if changed is None or len(phi) == 0:
+        return float("nan")
+    mass = np.abs(phi)[:, None, :]
+    return float(((mass * changed).sum(-1) / np.maximum(mass.sum(-1), TINY)).mean())

@@ -208,7 +208,8 @@ class ExplainContext:
     seed: int
     method: str = "auto"
     permutations: int = 10
-    perturbed: np.ndarray | None = None  # per original feature: can the stability perturbation change it?
+    # (rows, draws, original features): did the stability perturbation change that feature in that draw?
+    perturbed: np.ndarray | None = None
 
     @classmethod
     def build(cls, teacher: Classifier, n_numeric: int, X_train: np.ndarray, X_test: np.ndarray,
@@ -229,6 +230,11 @@ class ExplainContext:
         n_stab = min(settings.stability_rows, len(X)) if n_numeric > 0 or blocks else 0
         noisy = np.repeat(X[:n_stab, None, :], settings.stability_draws, axis=1)
         noisy[..., :n_numeric] += rng.normal(0.0, settings.noise_sigma, size=noisy[..., :n_numeric].shape)
+        n_features = (int(column_feature.max()) + 1) if column_feature is not None and len(column_feature) else None
+        perturbed = None
+        if n_features is not None:
+            perturbed = np.zeros((n_stab, settings.stability_draws, n_features), dtype=bool)
+            perturbed[..., :n_numeric] = True  # Gaussian noise moves every numeric feature
         for cols in blocks:
             marginal = X_train[:, cols].sum(0).astype(np.float64)
             if marginal.sum() <= 0:
@@ -238,13 +244,8 @@ class ExplainContext:
             onehot = np.eye(len(cols), dtype=noisy.dtype)[level]
             block = noisy[..., cols]
             noisy[..., cols] = np.where(resample[..., None], onehot, block)
-        n_features = (int(column_feature.max()) + 1) if column_feature is not None and len(column_feature) else None
-        perturbed = None
-        if n_features is not None:
-            perturbed = np.zeros(n_features, dtype=bool)
-            perturbed[:n_numeric] = True
-            for cols in blocks:
-                perturbed[column_feature[cols[0]]] = True
+            # Resampling can draw the row's own level: only a different level counts as perturbed.
+            perturbed[..., column_feature[cols[0]]] = (noisy[..., cols] != block).any(-1)
         Xv = None if X_val is None else X_val[: settings.rows]
         return cls(background, X, A, per_class, classes, noisy.reshape(-1, X.shape[1]).astype(np.float32),
                    np.repeat(classes[:n_stab], settings.stability_draws), Xv,
