@@ -108,8 +108,9 @@ def underpowered_lines(comparisons: pd.DataFrame, alpha: float = 0.05,
         if r["significant"] or r["sd_diff"] is None or pd.isna(r["sd_diff"]) or r["sd_diff"] == 0:
             continue
         ratio = max(0.0, r["variance_factor"] - 1 / r["n"])
-        n = seeds_needed(abs(r["diff"]), r["sd_diff"], ratio, alpha=alpha)
+        m = int(r["family_size"]) if r.get("correction") == "holm" else 1  # Holm's strictest step: α/m
+        n = seeds_needed(abs(r["diff"]), r["sd_diff"], ratio, alpha=alpha / max(m, 1))
         out.append(f"{r['metric']}, KD vs no-KD: not significant; the observed Δ {r['diff']:+.4f} would need "
-                   + (f"≈ {n} seeds at 80 % power" if n else "more than any number of re-split seeds can give")
-                   + f" (this run: {int(r['n'])}).")
+                   + (f"≈ {n} seeds for 80 % power at α/{m}" if n else "more than any number of re-split seeds "
+                      f"can give at α/{m}") + f" (this run: {int(r['n'])}).")
     return out
