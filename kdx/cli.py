@@ -88,6 +88,7 @@ def check_output_dirs(overrides) -> None:
         if not os.access(existing, os.W_OK | os.X_OK):
             _fail(f"{key}={path}: {existing} is not writable (read-only?); choose another {key}")
 
+
 def check_composes(overrides) -> None:
     """Compose the config of the first job (each sweep at its first value) and turn Hydra's multi-line
     composition errors (an unknown key without '+', a bad type) into one line."""
@@ -99,10 +100,10 @@ def check_composes(overrides) -> None:
     for o in overrides:
         if o.key_or_group.startswith("hydra") or o.key_or_group.startswith("+hydra"):
             continue
-        prefix = "+" if o.is_add() else "~" if o.is_delete() else ""
         if o.is_delete():
             first.append(f"~{o.key_or_group}")
             continue
+        prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
         value = next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else o.get_value_element_as_str()
         first.append(f"{prefix}{o.key_or_group}={value}")
     try:
