@@ -76,7 +76,8 @@ def tradeoff(points: pd.DataFrame, file: Path) -> bool:
                    label="Pareto-efficient (validation)")
         if d.run.nunique() > 1 and len(d) <= 30:
             for _, r in d[d.model != "teacher"].iterrows():
-                ax.annotate(f"τ={r.tau:g} α={r.alpha:g}", (r.C, r.accuracy), fontsize=6, xytext=(4, 3),
+                label = "no KD" if pd.isna(r.tau) else f"τ={r.tau:g} α={r.alpha:g}"
+                ax.annotate(label, (r.C, r.accuracy), fontsize=6, xytext=(4, 3),
                             textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("normalized cost C (vs teacher = 1, log scale)")

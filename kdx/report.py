@@ -89,6 +89,7 @@ def points_table(runs: list[RunRecord]) -> pd.DataFrame:
                    "teacher_id": _identity(c, "teacher"), "candidate": _identity(c, model),
                    "pair": f"{c['teacher']['name']}→{c['student']['name']}", "tau": float(c["kd"]["tau"]),
                    "alpha": float(c["kd"]["alpha"]), "model": model, "seeds": len(g),
+                   "kd_method": str(c["kd"].get("name") or "hinton") if model == "student_kd" else "none",
                    "student_config": _student_size(c["student"])}
             for col in g.columns:
                 if col not in ("seed", "model") and pd.api.types.is_numeric_dtype(g[col]):
@@ -111,6 +112,8 @@ def pareto_and_best(points: pd.DataFrame, profiles: list[str]) -> tuple[pd.DataF
     if points.empty:
         return points, points
     points = points.drop_duplicates("candidate").copy() if "candidate" in points else points.copy()
+    # τ and α belong to the KD student; a teacher or no-KD student shared by a sweep has none of its own.
+    points.loc[points.model != "student_kd", ["tau", "alpha"]] = np.nan
     points["pareto"] = False
     students = points.model != "teacher"
     group_keys = ["dataset", "teacher_id"] if "teacher_id" in points else ["dataset"]
@@ -128,6 +131,7 @@ def pareto_and_best(points: pd.DataFrame, profiles: list[str]) -> tuple[pd.DataF
             winner = candidates.loc[candidates[col].idxmax()]
             best.append({"profile": profile, "run": winner["run"], "dataset": winner["dataset"],
                          "pair": winner["pair"], "τ": winner["tau"], "α": winner["alpha"], "model": winner["model"],
+                         "objective": winner.get("kd_method", "—") if winner["model"] == "student_kd" else "—",
                          "candidates": len(candidates), "val J": round(winner[col], 4),
                          "test J": round(winner[f"J_{profile}"], 4), "test accuracy": round(winner["accuracy"], 4),
                          "C": round(winner["C"], 4), "test cosine (I)": round(winner["I"], 4),
