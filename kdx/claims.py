@@ -56,15 +56,22 @@ def _ratio(c: dict) -> float:
     return 0.0 if factor is None else max(0.0, factor - 1.0 / c["n"])
 
 
+def seeds_to_decide(c: dict, effect: float, alpha: float, two_sided: bool = True,
+                    family: int | None = None) -> tuple[int | None, int]:
+    """For a comparison row of stats.csv: the seeds that would detect `effect` with 80 % power at the
+    strictest level of the multiplicity adjustment (α/m, Holm's first step; None: no number would), and m."""
+    m = family if family is not None else int(c.get("family_size") or 1) if c.get("correction") == "holm" else 1
+    m = max(m, 1)
+    return seeds_needed(abs(effect), _num(c.get("sd_diff")) or 0.0, _ratio(c), alpha / m, 0.8, two_sided), m
+
+
 def _undecided(effect: float, c: dict, alpha: float, two_sided: bool, against: bool = False,
                family: int | None = None) -> str:
-    """Why a claim is inconclusive: the seeds that would detect the observed effect with 80 % power at the
-    strictest level of the multiplicity adjustment (α/m, Holm's first step), or why no number would."""
+    """Why a claim is inconclusive: `seeds_to_decide`, or that no number of seeds would."""
     sd = _num(c.get("sd_diff"))
     if sd is None or sd == 0:
         return f"{INCONCLUSIVE} (no test: {c.get('note') or 'no variance'})"
-    m = family if family is not None else int(c.get("family_size") or 1) if c.get("correction") == "holm" else 1
-    n = seeds_needed(abs(effect), sd, _ratio(c), alpha / max(m, 1), 0.8, two_sided)
+    n, m = seeds_to_decide(c, effect, alpha, two_sided, family)
     lead = "Δ against the claim; " if against else ""
     level = f" at α/{m}" if m > 1 else ""
     if n is None:

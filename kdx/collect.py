@@ -10,7 +10,14 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from kdx.errors import DataError
-from kdx.persist import CONFIG_FILE, METRICS_FILE, NOT_APPLICABLE_FILE, STATS_FILE, SUMMARY_FILE
+from kdx.persist import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    NOT_APPLICABLE_FILE,
+    STATS_FILE,
+    SUMMARY_FILE,
+    read_run_file,
+)
 
 
 @dataclass
@@ -42,32 +49,23 @@ class Collection:
     not_applicable: list[str] = field(default_factory=list)  # jobs whose objective does not apply
 
 
-def _readable(file: Path, read):
-    """`read(file)` when the file exists (None when not); a damaged file is one DataError naming it."""
-    if not file.is_file():
-        return None
-    try:
-        return read(file)
-    except Exception as exc:  # truncated CSV/JSON/YAML: each library raises its own type
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{file} is damaged or truncated ({first}); rerun that run to rewrite it") from None
-
-
 def read_summary(path: Path) -> dict | None:
-    summary = _readable(path / SUMMARY_FILE, lambda f: json.loads(f.read_text()))
+    summary = read_run_file(path / SUMMARY_FILE, lambda f: json.loads(f.read_text()), required=False)
     if summary is not None and not isinstance(summary, dict):
         raise DataError(f"{path / SUMMARY_FILE} is damaged (not a JSON object); rerun that run to rewrite it")
     return summary
 
 
 def _read_run(path: Path, name: str) -> RunRecord:
-    config = _readable(path / CONFIG_FILE, lambda f: OmegaConf.to_container(OmegaConf.load(f), resolve=False))
+    config = read_run_file(path / CONFIG_FILE, lambda f: OmegaConf.to_container(OmegaConf.load(f), resolve=False),
+                           required=False)
     if not isinstance(config, dict) or not all(k in config for k in ("dataset", "teacher", "student", "kd")):
         raise DataError(f"{path / CONFIG_FILE} is not a kdx run config (damaged?)")
-    metrics = _readable(path / METRICS_FILE, pd.read_csv)
+    metrics = read_run_file(path / METRICS_FILE, pd.read_csv, required=False)
     summary = read_summary(path)
-    stats = _readable(path / STATS_FILE, pd.read_csv)
-    overrides = _readable(path / ".hydra" / "overrides.yaml", lambda f: list(OmegaConf.load(f))) or []
+    stats = read_run_file(path / STATS_FILE, pd.read_csv, required=False)
+    overrides = read_run_file(path / ".hydra" / "overrides.yaml", lambda f: list(OmegaConf.load(f)),
+                              required=False) or []
     return RunRecord(path, name, config, metrics, summary, stats, [str(o) for o in overrides])
 
 

@@ -101,15 +101,13 @@ def stats_table(comparisons: pd.DataFrame, alpha: float, metrics=KEY_STATS) -> T
 def underpowered_lines(comparisons: pd.DataFrame, alpha: float = 0.05,
                        metrics=("accuracy", "cosine", "stability")) -> list[str]:
     """For the key KD-vs-no-KD comparisons that are not significant: the seeds that would decide them."""
-    from kdx.stats import seeds_needed
+    from kdx.claims import seeds_to_decide
 
     out = []
     for _, r in comparisons[(comparisons.a == "student_nokd") & comparisons.metric.isin(metrics)].iterrows():
         if r["significant"] or r["sd_diff"] is None or pd.isna(r["sd_diff"]) or r["sd_diff"] == 0:
             continue
-        ratio = max(0.0, r["variance_factor"] - 1 / r["n"])
-        m = int(r["family_size"]) if r.get("correction") == "holm" else 1  # Holm's strictest step: α/m
-        n = seeds_needed(abs(r["diff"]), r["sd_diff"], ratio, alpha=alpha / max(m, 1))
+        n, m = seeds_to_decide(r.to_dict(), r["diff"], alpha)
         out.append(f"{r['metric']}, KD vs no-KD: not significant; the observed Δ {r['diff']:+.4f} would need "
                    + (f"≈ {n} seeds for 80 % power at α/{m}" if n else "more than any number of re-split seeds "
                       f"can give at α/{m}") + f" (this run: {int(r['n'])}).")

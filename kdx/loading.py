@@ -14,20 +14,9 @@ from scipy.special import softmax
 
 from kdx.errors import DataError
 from kdx.models import Classifier, load_model
-from kdx.persist import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+from kdx.persist import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, read_run_file
 from kdx.preprocess import Preprocessor
 from kdx.split import Split
-
-
-def _read(file: Path, read):
-    """`read(file)`, or one DataError naming a missing or damaged file."""
-    if not file.is_file():
-        raise DataError(f"{file} is missing; rerun the run to recreate it")
-    try:
-        return read(file)
-    except Exception as exc:  # truncated pickle/zip/torch/JSON files raise many types
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{file} is damaged or truncated ({first}); rerun the run to recreate it") from None
 
 
 class LoadedRun:
@@ -42,7 +31,7 @@ class LoadedRun:
         self.path = Path(path)
         if not (self.path / CONFIG_FILE).is_file():
             raise DataError(f"{self.path} is not a kdx run directory (no {CONFIG_FILE})")
-        self.config: DictConfig = _read(self.path / CONFIG_FILE, OmegaConf.load)
+        self.config: DictConfig = read_run_file(self.path / CONFIG_FILE, OmegaConf.load)
         if not (self.path / "checkpoints").is_dir():
             raise DataError(f"{self.path} has no checkpoints (run with save_checkpoints=true)")
 
@@ -53,7 +42,7 @@ class LoadedRun:
     @cached_property
     def summary(self) -> dict | None:
         file = self.path / SUMMARY_FILE
-        return _read(file, lambda f: json.loads(f.read_text())) if file.is_file() else None
+        return read_run_file(file, lambda f: json.loads(f.read_text()), required=False)
 
     @property
     def complete(self) -> bool:
@@ -64,11 +53,11 @@ class LoadedRun:
         file = self.path / METRICS_FILE
         if not file.is_file():
             raise DataError(f"{self.path} has no {METRICS_FILE}: the run finished no seed")
-        return _read(file, pd.read_csv)
+        return read_run_file(file, pd.read_csv)
 
     @cached_property
     def class_names(self) -> list[str]:
-        return _read(self.path / "checkpoints" / CLASSES_FILE, lambda f: json.loads(f.read_text()))
+        return read_run_file(self.path / "checkpoints" / CLASSES_FILE, lambda f: json.loads(f.read_text()))
 
     def _seed_dir(self, seed: int | None) -> Path:
         seed = self.seeds[0] if seed is None else seed
@@ -78,20 +67,20 @@ class LoadedRun:
         return path
 
     def preprocessor(self, seed: int | None = None) -> Preprocessor:
-        return _read(self._seed_dir(seed) / "preprocessor.joblib", joblib.load)
+        return read_run_file(self._seed_dir(seed) / "preprocessor.joblib", joblib.load)
 
     def model(self, name: str = "student_kd", seed: int | None = None) -> Classifier:
         matches = sorted(self._seed_dir(seed).glob(f"{name}.*"))
         if not matches:
             raise DataError(f"no checkpoint '{name}' for seed {seed} in {self.path}")
-        return _read(matches[0], load_model)
+        return read_run_file(matches[0], load_model)
 
     def split(self, seed: int) -> Split:
         def read(file):
             with np.load(file) as z:
                 return Split(z["train"], z["val"], z["test"])
 
-        return _read(self._seed_dir(seed) / "split.npz", read)
+        return read_run_file(self._seed_dir(seed) / "split.npz", read)
 
     def logits(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
         return self.model(model, seed).logits(self.preprocessor(seed).transform(rows))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdx.errors import DataError
+
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
@@ -72,3 +74,17 @@ def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def read_run_file(file: Path, read, required: bool = True):
+    """`read(file)` for a file of a run directory; a missing (when `required`) or damaged file is one
+    DataError naming it. A file that is not required and absent gives None."""
+    if not file.is_file():
+        if not required:
+            return None
+        raise DataError(f"{file} is missing; rerun the run to rewrite it")
+    try:
+        return read(file)
+    except Exception as exc:  # truncated CSV/JSON/YAML/pickle/zip/torch files: each library raises its own type
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{file} is damaged or truncated ({first}); rerun the run to rewrite it") from None

@@ -75,6 +75,11 @@ def _identity(config: dict, model: str) -> str:
     return content_key(model, {k: config.get(k) for k in keys})[:16]
 
 
+def _method(run: RunRecord) -> str:
+    """The run's distillation objective (configs written by kdx 0.1 have no name: the study's Hinton loss)."""
+    return str(run.config.get("kd", {}).get("name") or "hinton")
+
+
 def points_table(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per (run, model): means over seeds of the selection (validation) and test quantities."""
     rows = []
@@ -89,7 +94,7 @@ def points_table(runs: list[RunRecord]) -> pd.DataFrame:
                    "teacher_id": _identity(c, "teacher"), "candidate": _identity(c, model),
                    "pair": f"{c['teacher']['name']}→{c['student']['name']}", "tau": float(c["kd"]["tau"]),
                    "alpha": float(c["kd"]["alpha"]), "model": model, "seeds": len(g),
-                   "kd_method": str(c["kd"].get("name") or "hinton") if model == "student_kd" else "none",
+                   "kd_method": _method(run) if model == "student_kd" else "none",
                    "student_config": _student_size(c["student"])}
             for col in g.columns:
                 if col not in ("seed", "model") and pd.api.types.is_numeric_dtype(g[col]):
@@ -239,11 +244,6 @@ def _j_table(points: pd.DataFrame, profiles: list[str]) -> pd.DataFrame:
 METHOD_METRICS = ("accuracy", "ece", "cosine", "stability", "teacher_agreement")
 
 
-def _method(run: RunRecord) -> str:
-    kd = run.config.get("kd", {})
-    return str(kd.get("name") or "hinton")
-
-
 def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per dataset and teacher→student pair with two or more distillation objectives: each objective's KD
     student (mean ± sd over seeds) beside the no-KD student, with paired statistics (the runs' test,
@@ -255,9 +255,8 @@ def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, p
     for run in runs:
         if run.metrics is None:
             continue
-        c = run.config
-        key = content_key({k: c.get(k) for k in ("dataset", "teacher", "student", "seeds", "split", "limits")})
-        groups.setdefault(key, []).append(run)
+        # Runs that share their no-KD student (same data, split, seeds, teacher, student) differ in the objective.
+        groups.setdefault(_identity(run.config, "student_nokd"), []).append(run)
     wide, long = [], []
     for members in groups.values():
         if len({_method(r) for r in members}) < 2:
@@ -391,7 +390,7 @@ def build_report(collection: Collection, figures: bool = True) -> str:
               f"Each verdict comes from the test named in its row, on the seeds of that run: {test_line}, "
               f"{adjust_line}, α = {alpha:g}. *supported* / *contradicted*: significant in / against the claimed "
               "direction; *inconclusive*: not significant — with the seeds that would detect the observed "
-              "difference at 80 % power (before adjustment), or why no number of re-split seeds would. "
+              "difference at 80 % power at Holm's strictest level α/m, or why no number of re-split seeds would. "
               "“Keeps the teacher's accuracy” is a non-inferiority claim: a non-significant difference does not "
               f"show it, a one-sided test against the margin (stats.margins.accuracy = "
               f"{stats_first.get('margins', {}).get('accuracy', '—')}) does. The plain t-test's verdict, "

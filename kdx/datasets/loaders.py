@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import logging
 from importlib import resources
 from pathlib import Path
 
@@ -164,8 +165,6 @@ def _numeric_with_typos(df: pd.DataFrame, columns: list[str]) -> dict[str, list]
 
 def _coerce_numeric(df: pd.DataFrame, columns: list[str], name: str) -> None:
     """Columns the user lists as numeric: unparseable cells become missing, counted in a warning."""
-    import logging
-
     for c in columns:
         if c in df and not pd.api.types.is_numeric_dtype(df[c]):
             parsed = pd.to_numeric(df[c], errors="coerce")
