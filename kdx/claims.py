@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from kdx.stats import holm, seeds_needed, variance_factor
+from kdx.stats import holm, mean_interval, seeds_needed, variance_factor
 
 # Study, Table 2 (over its datasets): teacher / student without KD / student with KD.
 TABLE2 = {
@@ -267,14 +267,11 @@ def within_ci(values: np.ndarray, target: float, confidence: float = 0.95,
               test_train_ratio: float = 0.0) -> tuple[bool | None, str]:
     """Is `target` inside the t-based confidence interval of the mean of `values` (variance factor
     1/n + test_train_ratio: the corrected interval for re-split seeds)?"""
-    values = np.asarray(values, float)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
+    interval = mean_interval(values, confidence, test_train_ratio)
+    if interval is None:
         return None, "fewer than 2 seeds"
-    n = len(values)
-    m, se = values.mean(), values.std(ddof=1) * np.sqrt(variance_factor(n, test_train_ratio))
-    half = st.t.ppf(0.5 + confidence / 2, n - 1) * se
-    return bool(m - half <= target <= m + half), f"[{m - half:.3f}, {m + half:.3f}]"
+    low, high = interval
+    return bool(low <= target <= high), f"[{low:.3f}, {high:.3f}]"
 
 
 def tau_claim(points: pd.DataFrame) -> Verdict:

@@ -23,6 +23,7 @@ commands:
   run   [OVERRIDES...]  train teacher, KD student and no-KD student over seeds (Hydra; see kdx run --help)
   eval  RUN_DIR          reload a run's checkpoints and check its recorded test metrics
   report PATH            report.md for a run or a whole sweep directory (also written after every run)
+  export RUN_DIR         one model as model.onnx (raw rows in, preprocessing inside) + model card (kdx[deploy])
 
 examples:
   kdx run
@@ -32,6 +33,7 @@ examples:
   kdx run -m kd.tau=1,3,5 kd.alpha=0.1,0.5,0.9
   kdx run +study=paper                      # the whole study: 3 datasets x their pairs, 5 seeds, one report
   kdx eval outputs/adult/dnn-shallow_mlp/2026-01-01_12-00-00
+  kdx export outputs/adult/dnn-shallow_mlp/2026-01-01_12-00-00 --model student_kd --out deploy/
 """
 
 err_console = Console(stderr=True)
@@ -217,7 +219,33 @@ def _report(argv: list[str]) -> None:
     console.print(f"report: [bold]{target}[/bold]")
 
 
-COMMANDS = {"run": _hydra_run, "eval": _eval, "report": _report}
+def _export(argv: list[str]) -> None:
+    from kdx.deploy.export import EXPORTABLE
+
+    parser = argparse.ArgumentParser(prog="kdx export", description="Export one model of a finished run as "
+                                     "model.onnx (raw rows in, imputation/scaling/one-hot inside, probabilities and "
+                                     "label out) with model_card.md/json, after checking that onnxruntime reproduces "
+                                     "kdx's probabilities on the run's test rows.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--seed", type=int, help="which seed's model (default: the run's first seed)")
+    parser.add_argument("--model", default="student_kd", choices=EXPORTABLE)
+    parser.add_argument("--out", type=Path, help="folder to write (default: RUN_DIR/export/seed_S/MODEL)")
+    parser.add_argument("--tolerance", type=float, default=1e-5, help="largest accepted |Δ probability|")
+    args = parser.parse_args(argv)
+    from kdx.loading import load_run
+
+    run = load_run(args.run_dir)
+    if args.seed is not None and args.seed not in run.seeds:
+        _fail(f"--seed {args.seed}: {args.run_dir} has checkpoints for seeds {run.seeds}")
+    done = run.export(args.seed, args.model, args.out, args.tolerance)
+    parity = done.card["parity"]
+    Console().print(f"exported {args.model} (seed {done.card['model']['seed']}): [bold]{done.onnx}[/bold] "
+                    f"({done.card['onnx']['bytes']} bytes), model_card.md/json beside it; parity on "
+                    f"{parity['rows']} test rows: largest |Δp| {parity['max_abs_diff']:.1e}", highlight=False,
+                    soft_wrap=True)
+
+
+COMMANDS = {"run": _hydra_run, "eval": _eval, "report": _report, "export": _export}
 
 
 def main(argv: list[str] | None = None) -> None:

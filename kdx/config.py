@@ -10,8 +10,10 @@ from kdx.errors import ConfigError
 
 OUTPUTS = ("auto", "margin", "centred", "raw")
 METHODS = ("auto", "permutation", "exact")
-COST_CHOICES = ("params", "flops", "latency_ms", "latency_batch_ms", "size_bytes", "peak_mb_batch")
-TIMED_COSTS = ("latency_ms", "latency_batch_ms", "peak_mb_batch")  # measured, so noisy: not for selection
+COST_CHOICES = ("params", "flops", "latency_ms", "latency_batch_ms", "size_bytes", "peak_mb_batch", "ort_latency_ms",
+                "ort_latency_batch_ms", "onnx_bytes")
+# measured, so noisy: not for selection
+TIMED_COSTS = ("latency_ms", "latency_batch_ms", "peak_mb_batch", "ort_latency_ms", "ort_latency_batch_ms")
 
 RUNNER_KEYS = ("name",)  # keys of dataset/teacher/student nodes that are not constructor arguments
 
@@ -121,6 +123,8 @@ def validate(cfg: DictConfig) -> None:
     for key in ("threads", "repeats", "batch_size"):
         _int_at_least(f"profile.{key}", cfg.profile.get(key))
     _int_at_least("profile.warmup", cfg.profile.get("warmup"), minimum=0)
+    if cfg.profile.get("onnx", "auto") not in ("auto", True, False):
+        raise ConfigError(f"profile.onnx must be auto, true or false, got {cfg.profile.get('onnx')!r}")
     ex = cfg.explain
     for key in ("rows", "background", "top_k", "stability_rows", "stability_draws", "permutations"):
         _int_at_least(f"explain.{key}", ex.get(key))

@@ -13,7 +13,9 @@ MAIN_COLUMNS = (("accuracy", "accuracy"), ("ece", "ECE"), ("nll", "NLL"), ("macr
                 ("train_seconds", "train s"))
 EFFICIENCY_COLUMNS = (("params", "params"), ("prr", "PRR"), ("size_bytes", "size kB"),
                       ("latency_ms", "latency ms (b=1)"), ("latency_per_row_ms", "ms/row (batch)"),
-                      ("latency_reduction", "latency −"), ("peak_mb_batch", "peak MB (batch)"))
+                      ("latency_reduction", "latency −"), ("ort_latency_ms", "ONNX ms (b=1)"),
+                      ("ort_latency_per_row_ms", "ONNX ms/row"), ("ort_latency_reduction", "ONNX latency −"),
+                      ("peak_mb_batch", "peak MB (batch)"))
 ALIGNMENT_COLUMNS = (("cosine", "cosine (rows)"), ("cosine_global", "cosine (global)"), ("mad_total", "MAD (0-1)"),
                      ("topk_agreement", "top-k"), ("spearman", "Spearman"), ("stability", "stability"),
                      ("stability_worst", "worst"), ("stability_perturbed_share", "perturbed mass"),
@@ -21,6 +23,7 @@ ALIGNMENT_COLUMNS = (("cosine", "cosine (rows)"), ("cosine_global", "cosine (glo
 KEY_STATS = ("accuracy", "ece", "nll", "cosine", "stability", "latency_ms")
 SCALE = {"size_bytes": 1e-3}
 SPEC = {"params": ".0f", "size_bytes": ".1f", "train_seconds": ".2f", "prr": ".3f", "latency_reduction": ".3f",
+        "ort_latency_reduction": ".3f", "ort_latency_per_row_ms": ".5f",
         "latency_per_row_ms": ".5f", "additivity_error": ".1e"}
 
 

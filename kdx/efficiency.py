@@ -28,6 +28,7 @@ class ProfileSettings:
     repeats: int = 1000
     batch_size: int = 256
     memory: bool = True
+    onnx: bool | str = "auto"  # onnxruntime latency of the exported model (kdx.deploy); auto = if installed
 
 
 @contextlib.contextmanager
@@ -136,9 +137,12 @@ def profile_model(model: Classifier, rows: np.ndarray, settings: ProfileSettings
 
 
 def relative_to_teacher(student: dict, teacher: dict) -> dict:
-    """Parameter reduction ratio and latency reduction of a student against its teacher."""
-    return {
-        "prr": 1.0 - student["params"] / teacher["params"],
-        "latency_reduction": 1.0 - student["latency_ms"] / teacher["latency_ms"],
-        "latency_batch_reduction": 1.0 - student["latency_batch_ms"] / teacher["latency_batch_ms"],
-    }
+    """Parameter reduction ratio and latency reductions (torch/scikit-learn and, when measured, onnxruntime)
+    of a student against its teacher."""
+    out = {"prr": 1.0 - student["params"] / teacher["params"]}
+    for prefix in ("", "ort_"):
+        for size in ("", "batch_"):
+            key = f"{prefix}latency_{size}ms"
+            if student.get(key) is not None and teacher.get(key) is not None:
+                out[f"{prefix}latency_{size}reduction"] = 1.0 - student[key] / teacher[key]
+    return out

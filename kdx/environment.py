@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-LIBRARIES = ("kdx", "torch", "numpy", "pandas", "scikit-learn", "scipy", "shap", "hydra-core", "omegaconf")
+LIBRARIES = ("kdx", "torch", "numpy", "pandas", "scikit-learn", "scipy", "shap", "hydra-core", "omegaconf", "onnx",
+             "onnxruntime", "skl2onnx")
 
 
 PACKAGE_ROOT = Path(__file__).resolve().parent

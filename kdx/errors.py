@@ -19,3 +19,11 @@ class TrainingError(KdxError):
 
 class NotApplicable(ConfigError):
     """The distillation objective does not apply to this task or these models (a methods sweep skips it)."""
+
+
+class ExportError(KdxError):
+    """A model cannot be exported, or its export does not reproduce kdx's predictions (parity check)."""
+
+
+class MissingExtra(KdxError):
+    """An optional capability needs an extra that is not installed: the message names it."""

@@ -25,6 +25,7 @@ class LoadedRun:
     >>> run = kdx.load_run("outputs/adult/dnn-shallow_mlp/2026-01-01_12-00-00")
     >>> run.predict_proba(raw_rows)            # KD student of the first seed, one column per class
     >>> run.predict(raw_rows, model="teacher", seed=3)
+    >>> run.export(model="student_kd")         # model.onnx + model_card.md/json (needs kdx[deploy])
     """
 
     def __init__(self, path: str | Path):
@@ -91,6 +92,14 @@ class LoadedRun:
     def predict(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
         """Predicted class names for raw rows (original columns, as in the training table)."""
         return np.asarray(self.class_names)[self.logits(rows, model, seed).argmax(axis=1)]
+
+    def export(self, seed: int | None = None, model: str = "student_kd", out: str | Path | None = None,
+               tolerance: float | None = None):
+        """`kdx export` from Python: model.onnx (raw rows in, preprocessing inside) and its model card, after
+        the parity check on this seed's test rows; returns kdx.deploy.export.Exported (folder, onnx, card)."""
+        from kdx.deploy.export import export_run
+
+        return export_run(self, seed, model, None if out is None else Path(out), tolerance)
 
 
 def load_run(path: str | Path) -> LoadedRun:

@@ -20,7 +20,8 @@ MISSING = "__missing__"
 
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     # Categories must be uniformly strings for the encoder; missing stays NaN so it becomes its own level.
-    return frame.apply(lambda col: col.map(lambda v: v if pd.isna(v) else str(v))).astype(object)
+    # An empty string is missing too (a CSV reader's empty cell; the contract of the ONNX export's inputs).
+    return frame.apply(lambda col: col.map(lambda v: np.nan if pd.isna(v) or v == "" else str(v))).astype(object)
 
 
 @contextlib.contextmanager

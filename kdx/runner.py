@@ -202,6 +202,7 @@ class Protocol:
         self.objective = build_objective(cfg.kd)
         self.split_args = split_settings(cfg)
         self.profiling = _settings(ProfileSettings, cfg.profile)
+        self.deploying = self.profiling is not None and deploy_latency(self.profiling.onnx)
         self.explaining = _settings(ExplainSettings, cfg.explain)
         versions = library_versions()
         self.base = {
@@ -214,6 +215,7 @@ class Protocol:
         self.measure_settings = {
             "metrics": OmegaConf.to_container(cfg.metrics), "cpu": cpu_model(),
             "profile": OmegaConf.to_container(cfg.profile), "explain": OmegaConf.to_container(cfg.explain),
+            "onnxruntime": versions["onnxruntime"] if self.deploying else None,
         }
 
     def _fit(self, role: str, node: DictConfig, key: str, seed: int, sd: SeedData, label: str,
@@ -251,11 +253,16 @@ class Protocol:
             "teacher_agreement": float((model.predict(sd.X["test"]) == teacher_pred).mean()),
         }
         if self.profiling is not None and profile_as is not None:
-            row.update({k: v for k, v in profile_as.items() if k.startswith(("latency_", "peak_mb", "model_mb"))},
+            timed = ("latency_", "peak_mb", "model_mb", "ort_latency_")
+            row.update({k: v for k, v in profile_as.items() if k.startswith(timed)},
                        profiled_as="student_nokd", size_bytes=model.size_bytes(), profile_seconds=0.0)
+            if self.deploying:
+                row.update(self._deployed(model, sd, seed, timed=False))
         elif self.profiling is not None:
             start = time.perf_counter()
             row.update(profile_model(model, sd.X["test"], self.profiling, seed))
+            if self.deploying:
+                row.update(self._deployed(model, sd, seed))
             row["profile_seconds"] = time.perf_counter() - start
         expl = None
         if ctx is not None:
@@ -264,6 +271,24 @@ class Protocol:
             if teacher_expl is not None:
                 row.update(compare(teacher_expl, expl, ctx.top_k))
         return row, expl
+
+    def _deployed(self, model: Classifier, sd: SeedData, seed: int, timed: bool = True) -> dict:
+        """The model exported to ONNX with the seed's preprocessing: its parity gap with kdx on the raw test
+        rows and (timed) its onnxruntime latency. A model that cannot be exported leaves the columns empty."""
+        from kdx.deploy.runtime import PARITY_TOLERANCE, measure_deployed
+        from kdx.errors import ExportError
+
+        try:
+            out = measure_deployed(model, sd.preprocessor, self.data.X.iloc[sd.split.test], self.profiling, seed,
+                                   self.data.class_names, timed=timed)
+        except Exception as exc:  # noqa: BLE001 — an export failure must not cost the run its other results
+            reason = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            log.warning("seed %d: no onnxruntime figures for a %s: %s", seed, type(model).__name__, reason)
+            return {}
+        if not out["onnx_parity"] <= PARITY_TOLERANCE:
+            log.warning("seed %d: the ONNX export of a %s differs from kdx by up to %.3g (kdx export would refuse it)",
+                        seed, type(model).__name__, out["onnx_parity"])
+        return out
 
     def run_seed(self, seed: int, seed_dir: Path) -> list[dict]:
         cfg, data = self.cfg, self.data
@@ -360,6 +385,18 @@ def check_objective(cfg: DictConfig, data: TabularData) -> None:
     training (e.g. kd=dkd on a binary task, kd=jacobian with a tree teacher or student)."""
     families = [build_model(role, cfg[role], 0, "cpu", cfg.limits).family for role in ("teacher", "student")]
     build_objective(cfg.kd).check(data.n_classes, *families)
+
+
+def deploy_latency(setting) -> bool:
+    """Whether runs time the ONNX export: profile.onnx=true requires kdx[deploy]; auto uses it if installed."""
+    from kdx import deploy
+
+    if setting is True:
+        deploy.require("profile.onnx=true")
+    if setting == "auto" and not deploy.available():
+        log.info("profile.onnx=auto: %s not installed, so no onnxruntime latency columns (pip install "
+                 "'kdx[deploy]')", ", ".join(deploy.missing_packages()))
+    return setting is True or (setting == "auto" and deploy.available())
 
 
 def cache_for(cfg: DictConfig) -> ArtifactCache:
@@ -462,7 +499,8 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
         "explain": None if protocol.explaining is None else {
             **asdict(protocol.explaining), "output_resolved": resolve_output(protocol.explaining.output,
                                                                              data.n_classes)},
-        "profile": None if protocol.profiling is None else {**asdict(protocol.profiling), "device": "cpu"},
+        "profile": None if protocol.profiling is None else {**asdict(protocol.profiling), "device": "cpu",
+                                                            "onnx_resolved": protocol.deploying},
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,
         **summarize(metrics),

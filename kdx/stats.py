@@ -58,6 +58,19 @@ def variance_factor(n: int, test_train_ratio: float) -> float:
     return 1.0 / n + test_train_ratio
 
 
+def mean_interval(values, confidence: float = 0.95, test_train_ratio: float = 0.0) -> tuple[float, float] | None:
+    """t-based confidence interval of the mean over seeds, with the variance factor 1/n + n_test/n_train (the
+    corrected interval for re-split seeds; 0 gives the plain one). None with fewer than 2 values."""
+    values = np.asarray(values, float)
+    values = values[~np.isnan(values)]
+    n = len(values)
+    if n < 2:
+        return None
+    m, se = values.mean(), values.std(ddof=1) * np.sqrt(variance_factor(n, test_train_ratio))
+    half = st.t.ppf(0.5 + confidence / 2, n - 1) * se
+    return float(m - half), float(m + half)
+
+
 def t_power(ncp: float, df: int, alpha: float, two_sided: bool = True) -> float:
     """Power of a t-test with `df` degrees of freedom when the true noncentrality is `ncp`."""
     if two_sided:

@@ -94,5 +94,6 @@ def test_wheel_ships_the_configs_and_the_data(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob("kdx-*.whl"))).namelist()
     for expected in ("kdx/conf/config.yaml", "kdx/conf/dataset/adult.yaml", "kdx/conf/student/tree.yaml",
                      "kdx/conf/hydra/launcher/slurm.yaml", "kdx/datasets/bundled/SHA256SUMS",
+                     "kdx/objectives/hinton.py", "kdx/deploy/graph.py", "kdx/deploy/score.py",
                      "kdx/datasets/bundled/adult.data.gz", "kdx/datasets/bundled/winequality-white.csv.gz"):
         assert expected in names, expected

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "shap": "our attributions vs KernelExplainer: time on 500 rows and agreement with a permutation reference",
     "sweeps": "3x3 tau/alpha sweep on Adult, 2 seeds: reuse vs none, 2 parallel jobs vs 1",
     "objectives": "one training epoch of each distillation objective vs hinton (Adult, 64-32 student)",
+    "deploy": "torch eager vs onnxruntime (raw rows, preprocessing inside) for Adult's teacher and KD student",
     "paper": "the whole study, kdx run +study=paper, cold cache",
 }
 

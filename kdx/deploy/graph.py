@@ -1,0 +1,103 @@
+"""One ONNX graph from raw rows to class probabilities: kdx's preprocessing, then the model.
+
+Inputs: one per original feature, numeric as tensor(double) [N, 1] (NaN = missing), categorical as
+tensor(string) [N, 1] ("" = missing, unseen values encode as all zeros like kdx's one-hot encoder).
+Outputs: `probabilities` float [N, C] (kdx's `predict_proba`) and `label` string [N] (the class name).
+
+The preprocessing is computed in double, exactly as scikit-learn computes it, then cast to float32, so the
+model sees the same bits as in kdx. Each model family contributes a sub-graph from the encoded rows `x`
+(float [N, d]) to probabilities over all C classes; `kdx.deploy.families` holds one converter per family.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from kdx import __version__
+from kdx.deploy.schema import Schema
+from kdx.preprocess import MISSING
+
+OPSET = 17
+ML_OPSET = 3  # ai.onnx.ml: LabelEncoder-2, TreeEnsembleClassifier-3
+ENCODED = "encoded_rows"  # the sub-graph's input: preprocessed float32 rows
+PROBA = "model_probabilities"  # the sub-graph's output: probabilities over all classes
+
+
+def _const(name: str, values, dtype) -> object:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def preprocessing(schema: Schema) -> tuple[list, list, list]:
+    """(inputs, nodes, initializers) computing ENCODED from the raw feature inputs."""
+    from onnx import TensorProto, helper
+
+    inputs, nodes, inits, blocks = [], [], [], []
+    if schema.numeric:
+        names = [f.name for f in schema.numeric]
+        inputs += [helper.make_tensor_value_info(n, TensorProto.DOUBLE, [None, 1]) for n in names]
+        inits += [
+            _const("num_median", [f.median for f in schema.numeric], np.float64),
+            _const("num_mean", [f.mean for f in schema.numeric], np.float64),
+            _const("num_scale", [f.scale for f in schema.numeric], np.float64),
+            # A column empty in training carries no information: kdx sets it to 0 whatever its value.
+            _const("num_keep", [0.0 if f.empty else 1.0 for f in schema.numeric], np.float32),
+        ]
+        nodes += [
+            helper.make_node("Concat", names, ["num_raw"], axis=1),
+            helper.make_node("IsNaN", ["num_raw"], ["num_isnan"]),
+            helper.make_node("Where", ["num_isnan", "num_median", "num_raw"], ["num_imputed"]),
+            helper.make_node("Sub", ["num_imputed", "num_mean"], ["num_centred"]),
+            helper.make_node("Div", ["num_centred", "num_scale"], ["num_scaled"]),
+            helper.make_node("Cast", ["num_scaled"], ["num_float"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["num_float", "num_keep"], ["num_block"]),
+        ]
+        blocks.append("num_block")
+    for j, f in enumerate(schema.categorical):
+        inputs.append(helper.make_tensor_value_info(f.name, TensorProto.STRING, [None, 1]))
+        keys = list(f.categories)
+        values = list(range(len(keys)))
+        if "" not in keys and MISSING in keys:
+            keys.append("")  # an empty string is a missing value: the training rows' missing level
+            values.append(f.categories.index(MISSING))
+        inits.append(_const(f"cat{j}_levels", np.arange(len(f.categories)), np.int64))
+        nodes += [
+            # Unknown strings map to -1, which equals no level: all zeros, as handle_unknown="ignore".
+            helper.make_node("LabelEncoder", [f.name], [f"cat{j}_index"], domain="ai.onnx.ml",
+                             keys_strings=keys, values_int64s=values, default_int64=-1),
+            helper.make_node("Equal", [f"cat{j}_index", f"cat{j}_levels"], [f"cat{j}_hot"]),
+            helper.make_node("Cast", [f"cat{j}_hot"], [f"cat{j}_block"], to=TensorProto.FLOAT),
+        ]
+        blocks.append(f"cat{j}_block")
+    nodes.append(helper.make_node("Concat", blocks, [ENCODED], axis=1))
+    return inputs, nodes, inits
+
+
+def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[str, str] | None = None) -> bytes:
+    """The whole model: preprocessing → `model_graph` (ENCODED → PROBA) → probabilities and label."""
+    from onnx import TensorProto, checker, helper
+
+    inputs, nodes, inits = preprocessing(schema)
+    n_classes = len(class_names)
+    nodes += list(model_graph.node)
+    inits += list(model_graph.initializer)
+    nodes += [
+        helper.make_node("Identity", [PROBA], ["probabilities"]),
+        helper.make_node("ArgMax", [PROBA], ["label_index"], axis=1, keepdims=0),
+        helper.make_node("LabelEncoder", ["label_index"], ["label"], domain="ai.onnx.ml",
+                         keys_int64s=list(range(n_classes)), values_strings=[str(c) for c in class_names],
+                         default_string=""),
+    ]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes]),
+               helper.make_tensor_value_info("label", TensorProto.STRING, [None])]
+    graph = helper.make_graph(nodes, "kdx", inputs, outputs, inits)
+    model = helper.make_model(graph, producer_name="kdx", producer_version=__version__,
+                              opset_imports=[helper.make_opsetid("", OPSET),
+                                             helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
+    model.ir_version = 8  # the oldest IR that opset 17 needs: readable by older runtimes too
+    helper.set_model_props(model, {"classes": json.dumps([str(c) for c in class_names]), **(metadata or {})})
+    checker.check_model(model, full_check=True)
+    return model.SerializeToString()

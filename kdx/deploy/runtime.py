@@ -1,0 +1,100 @@
+"""Build, run and time an exported model in onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kdx.deploy.graph import compose
+from kdx.deploy.schema import Schema, raw_feed
+from kdx.efficiency import ProfileSettings, time_calls
+from kdx.errors import ExportError
+from kdx.models import Classifier
+from kdx.preprocess import Preprocessor
+
+PARITY_TOLERANCE = 1e-5
+
+
+def export_model(model: Classifier, pre: Preprocessor, class_names, metadata: dict[str, str] | None = None) -> bytes:
+    """The serialized ONNX model of `model` behind `pre` (raw rows in, probabilities and label out)."""
+    from kdx.deploy import require
+    from kdx.deploy.families import model_graph
+
+    require()
+    schema = Schema.of(pre)
+    return compose(schema, model_graph(model, pre.n_features_out, len(class_names)), list(class_names), metadata)
+
+
+class DeployedModel:
+    """An exported model in an onnxruntime session: one intra-op thread, sequential execution (the setting
+    the latency figures use), fed with raw rows."""
+
+    def __init__(self, onnx_bytes: bytes, schema: Schema, threads: int = 1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Spinning worker threads would burn a core between calls on a busy machine (threads > 1 only).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self.schema = schema
+        self.n_bytes = len(onnx_bytes)
+
+    def feed(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        return raw_feed(rows, self.schema)
+
+    def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, feed)
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        return self.run(self.feed(rows))[0]
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        return self.run(self.feed(rows))[1]
+
+
+def parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, rows: pd.DataFrame) -> float:
+    """Largest absolute difference between onnxruntime's probabilities on raw `rows` and kdx's."""
+    ours = model.predict_proba(pre.transform(rows))
+    theirs = deployed.predict_proba(rows)
+    if theirs.shape != ours.shape:
+        raise ExportError(f"the exported model gives {theirs.shape[1]} probabilities per row, kdx {ours.shape[1]}")
+    return float(np.max(np.abs(theirs.astype(np.float64) - ours))) if len(rows) else 0.0
+
+
+def check_parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, rows: pd.DataFrame,
+                 tolerance: float = PARITY_TOLERANCE) -> float:
+    gap = parity(deployed, model, pre, rows)
+    if not gap <= tolerance:
+        raise ExportError(f"parity check failed: onnxruntime's probabilities differ from kdx's by up to {gap:.3g} "
+                          f"on {len(rows)} test rows (tolerance {tolerance:g}); the export was not written")
+    return gap
+
+
+def measure_deployed(model: Classifier, pre: Preprocessor, rows: pd.DataFrame, settings: ProfileSettings,
+                     seed: int = 0, class_names=None, timed: bool = True) -> dict:
+    """The exported model's file size, its parity gap with kdx on raw `rows`, and (timed) its onnxruntime
+    latency on raw rows, preprocessing included, at batch 1 and `settings.batch_size`: the rows that
+    `kdx.efficiency.profile_model` times with the same seed, warm-up and repeats."""
+    classes = class_names if class_names is not None else [str(k) for k in range(_n_classes(model, pre))]
+    deployed = DeployedModel(export_model(model, pre, classes), Schema.of(pre), threads=settings.threads)
+    out = {"onnx_bytes": deployed.n_bytes, "onnx_parity": parity(deployed, model, pre, rows)}
+    if not timed:
+        return out
+    rng = np.random.default_rng(seed)
+    one = rows.iloc[[int(rng.integers(len(rows)))]]
+    picks = rng.choice(len(rows), settings.batch_size, replace=len(rows) < settings.batch_size)
+    for label, part in (("", one), ("batch_", rows.iloc[picks])):
+        feed = deployed.feed(part)
+        t = time_calls(lambda f=feed: deployed.run(f), settings.warmup, settings.repeats) * 1e3
+        out[f"ort_latency_{label}ms"] = float(t.mean())
+        out[f"ort_latency_{label}median_ms"] = float(np.median(t))
+        out[f"ort_latency_{label}p95_ms"] = float(np.percentile(t, 95))
+    out["ort_latency_per_row_ms"] = out["ort_latency_batch_ms"] / settings.batch_size
+    return out
+
+
+def _n_classes(model: Classifier, pre: Preprocessor) -> int:
+    return int(model.logits(np.zeros((1, pre.n_features_out), dtype=np.float32)).shape[1])
