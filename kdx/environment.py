@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 LIBRARIES = ("kdx", "torch", "numpy", "pandas", "scikit-learn", "scipy", "shap", "hydra-core", "omegaconf", "onnx",
-             "onnxruntime", "skl2onnx")
+             "onnxruntime", "skl2onnx", "xgboost", "xgboost-cpu", "lightgbm", "catboost")
 
 
 PACKAGE_ROOT = Path(__file__).resolve().parent

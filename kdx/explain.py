@@ -14,8 +14,9 @@ Explainers, chosen per model family (each deterministic for the same input):
 - torch MLPs: DeepLIFT with the rescale rule averaged over the background — what `shap.DeepExplainer`
   computes (checked against it in the tests), batched over rows × background (kdx.deeplift); exact for
   linear models, additive by construction;
-- scikit-learn histogram GBT: `shap.TreeExplainer`, interventional, one explanation per class built from
-  that class's trees (exact; much faster than explaining the stacked multiclass model);
+- boosted trees (scikit-learn's histogram GBT, XGBoost, LightGBM, CatBoost), read into one representation
+  (kdx.models.ensemble): `shap.TreeExplainer`, interventional, one explanation per class built from that
+  class's trees (exact; much faster than explaining the stacked multiclass model);
 - decision-tree students: `shap.TreeExplainer`, interventional, on the tree with its leaf logits as
   outputs (exact);
 - anything else: permutation sampling (kdx.shapley, the estimator of `shap.PermutationExplainer`,
@@ -35,7 +36,8 @@ import numpy as np
 from kdx.alignment import cosine, cosine_global, mad, mad_total, spearman, stability, topk_agreement
 from kdx.config import OUTPUTS
 from kdx.deeplift import deeplift
-from kdx.models import Classifier, GBTClassifier, MLPClassifier, TreeClassifier
+from kdx.models import Classifier, MLPClassifier, TreeClassifier
+from kdx.models.ensemble import TreeEnsemble
 from kdx.shapley import evaluations_per_row, exact_shapley, permutation_shapley
 
 
@@ -61,35 +63,18 @@ class LogitAttributions:
     explainer: str
 
 
-def _tree_dict(nodes: np.ndarray) -> dict:
-    """One HistGradientBoosting tree in SHAP's generic tree format."""
-    leaf = nodes["is_leaf"].astype(bool)
-    left = np.where(leaf, -1, nodes["left"]).astype(np.int64)
-    right = np.where(leaf, -1, nodes["right"]).astype(np.int64)
-    return {
-        "children_left": left,
-        "children_right": right,
-        "children_default": np.where(leaf, -1, np.where(nodes["missing_go_to_left"].astype(bool), left, right)),
-        "features": np.where(leaf, -2, nodes["feature_idx"]).astype(np.int64),
-        "thresholds": nodes["num_threshold"].astype(np.float64),
-        "values": nodes["value"].astype(np.float64)[:, None],
-        "node_sample_weight": nodes["count"].astype(np.float64),
-    }
-
-
-def _hist_gbt(model: GBTClassifier, X: np.ndarray, background: np.ndarray) -> LogitAttributions:
+def _boosted(ensemble: TreeEnsemble, X: np.ndarray, background: np.ndarray) -> LogitAttributions:
+    """Interventional TreeSHAP of each output's trees (kdx.models.ensemble: HistGBT, XGBoost, LightGBM and
+    CatBoost read into one form), one explanation per class: much faster than the stacked multiclass model."""
     import shap
 
-    est = model.model_
-    base = np.asarray(est._baseline_prediction, dtype=np.float64).ravel()
     per_output = []
-    for k in range(len(est._predictors[0])):
-        ensemble = {"trees": [_tree_dict(rnd[k].nodes) for rnd in est._predictors], "base_offset": float(base[k])}
-        explainer = shap.TreeExplainer(ensemble, data=background.astype(np.float64),
+    for k in range(len(ensemble.trees)):
+        explainer = shap.TreeExplainer(ensemble.shap_model(k), data=background.astype(np.float64),
                                        feature_perturbation="interventional", model_output="raw")
         per_output.append(explainer.shap_values(X.astype(np.float64), check_additivity=False))
     values = np.stack(per_output, axis=-1)
-    if values.shape[-1] == 1:  # binary: logits are [0, z]
+    if ensemble.binary:  # logits are [0, z]
         values = np.concatenate([np.zeros_like(values), values], axis=-1)
     return LogitAttributions(values, "TreeExplainer (interventional, per class)")
 
@@ -111,14 +96,18 @@ def _sklearn_tree(model: TreeClassifier, X: np.ndarray, background: np.ndarray) 
     return LogitAttributions(values.reshape(len(X), X.shape[1], -1), "TreeExplainer (interventional, leaf logits)")
 
 
-def logit_attributions(model: GBTClassifier | TreeClassifier, X: np.ndarray,
-                       background: np.ndarray) -> LogitAttributions:
+def is_tree_model(model: Classifier) -> bool:
+    """Explained exactly by TreeSHAP: a decision tree, or boosted trees (anything with an `ensemble()`)."""
+    return isinstance(model, TreeClassifier) or hasattr(model, "ensemble")
+
+
+def logit_attributions(model: Classifier, X: np.ndarray, background: np.ndarray) -> LogitAttributions:
     """Exact interventional SHAP values of each raw logit of a tree model."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # shap's deprecation chatter; results are checked for additivity
-        if isinstance(model, GBTClassifier):
-            return _hist_gbt(model, X, background)
-        return _sklearn_tree(model, X, background)
+        if isinstance(model, TreeClassifier):
+            return _sklearn_tree(model, X, background)
+        return _boosted(model.ensemble(), X, background)
 
 
 def attributions(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndarray, per_class: bool,
@@ -129,7 +118,7 @@ def attributions(model: Classifier, X: np.ndarray, background: np.ndarray, A: np
     weights = A[:, classes].T if per_class else np.repeat(A[:, :1].T, len(X), axis=0)
     if method == "exact":
         return exact_shapley(model.logits, X, background, weights), f"exact Shapley (all 2^{X.shape[1]} coalitions)"
-    if method == "permutation" or not isinstance(model, (MLPClassifier, GBTClassifier, TreeClassifier)):
+    if method == "permutation" or not (isinstance(model, MLPClassifier) or is_tree_model(model)):
         return (permutation_shapley(model.logits, X, background, weights, permutations, seed),
                 f"permutation sampling ({permutations} antithetic pairs, seeded)")
     if isinstance(model, MLPClassifier):

@@ -18,7 +18,8 @@ def test_version_and_help():
     assert kdx("--version").stdout.startswith("kdx ")
     assert "eval" in kdx("--help").stdout
     out = kdx("run", "--help").stdout
-    for line in ("dataset: adult, breast_cancer, csv, wine_quality", "teacher: dnn, gbt, mlp4",
+    for line in ("dataset: adult, breast_cancer, csv, wine_quality",
+                 "teacher: catboost, dnn, gbt, lightgbm, mlp4, xgboost",
                  "student: logreg, mlp1, shallow_mlp, small_gbt, tree"):
         assert line in out
 

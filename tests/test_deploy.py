@@ -1,6 +1,7 @@
 """Deployable models (kdx.deploy): ONNX round trips with the preprocessing inside, parity, model cards,
 onnxruntime latency in runs, and a scorer that needs nothing but onnxruntime."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -47,8 +48,10 @@ def odd_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return odd
 
 
+BOOSTERS = [("teacher", library, k) for library in ("xgboost", "lightgbm", "catboost") for k in (2, 3)
+            if importlib.util.find_spec(library) is not None]
 FAMILIES = [("student", "shallow_mlp", 2), ("student", "logreg", 3), ("student", "tree", 2), ("student", "tree", 3),
-            ("student", "small_gbt", 2), ("teacher", "gbt", 3), ("teacher", "dnn", 3)]
+            ("student", "small_gbt", 2), ("teacher", "gbt", 3), ("teacher", "dnn", 3), *BOOSTERS]
 
 
 @pytest.mark.parametrize("role,option,n_classes", FAMILIES)
@@ -103,7 +106,7 @@ def test_an_unsupported_model_is_one_line():
     class Odd:
         pass
 
-    with pytest.raises(ExportError, match="no ONNX exporter for Odd models; exportable: GBTClassifier"):
+    with pytest.raises(ExportError, match="no ONNX exporter for Odd models; exportable: CatBoostClassifier, GBT"):
         model_graph(Odd(), 3, 2)
 
 

@@ -106,54 +106,47 @@ def tree(model, n_features: int, n_classes: int):
     return _adopt(_sklearn(model.model_, n_features), "x", "probabilities", "sk/", nodes, inits)
 
 
-@converter("GBTClassifier")
-def gbt(model, n_features: int, n_classes: int):
-    """The boosted trees as one TreeEnsembleRegressor (raw scores = kdx's logits), then a softmax.
-
-    Written from the fitted predictors rather than by skl2onnx, whose converter (1.20) fails on
-    scikit-learn 1.9's HistGradientBoosting. Thresholds are rounded down to float32: for float32 inputs
-    x ≤ t exactly when x ≤ the largest float32 not above t, so every row takes the path it takes in kdx."""
+def _boosted(model, n_features: int, n_classes: int):
+    """Boosted trees from kdx's representation (kdx.models.ensemble) as one TreeEnsembleRegressor (raw scores
+    = kdx's logits), then a softmax. Its thresholds are float32-exact for "x ≤ t", the ONNX rule BRANCH_LEQ,
+    so every row takes the path it takes in kdx. (Written here rather than by skl2onnx, whose HistGBT
+    converter, 1.20, fails on scikit-learn 1.9.)"""
     from onnx import helper
 
-    est = model.model_
-    classes = est.classes_
-    if len(classes) != n_classes:
-        raise ExportError(f"the GBT saw {len(classes)} of {n_classes} classes in training; it cannot be exported")
-    targets = 1 if n_classes == 2 else n_classes
+    ensemble = model.ensemble()
     attrs = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_values",
                              "nodes_truenodeids", "nodes_falsenodeids", "target_treeids", "target_nodeids",
                              "target_ids", "target_weights")}
     tree_id = 0
-    for round_trees in est._predictors:
-        for target, predictor in enumerate(round_trees):
-            nodes = predictor.nodes
-            for i, node in enumerate(nodes):
-                leaf = bool(node["is_leaf"])
-                threshold = np.float32(node["num_threshold"])
-                if threshold > node["num_threshold"]:
-                    threshold = np.nextafter(threshold, np.float32(-np.inf))
-                attrs["nodes_treeids"].append(tree_id)
-                attrs["nodes_nodeids"].append(i)
-                attrs["nodes_featureids"].append(0 if leaf else int(node["feature_idx"]))
-                attrs["nodes_modes"].append("LEAF" if leaf else "BRANCH_LEQ")
-                attrs["nodes_values"].append(0.0 if leaf else float(threshold))
-                attrs["nodes_truenodeids"].append(0 if leaf else int(node["left"]))
-                attrs["nodes_falsenodeids"].append(0 if leaf else int(node["right"]))
-                if leaf:
-                    attrs["target_treeids"].append(tree_id)
-                    attrs["target_nodeids"].append(i)
-                    attrs["target_ids"].append(target)
-                    attrs["target_weights"].append(float(node["value"]))
+    for target, trees in enumerate(ensemble.trees):
+        for tree in trees:
+            leaf = tree.leaves
+            n = len(leaf)
+            attrs["nodes_treeids"] += [tree_id] * n
+            attrs["nodes_nodeids"] += list(range(n))
+            attrs["nodes_featureids"] += np.where(leaf, 0, tree.feature).tolist()
+            attrs["nodes_modes"] += ["LEAF" if lf else "BRANCH_LEQ" for lf in leaf]
+            attrs["nodes_values"] += np.where(leaf, 0.0, tree.threshold).tolist()
+            attrs["nodes_truenodeids"] += np.where(leaf, 0, tree.left).tolist()
+            attrs["nodes_falsenodeids"] += np.where(leaf, 0, tree.right).tolist()
+            leaves = np.flatnonzero(leaf)
+            attrs["target_treeids"] += [tree_id] * len(leaves)
+            attrs["target_nodeids"] += leaves.tolist()
+            attrs["target_ids"] += [target] * len(leaves)
+            attrs["target_weights"] += tree.value[leaves].tolist()
             tree_id += 1
-    baseline = np.asarray(est._baseline_prediction, dtype=np.float64).ravel()
     nodes = [helper.make_node("TreeEnsembleRegressor", [ENCODED], ["gbt/scores"], domain="ai.onnx.ml",
-                              n_targets=targets, base_values=[float(b) for b in baseline], aggregate_function="SUM",
-                              post_transform="NONE", **attrs)]
+                              n_targets=len(ensemble.trees), base_values=ensemble.base.tolist(),
+                              aggregate_function="SUM", post_transform="NONE", **attrs)]
     inits = []
-    if targets == 1:  # binary: logits [0, z]
+    if ensemble.binary:  # logits [0, z]
         inits.append(_const("gbt/zero_weight", [[0.0, 1.0]], np.float32))
         nodes.append(helper.make_node("MatMul", ["gbt/scores", "gbt/zero_weight"], ["gbt/logits"]))
     else:
-        nodes += [helper.make_node("Identity", ["gbt/scores"], ["gbt/logits"])]
+        nodes.append(helper.make_node("Identity", ["gbt/scores"], ["gbt/logits"]))
     nodes.append(helper.make_node("Softmax", ["gbt/logits"], [PROBA], axis=1))
     return helper.make_graph(nodes, "model", [], [], inits)
+
+
+for _name in ("GBTClassifier", "XGBoostClassifier", "LightGBMClassifier", "CatBoostClassifier"):
+    converter(_name)(_boosted)

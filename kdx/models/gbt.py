@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from kdx.models.base import Classifier, require_float, require_int
+from kdx.models.ensemble import Tree, TreeEnsemble, float32_at_most
 from kdx.models.soft_targets import blended_targets, weighted_rows
 
 
@@ -70,26 +71,29 @@ class GBTClassifier(Classifier):
             return np.column_stack([np.zeros_like(scores), scores])
         return scores
 
+    def ensemble(self) -> TreeEnsemble:
+        """The trees in kdx's representation (kdx.models.ensemble), for explanations and ONNX export."""
+        est = self.model_
+        trees: list[list[Tree]] = [[] for _ in est._predictors[0]]
+        for round_trees in est._predictors:
+            for k, predictor in enumerate(round_trees):
+                n = predictor.nodes
+                leaf = n["is_leaf"].astype(bool)
+                trees[k].append(Tree(
+                    np.where(leaf, -1, n["left"].astype(np.int64)), np.where(leaf, -1, n["right"].astype(np.int64)),
+                    np.where(leaf, -2, n["feature_idx"].astype(np.int64)),
+                    float32_at_most(np.where(leaf, 0.0, n["num_threshold"])),  # x ≤ threshold goes left
+                    np.where(leaf, n["value"], 0.0).astype(np.float64), n["count"].astype(np.float64)))
+        return TreeEnsemble(trees, np.asarray(est._baseline_prediction, dtype=np.float64).ravel())
+
     def n_params(self) -> int:
-        """Stored values: per split node its feature index and threshold, per leaf its value."""
-        total = 0
-        for round_trees in self.model_._predictors:
-            for tree in round_trees:
-                nodes = tree.nodes
-                leaves = int(nodes["is_leaf"].sum())
-                total += 2 * (len(nodes) - leaves) + leaves
-        return total + len(np.atleast_1d(self.model_._baseline_prediction).ravel())
+        """Stored values: per split node its feature index and threshold, per leaf its value, the baseline(s)."""
+        return self.ensemble().n_params()
 
     def flops(self) -> float:
         """Per row: the expected comparisons on the path to a leaf (depth weighted by the training rows that
         reach each leaf) plus one addition of the leaf value, summed over the trees."""
-        total = 0.0
-        for round_trees in self.model_._predictors:
-            for tree in round_trees:
-                leaves = tree.nodes[tree.nodes["is_leaf"].astype(bool)]
-                weights = leaves["count"].astype(np.float64)
-                total += float(np.average(leaves["depth"], weights=weights if weights.sum() > 0 else None)) + 1
-        return total
+        return self.ensemble().flops()
 
     def size_bytes(self) -> int:
         return len(pickle.dumps(self.model_, protocol=pickle.HIGHEST_PROTOCOL))

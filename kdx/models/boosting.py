@@ -1,0 +1,132 @@
+"""Gradient-boosting libraries (XGBoost, LightGBM, CatBoost) behind kdx's Classifier interface.
+
+Each library is one small module (kdx.models.xgboost_model, lightgbm_model, catboost_model) that trains
+its booster and reads its trees into kdx.models.ensemble.TreeEnsemble; everything else — KD through
+soft labels, logits, parameter and operation counts, explanations, ONNX export — is shared here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from abc import abstractmethod
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+
+from kdx.errors import MissingExtra
+from kdx.models.base import Classifier, require_float, require_int
+from kdx.models.ensemble import TreeEnsemble
+from kdx.models.soft_targets import blended_targets, weighted_rows
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def require_library(module: str, option: str) -> None:
+    if not installed(module):
+        raise MissingExtra(f"{option} needs {module}: pip install 'kdx[boosters]' (or make install)")
+
+
+class BoosterClassifier(Classifier):
+    """`n_estimators` boosting rounds (the study's GBT(200)); early stopping on the validation split only and
+    only when `early_stopping_rounds` is set (off by default, so the study's teacher stays comparable).
+    Trained on the CPU with the run's thread count and seed: the same seed gives the same model. The raw
+    margins are the logits (binary: [0, z]). KD (as a student) fits the blended soft labels as weighted
+    duplicated rows, as kdx's other tree models do."""
+
+    library = ""  # the Python module
+    option = ""  # the config option that builds it (teacher=...)
+
+    def __init__(self, n_estimators: int = 200, learning_rate: float = 0.1, early_stopping_rounds: int | None = None,
+                 seed: int = 0, device: str = "cpu"):
+        require_library(self.library, self.option)
+        self.n_estimators = require_int("n_estimators", n_estimators)
+        self.learning_rate = require_float("learning_rate", learning_rate, 0.0, low_open=True)
+        self.early_stopping_rounds = (None if early_stopping_rounds is None
+                                      else require_int("early_stopping_rounds", early_stopping_rounds))
+        self.seed = require_int("seed", seed, minimum=0)
+        self.device = device  # boosters train on the CPU whatever the run's device
+
+    @property
+    def family(self) -> str:
+        return self.option.split("=")[-1]
+
+    def get_params(self) -> dict:
+        return {"n_estimators": self.n_estimators, "learning_rate": self.learning_rate,
+                "early_stopping_rounds": self.early_stopping_rounds, "seed": self.seed}
+
+    @staticmethod
+    def threads() -> int:
+        # kdx sets torch's thread count to this job's share of the machine (kdx.runner.resolve_threads).
+        return max(1, torch.get_num_threads())
+
+    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
+            signals=None):
+        start = time.perf_counter()
+        q = (blended_targets(y, teacher_logits, n_classes, tau, alpha) if objective is None
+             else objective.soft_targets(y, signals, n_classes))
+        Xw, yw, w = weighted_rows(np.asarray(X, np.float32), q)
+        self.n_classes_ = n_classes
+        stop = self.early_stopping_rounds is not None and X_val is not None
+        self.model_ = self._train(Xw, yw, w, np.asarray(X_val, np.float32) if stop else None,
+                                  None if not stop else np.asarray(y_val), n_classes)
+        self.ensemble_ = self._ensemble(np.asarray(X, np.float32)[:512])
+        self.history_ = {"fit_seconds": time.perf_counter() - start, "train_device": "cpu",
+                         "rounds": self._rounds(), "early_stopped": stop}
+        return self
+
+    @abstractmethod
+    def _train(self, X, y, w, X_val, y_val, n_classes):
+        """The fitted library model (early stopping on (X_val, y_val) when they are given)."""
+        ...
+
+    @abstractmethod
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        """The library's raw margins, (rows,) for binary or (rows, classes)."""
+        ...
+
+    @abstractmethod
+    def _ensemble(self, X: np.ndarray) -> TreeEnsemble:
+        """The trees read into kdx's representation (X: rows to check the reading against `_raw`)."""
+        ...
+
+    @abstractmethod
+    def _rounds(self) -> int:
+        ...
+
+    @abstractmethod
+    def _native_bytes(self) -> bytes:
+        """The model in the library's own format (what a deployment of the booster ships)."""
+        ...
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self._raw(np.asarray(X, np.float32)), dtype=np.float64)
+        if raw.ndim == 1 or raw.shape[1] == 1:
+            raw = raw.reshape(-1)
+            return np.column_stack([np.zeros_like(raw), raw])
+        return raw
+
+    def ensemble(self) -> TreeEnsemble:
+        return self.ensemble_
+
+    def n_params(self) -> int:
+        """As the HistGBT teacher: per split node its feature and threshold, per leaf its value, the base."""
+        return self.ensemble_.n_params()
+
+    def flops(self) -> float:
+        return self.ensemble_.flops()
+
+    def size_bytes(self) -> int:
+        return len(self._native_bytes())
+
+    def memory_bytes(self) -> int:
+        return self.ensemble_.memory_bytes()
+
+    def save(self, stem: Path) -> Path:
+        path = Path(stem).with_suffix(".joblib")
+        joblib.dump(self, path, compress=3)
+        return path
