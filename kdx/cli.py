@@ -234,6 +234,8 @@ def _export(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     from kdx.loading import load_run
 
+    if not args.tolerance > 0:
+        _fail(f"--tolerance must be > 0, got {args.tolerance:g}")
     run = load_run(args.run_dir)
     if args.seed is not None and args.seed not in run.seeds:
         _fail(f"--seed {args.seed}: {args.run_dir} has checkpoints for seeds {run.seeds}")

@@ -13,7 +13,7 @@ OPTIONS = config_options()
 
 def test_groups_are_the_documented_interface():
     assert OPTIONS["dataset"] == ["adult", "breast_cancer", "csv", "wine_quality"]
-    assert OPTIONS["teacher"] == ["dnn", "gbt", "mlp4"]
+    assert OPTIONS["teacher"] == ["catboost", "dnn", "gbt", "lightgbm", "mlp4", "xgboost"]
     assert OPTIONS["student"] == ["logreg", "mlp1", "shallow_mlp", "small_gbt", "tree"]
     assert {"adult", "breast_cancer", "wine_quality"} <= set(OPTIONS["experiment"])
 

@@ -100,6 +100,17 @@ def test_a_perturbed_weight_fails_the_parity_check_with_its_size():
         check_parity(deployed, mlp, pre, frame)
 
 
+def test_a_feature_named_like_an_output_is_refused_in_one_line():
+    frame, y = mixed_rows(100)
+    frame = frame.rename(columns={"income": "label"})
+    pre = Preprocessor(("age", "label"), ("city",)).fit(frame)
+    cfg = make_config("student=logreg", *TINY)
+    X = pre.transform(frame)
+    model = build_model("student", cfg.student, 0, "cpu", cfg.limits).fit(X, y, X, y, 2)
+    with pytest.raises(ExportError, match=r"feature\(s\) \['label'\] have a name the exported model uses"):
+        export_model(model, pre, ["no", "yes"])
+
+
 def test_an_unsupported_model_is_one_line():
     from kdx.deploy.families import model_graph
 

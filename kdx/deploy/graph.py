@@ -17,12 +17,14 @@ import numpy as np
 
 from kdx import __version__
 from kdx.deploy.schema import Schema
+from kdx.errors import ExportError
 from kdx.preprocess import MISSING
 
 OPSET = 17
 ML_OPSET = 3  # ai.onnx.ml: LabelEncoder-2, TreeEnsembleClassifier-3
-ENCODED = "encoded_rows"  # the sub-graph's input: preprocessed float32 rows
-PROBA = "model_probabilities"  # the sub-graph's output: probabilities over all classes
+ENCODED = "kdx/encoded_rows"  # the sub-graph's input: preprocessed float32 rows
+PROBA = "kdx/model_probabilities"
+OUTPUTS = ("probabilities", "label")  # the sub-graph's output: probabilities over all classes
 
 
 def _const(name: str, values, dtype) -> object:
@@ -40,22 +42,22 @@ def preprocessing(schema: Schema) -> tuple[list, list, list]:
         names = [f.name for f in schema.numeric]
         inputs += [helper.make_tensor_value_info(n, TensorProto.DOUBLE, [None, 1]) for n in names]
         inits += [
-            _const("num_median", [f.median for f in schema.numeric], np.float64),
-            _const("num_mean", [f.mean for f in schema.numeric], np.float64),
-            _const("num_scale", [f.scale for f in schema.numeric], np.float64),
+            _const("kdx/num_median", [f.median for f in schema.numeric], np.float64),
+            _const("kdx/num_mean", [f.mean for f in schema.numeric], np.float64),
+            _const("kdx/num_scale", [f.scale for f in schema.numeric], np.float64),
             # A column empty in training carries no information: kdx sets it to 0 whatever its value.
-            _const("num_keep", [0.0 if f.empty else 1.0 for f in schema.numeric], np.float32),
+            _const("kdx/num_keep", [0.0 if f.empty else 1.0 for f in schema.numeric], np.float32),
         ]
         nodes += [
-            helper.make_node("Concat", names, ["num_raw"], axis=1),
-            helper.make_node("IsNaN", ["num_raw"], ["num_isnan"]),
-            helper.make_node("Where", ["num_isnan", "num_median", "num_raw"], ["num_imputed"]),
-            helper.make_node("Sub", ["num_imputed", "num_mean"], ["num_centred"]),
-            helper.make_node("Div", ["num_centred", "num_scale"], ["num_scaled"]),
-            helper.make_node("Cast", ["num_scaled"], ["num_float"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", ["num_float", "num_keep"], ["num_block"]),
+            helper.make_node("Concat", names, ["kdx/num_raw"], axis=1),
+            helper.make_node("IsNaN", ["kdx/num_raw"], ["kdx/num_isnan"]),
+            helper.make_node("Where", ["kdx/num_isnan", "kdx/num_median", "kdx/num_raw"], ["kdx/num_imputed"]),
+            helper.make_node("Sub", ["kdx/num_imputed", "kdx/num_mean"], ["kdx/num_centred"]),
+            helper.make_node("Div", ["kdx/num_centred", "kdx/num_scale"], ["kdx/num_scaled"]),
+            helper.make_node("Cast", ["kdx/num_scaled"], ["kdx/num_float"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["kdx/num_float", "kdx/num_keep"], ["kdx/num_block"]),
         ]
-        blocks.append("num_block")
+        blocks.append("kdx/num_block")
     for j, f in enumerate(schema.categorical):
         inputs.append(helper.make_tensor_value_info(f.name, TensorProto.STRING, [None, 1]))
         keys = list(f.categories)
@@ -63,15 +65,15 @@ def preprocessing(schema: Schema) -> tuple[list, list, list]:
         if "" not in keys and MISSING in keys:
             keys.append("")  # an empty string is a missing value: the training rows' missing level
             values.append(f.categories.index(MISSING))
-        inits.append(_const(f"cat{j}_levels", np.arange(len(f.categories)), np.int64))
+        inits.append(_const(f"kdx/cat{j}_levels", np.arange(len(f.categories)), np.int64))
         nodes += [
             # Unknown strings map to -1, which equals no level: all zeros, as handle_unknown="ignore".
-            helper.make_node("LabelEncoder", [f.name], [f"cat{j}_index"], domain="ai.onnx.ml",
+            helper.make_node("LabelEncoder", [f.name], [f"kdx/cat{j}_index"], domain="ai.onnx.ml",
                              keys_strings=keys, values_int64s=values, default_int64=-1),
-            helper.make_node("Equal", [f"cat{j}_index", f"cat{j}_levels"], [f"cat{j}_hot"]),
-            helper.make_node("Cast", [f"cat{j}_hot"], [f"cat{j}_block"], to=TensorProto.FLOAT),
+            helper.make_node("Equal", [f"kdx/cat{j}_index", f"kdx/cat{j}_levels"], [f"kdx/cat{j}_hot"]),
+            helper.make_node("Cast", [f"kdx/cat{j}_hot"], [f"kdx/cat{j}_block"], to=TensorProto.FLOAT),
         ]
-        blocks.append(f"cat{j}_block")
+        blocks.append(f"kdx/cat{j}_block")
     nodes.append(helper.make_node("Concat", blocks, [ENCODED], axis=1))
     return inputs, nodes, inits
 
@@ -80,14 +82,18 @@ def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[
     """The whole model: preprocessing → `model_graph` (ENCODED → PROBA) → probabilities and label."""
     from onnx import TensorProto, checker, helper
 
+    taken = [name for name in schema.names if name in OUTPUTS or name.startswith(("kdx/", "torch/", "sk/", "gbt/"))]
+    if taken:
+        raise ExportError(f"feature(s) {taken} have a name the exported model uses for its outputs or internals; "
+                          "rename the column(s) in the table")
     inputs, nodes, inits = preprocessing(schema)
     n_classes = len(class_names)
     nodes += list(model_graph.node)
     inits += list(model_graph.initializer)
     nodes += [
         helper.make_node("Identity", [PROBA], ["probabilities"]),
-        helper.make_node("ArgMax", [PROBA], ["label_index"], axis=1, keepdims=0),
-        helper.make_node("LabelEncoder", ["label_index"], ["label"], domain="ai.onnx.ml",
+        helper.make_node("ArgMax", [PROBA], ["kdx/label_index"], axis=1, keepdims=0),
+        helper.make_node("LabelEncoder", ["kdx/label_index"], ["label"], domain="ai.onnx.ml",
                          keys_int64s=list(range(n_classes)), values_strings=[str(c) for c in class_names],
                          default_string=""),
     ]
@@ -99,5 +105,8 @@ def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[
                                              helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
     model.ir_version = 8  # the oldest IR that opset 17 needs: readable by older runtimes too
     helper.set_model_props(model, {"classes": json.dumps([str(c) for c in class_names]), **(metadata or {})})
-    checker.check_model(model, full_check=True)
+    try:
+        checker.check_model(model, full_check=True)
+    except (checker.ValidationError, ValueError) as exc:
+        raise ExportError(f"the ONNX graph is invalid: {str(exc).splitlines()[0]}") from None
     return model.SerializeToString()
