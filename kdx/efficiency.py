@@ -115,12 +115,18 @@ def peak_inference_bytes(fn) -> int:
     return int(tracker.peak + max(0, peak - base))
 
 
+def profiled_rows(n_rows: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the row timed at batch 1 and of the rows timed as a batch: the same for every model and
+    runtime of a seed. Fewer rows than the batch (a small test split): drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    one = rng.integers(n_rows, size=1)
+    return one, rng.choice(n_rows, batch_size, replace=n_rows < batch_size)
+
+
 def profile_model(model: Classifier, rows: np.ndarray, settings: ProfileSettings, seed: int = 0) -> dict:
     """Size, latency (batch 1 and `settings.batch_size`) and inference memory of `model` on `rows`."""
-    rng = np.random.default_rng(seed)
-    one = np.ascontiguousarray(rows[rng.integers(len(rows))][None, :])
-    # Fewer rows than the batch (a small test split): draw with replacement.
-    picks = rng.choice(len(rows), settings.batch_size, replace=len(rows) < settings.batch_size)
+    first, picks = profiled_rows(len(rows), settings.batch_size, seed)
+    one = np.ascontiguousarray(rows[first])
     batch = np.ascontiguousarray(rows[picks])
     out = {"params": model.n_params(), "size_bytes": model.size_bytes(), "model_mb": model.memory_bytes() / 2**20}
     with cpu_threads(settings.threads), torch.inference_mode():

@@ -7,7 +7,7 @@ import pandas as pd
 
 from kdx.deploy.graph import compose
 from kdx.deploy.schema import Schema, raw_feed
-from kdx.efficiency import ProfileSettings, time_calls
+from kdx.efficiency import ProfileSettings, profiled_rows, time_calls
 from kdx.errors import ExportError
 from kdx.models import Classifier
 from kdx.preprocess import Preprocessor
@@ -74,19 +74,16 @@ def check_parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, 
 
 
 def measure_deployed(model: Classifier, pre: Preprocessor, rows: pd.DataFrame, settings: ProfileSettings,
-                     seed: int = 0, class_names=None, timed: bool = True) -> dict:
+                     seed: int, class_names, timed: bool = True) -> dict:
     """The exported model's file size, its parity gap with kdx on raw `rows`, and (timed) its onnxruntime
     latency on raw rows, preprocessing included, at batch 1 and `settings.batch_size`: the rows that
     `kdx.efficiency.profile_model` times with the same seed, warm-up and repeats."""
-    classes = class_names if class_names is not None else [str(k) for k in range(_n_classes(model, pre))]
-    deployed = DeployedModel(export_model(model, pre, classes), Schema.of(pre), threads=settings.threads)
+    deployed = DeployedModel(export_model(model, pre, class_names), Schema.of(pre), threads=settings.threads)
     out = {"onnx_bytes": deployed.n_bytes, "onnx_parity": parity(deployed, model, pre, rows)}
     if not timed:
         return out
-    rng = np.random.default_rng(seed)
-    one = rows.iloc[[int(rng.integers(len(rows)))]]
-    picks = rng.choice(len(rows), settings.batch_size, replace=len(rows) < settings.batch_size)
-    for label, part in (("", one), ("batch_", rows.iloc[picks])):
+    first, picks = profiled_rows(len(rows), settings.batch_size, seed)
+    for label, part in (("", rows.iloc[first]), ("batch_", rows.iloc[picks])):
         feed = deployed.feed(part)
         t = time_calls(lambda f=feed: deployed.run(f), settings.warmup, settings.repeats) * 1e3
         out[f"ort_latency_{label}ms"] = float(t.mean())
@@ -95,6 +92,3 @@ def measure_deployed(model: Classifier, pre: Preprocessor, rows: pd.DataFrame, s
     out["ort_latency_per_row_ms"] = out["ort_latency_batch_ms"] / settings.batch_size
     return out
 
-
-def _n_classes(model: Classifier, pre: Preprocessor) -> int:
-    return int(model.logits(np.zeros((1, pre.n_features_out), dtype=np.float32)).shape[1])

@@ -62,6 +62,7 @@ class GBTClassifier(Classifier):
             l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.seed,
         ).fit(Xw, yw, sample_weight=w)
         self.n_classes_ = n_classes
+        self.ensemble_ = None  # read from the fitted trees when first needed
         self.history_ = {"fit_seconds": time.perf_counter() - start, "train_device": "cpu"}
         return self
 
@@ -72,7 +73,13 @@ class GBTClassifier(Classifier):
         return scores
 
     def ensemble(self) -> TreeEnsemble:
-        """The trees in kdx's representation (kdx.models.ensemble), for explanations and ONNX export."""
+        """The trees in kdx's representation (kdx.models.ensemble), for explanations, counts and ONNX export;
+        built once per fitted model."""
+        if getattr(self, "ensemble_", None) is None:
+            self.ensemble_ = self._read_trees()
+        return self.ensemble_
+
+    def _read_trees(self) -> TreeEnsemble:
         est = self.model_
         trees: list[list[Tree]] = [[] for _ in est._predictors[0]]
         for round_trees in est._predictors:
