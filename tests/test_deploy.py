@@ -156,6 +156,11 @@ def test_onnx_latency_off_or_unavailable(tmp_path, monkeypatch):
     base = ("student=logreg", "teacher=gbt", *TINY, "explain.enabled=false", "profile.repeats=5", "profile.warmup=1")
     off = run(make_config(*base, "profile.onnx=false"), tmp_path / "off")
     assert "ort_latency_ms" not in off.metrics and "latency_ms" in off.metrics
+    import kdx
+
+    card = kdx.load_run(off.out_dir).export(out=tmp_path / "card").card  # the run had no onnxruntime figures
+    assert card["latency_ms"]["source"].endswith("measured at export (the run had no onnxruntime figures)")
+    assert card["latency_ms"]["ort_latency_ms"] > 0 and card["latency_ms"]["latency_ms"] > 0
     monkeypatch.setattr(deploy, "missing_packages", lambda: ["onnxruntime"])
     auto = run(make_config(*base), tmp_path / "auto")
     assert "ort_latency_ms" not in auto.metrics and auto.summary["profile"]["onnx_resolved"] is False

@@ -31,7 +31,7 @@ def export_run(run, seed: int | None = None, model: str = "student_kd", out: Pat
     deploy.require("kdx export")
     from kdx.deploy.card import build_card, write_card
     from kdx.deploy.graph import ML_OPSET, OPSET
-    from kdx.deploy.runtime import PARITY_TOLERANCE, DeployedModel, check_parity, export_model, measure_deployed
+    from kdx.deploy.runtime import PARITY_TOLERANCE, DeployedModel, check_parity, export_model, time_deployed
     from kdx.deploy.schema import Schema
     from kdx.efficiency import ProfileSettings
     from kdx.runner import fingerprint, load_data
@@ -53,7 +53,9 @@ def export_run(run, seed: int | None = None, model: str = "student_kd", out: Pat
                 "kdx_data_fingerprint": summary["data_fingerprint"]}
     onnx_bytes = export_model(fitted, pre, run.class_names, metadata)
     schema = Schema.of(pre)
-    gap = check_parity(DeployedModel(onnx_bytes, schema), fitted, pre, rows, tolerance)
+    settings = ProfileSettings(**{k: v for k, v in run.config.profile.items() if k != "enabled"})
+    deployed = DeployedModel(onnx_bytes, schema, threads=settings.threads)
+    gap = check_parity(deployed, fitted, pre, rows, tolerance)
 
     recorded = run.metrics[(run.metrics.seed == seed) & (run.metrics.model == model)]
     latency_keys = [f"{p}latency_{k}" for p in ("", "ort_") for k in
@@ -62,11 +64,9 @@ def export_run(run, seed: int | None = None, model: str = "student_kd", out: Pat
         latency = {k: float(recorded[k].iloc[0]) for k in latency_keys if k in recorded}
         source = f"recorded by the run (seed {seed}; {summary['profile']['repeats']} timed calls after "\
                  f"{summary['profile']['warmup']} warm-up calls)"
-    else:  # a run made without onnxruntime: time the export now, with the run's profile settings
-        node = {k: v for k, v in run.config.profile.items() if k != "enabled"}
-        measured = measure_deployed(fitted, pre, rows, ProfileSettings(**node), seed, run.class_names)
+    else:  # a run made without onnxruntime: time the export now (the session above), with the run's settings
         latency = {k: float(recorded[k].iloc[0]) for k in latency_keys if k in recorded and len(recorded)}
-        latency.update({k: v for k, v in measured.items() if k.startswith("ort_latency")})
+        latency.update(time_deployed(deployed, rows, settings, seed))
         source = "kdx: recorded by the run; onnxruntime: measured at export (the run had no onnxruntime figures)"
     card = build_card(
         model_name=model, seed=seed, model=fitted, summary=summary, metrics=run.metrics, schema=schema,

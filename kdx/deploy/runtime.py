@@ -80,8 +80,12 @@ def measure_deployed(model: Classifier, pre: Preprocessor, rows: pd.DataFrame, s
     `kdx.efficiency.profile_model` times with the same seed, warm-up and repeats."""
     deployed = DeployedModel(export_model(model, pre, class_names), Schema.of(pre), threads=settings.threads)
     out = {"onnx_bytes": deployed.n_bytes, "onnx_parity": parity(deployed, model, pre, rows)}
-    if not timed:
-        return out
+    return {**out, **time_deployed(deployed, rows, settings, seed)} if timed else out
+
+
+def time_deployed(deployed: DeployedModel, rows: pd.DataFrame, settings: ProfileSettings, seed: int) -> dict:
+    """The ort_latency_* columns: onnxruntime latency of `deployed` on raw rows (preprocessing included)."""
+    out = {}
     first, picks = profiled_rows(len(rows), settings.batch_size, seed)
     for label, part in (("", rows.iloc[first]), ("batch_", rows.iloc[picks])):
         feed = deployed.feed(part)
@@ -91,4 +95,3 @@ def measure_deployed(model: Classifier, pre: Preprocessor, rows: pd.DataFrame, s
         out[f"ort_latency_{label}p95_ms"] = float(np.percentile(t, 95))
     out["ort_latency_per_row_ms"] = out["ort_latency_batch_ms"] / settings.batch_size
     return out
-
