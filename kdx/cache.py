@@ -30,7 +30,8 @@ DONE = "COMPLETE"
 log = logging.getLogger("kdx")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -39,7 +40,7 @@ def _sha256(path: Path) -> str:
 
 
 def _checksums(folder: Path) -> dict[str, str]:
-    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != DONE}
+    return {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != DONE}
 
 
 def _verify(entry: Path) -> str | None:
@@ -54,7 +55,7 @@ def _verify(entry: Path) -> str | None:
         file = entry / name
         if not file.is_file():
             return f"{name} is missing"
-        if _sha256(file) != digest:
+        if file_sha256(file) != digest:
             return f"{name} does not match its checksum (truncated or altered)"
     return None
 

@@ -10,6 +10,7 @@ from kdx.errors import ConfigError
 
 OUTPUTS = ("auto", "margin", "centred", "raw")
 METHODS = ("auto", "permutation", "exact")
+PLAYERS = ("auto", "columns", "features")
 COST_CHOICES = ("params", "flops", "latency_ms", "latency_batch_ms", "size_bytes", "peak_mb_batch", "ort_latency_ms",
                 "ort_latency_batch_ms", "onnx_bytes")
 # measured, so noisy: not for selection
@@ -132,6 +133,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"explain.noise_sigma must be a number > 0, got {ex.get('noise_sigma')!r}")
     if ex.get("output") not in OUTPUTS:
         raise ConfigError(f"explain.output must be one of {', '.join(OUTPUTS)}, got {ex.get('output')!r}")
+    if ex.get("players", "auto") not in PLAYERS:
+        raise ConfigError(f"explain.players must be one of {', '.join(PLAYERS)}, got {ex.get('players')!r}")
     if ex.get("method") not in METHODS:
         raise ConfigError(f"explain.method must be one of {', '.join(METHODS)}, got {ex.get('method')!r}")
     _validate_stats(cfg.stats)

@@ -1,7 +1,8 @@
 """Efficiency profile of a fitted model: size, CPU latency of the prediction path, inference memory.
 
 Every figure is measured on the CPU with a fixed, recorded thread count, on `predict_proba` — the call
-a user makes (preprocessed rows in, class probabilities out) — for torch and scikit-learn models alike.
+a user makes (preprocessed rows in, class probabilities out) — for torch and scikit-learn models alike; a
+pretrained teacher is timed on its own raw input, built before the timing (Classifier.prediction_call).
 """
 
 from __future__ import annotations
@@ -131,14 +132,14 @@ def profile_model(model: Classifier, rows: np.ndarray, settings: ProfileSettings
     out = {"params": model.n_params(), "size_bytes": model.size_bytes(), "model_mb": model.memory_bytes() / 2**20}
     with cpu_threads(settings.threads), torch.inference_mode():
         for label, x in (("", one), ("batch_", batch)):
-            t = time_calls(lambda x=x: model.predict_proba(x), settings.warmup, settings.repeats) * 1e3
+            t = time_calls(model.prediction_call(x), settings.warmup, settings.repeats) * 1e3
             out[f"latency_{label}ms"] = float(t.mean())
             out[f"latency_{label}median_ms"] = float(np.median(t))
             out[f"latency_{label}p95_ms"] = float(np.percentile(t, 95))
         out["latency_per_row_ms"] = out["latency_batch_ms"] / settings.batch_size
         if settings.memory:
-            out["peak_mb_1"] = peak_inference_bytes(lambda: model.predict_proba(one)) / 2**20
-            out["peak_mb_batch"] = peak_inference_bytes(lambda: model.predict_proba(batch)) / 2**20
+            out["peak_mb_1"] = peak_inference_bytes(model.prediction_call(one)) / 2**20
+            out["peak_mb_batch"] = peak_inference_bytes(model.prediction_call(batch)) / 2**20
     return out
 
 

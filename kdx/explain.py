@@ -23,6 +23,13 @@ Explainers, chosen per model family (each deterministic for the same input):
   batched, seeded).
 `explain.method=permutation` or `exact` (kdx.shapley: all coalitions, up to 16 encoded columns) replaces
 the per-family choice for every model, e.g. to check how far DeepLIFT is from the Shapley values.
+
+Players (`explain.players`): the encoded columns (one-hot levels separately, then summed per original
+feature), or the original features themselves (`features`: a one-hot block enters or leaves a coalition
+as one). The feature game is the only like-for-like game when the teacher reads raw columns (a pretrained
+teacher, `auto` picks it then): the teacher is evaluated on raw rows mixed feature by feature, the students
+on encoded rows mixed block by block, from the same explained and background rows. In it every model is
+explained by the model-agnostic estimators of kdx.shapley (permutation, or exact), never per family.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import numpy as np
 from kdx.alignment import cosine, cosine_global, mad, mad_total, spearman, stability, topk_agreement
 from kdx.config import OUTPUTS
 from kdx.deeplift import deeplift
+from kdx.errors import ConfigError, KdxError
 from kdx.models import Classifier, MLPClassifier, TreeClassifier
 from kdx.models.ensemble import TreeEnsemble
 from kdx.shapley import evaluations_per_row, exact_shapley, permutation_shapley
@@ -53,6 +61,23 @@ class ExplainSettings:
     output: str = "auto"
     method: str = "auto"
     permutations: int = 10
+    players: str = "auto"
+
+
+
+def reads_raw(model: Classifier) -> bool:
+    """The model reads raw rows (kdx.raw code matrices), not kdx's encoded rows: a pretrained teacher."""
+    return getattr(model, "input_space", "encoded") == "raw"
+
+
+def resolve_players(players: str, teacher: Classifier) -> str:
+    """'auto' → 'features' when the teacher reads raw columns, else 'columns'."""
+    if players == "auto":
+        return "features" if reads_raw(teacher) else "columns"
+    if players == "columns" and reads_raw(teacher):
+        raise ConfigError("explain.players=columns: a teacher that reads raw columns has no encoded columns to "
+                          "explain; use explain.players=features (or auto)")
+    return players
 
 
 @dataclass
@@ -111,16 +136,23 @@ def logit_attributions(model: Classifier, X: np.ndarray, background: np.ndarray)
 
 
 def attributions(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndarray, per_class: bool,
-                 classes: np.ndarray, seed: int = 0, method: str = "auto",
-                 permutations: int = 10) -> tuple[np.ndarray, str]:
-    """Attributions (rows, columns) of the explained output, and the name of the explainer that ran.
-    `method`: auto (per model family), permutation or exact (model-agnostic, kdx.shapley)."""
+                 classes: np.ndarray, seed: int = 0, method: str = "auto", permutations: int = 10,
+                 features: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Attributions (rows, players) of the explained output, and the name of the explainer that ran.
+    `method`: auto (per model family), permutation or exact (model-agnostic, kdx.shapley). `features`: each
+    encoded column's original feature, for the game whose players are the features (X, background encoded);
+    a model that reads raw rows is given raw rows and is always in that game."""
     weights = A[:, classes].T if per_class else np.repeat(A[:, :1].T, len(X), axis=0)
+    raw = reads_raw(model)
+    logits, dtype = (model.raw_logits, np.float64) if raw else (model.logits, np.float32)
+    game = raw or features is not None
+    suffix = ", players = original features" if game else ""
     if method == "exact":
-        return exact_shapley(model.logits, X, background, weights), f"exact Shapley (all 2^{X.shape[1]} coalitions)"
-    if method == "permutation" or not (isinstance(model, MLPClassifier) or is_tree_model(model)):
-        return (permutation_shapley(model.logits, X, background, weights, permutations, seed),
-                f"permutation sampling ({permutations} antithetic pairs, seeded)")
+        phi = exact_shapley(logits, X, background, weights, features, dtype)
+        return phi, f"exact Shapley (all 2^{phi.shape[1]} coalitions){suffix}"
+    if method == "permutation" or game or not (isinstance(model, MLPClassifier) or is_tree_model(model)):
+        return (permutation_shapley(logits, X, background, weights, permutations, seed, features, dtype),
+                f"permutation sampling ({permutations} antithetic pairs, seeded){suffix}")
     if isinstance(model, MLPClassifier):
         return deeplift(model.net_, X, background, weights), "DeepLIFT rescale (as shap.DeepExplainer), batched"
     raw = logit_attributions(model, X, background)
@@ -167,13 +199,15 @@ class Explanation:
 
 
 def explain(model: Classifier, X: np.ndarray, background: np.ndarray, A: np.ndarray, per_class: bool,
-            classes: np.ndarray, seed: int = 0, method: str = "auto", permutations: int = 10) -> Explanation:
-    """Attributions of the explained output per encoded column, with the worst additivity error
-    |Σφ − (g(x) − E_background g)| over rows."""
+            classes: np.ndarray, seed: int = 0, method: str = "auto", permutations: int = 10,
+            features: np.ndarray | None = None) -> Explanation:
+    """Attributions of the explained output per player (encoded column, or original feature: see
+    `attributions`), with the worst additivity error |Σφ − (g(x) − E_background g)| over rows."""
     start = time.perf_counter()
-    phi, name = attributions(model, X, background, A, per_class, classes, seed, method, permutations)
-    g = explained_output(model.logits(X).astype(np.float64), A, per_class, classes)
-    g_bg = model.logits(background).astype(np.float64) @ A  # (bg, m)
+    phi, name = attributions(model, X, background, A, per_class, classes, seed, method, permutations, features)
+    logits = model.raw_logits if reads_raw(model) else model.logits
+    g = explained_output(logits(X).astype(np.float64), A, per_class, classes)
+    g_bg = logits(background).astype(np.float64) @ A  # (bg, m)
     base = g_bg.mean(0)[classes] if per_class else g_bg.mean(0)[0]
     error = float(np.abs(phi.sum(1) - (g - base)).max())
     return Explanation(phi, error, name, time.perf_counter() - start)
@@ -199,17 +233,24 @@ class ExplainContext:
     permutations: int = 10
     # (rows, draws, original features): did the stability perturbation change that feature in that draw?
     perturbed: np.ndarray | None = None
+    # The feature game: each encoded column's original feature (None: the players are the columns).
+    features: np.ndarray | None = None
+    # The same rows as raw code matrices (kdx.raw), for a model that reads raw rows: X, background, noisy, val.
+    raw: dict[str, np.ndarray] | None = None
 
     @classmethod
     def build(cls, teacher: Classifier, n_numeric: int, X_train: np.ndarray, X_test: np.ndarray,
               settings: ExplainSettings, seed: int, X_val: np.ndarray | None = None,
-              column_feature: np.ndarray | None = None) -> ExplainContext:
+              column_feature: np.ndarray | None = None, raw: dict[str, np.ndarray] | None = None) -> ExplainContext:
         """Stability perturbations: Gaussian noise on the first `n_numeric` (standardized numeric) columns,
         and, given `column_feature` (encoded column → original feature), each categorical feature resampled
-        with probability `categorical_resample` from its training marginal, so one-hot rows stay valid."""
+        with probability `categorical_resample` from its training marginal, so one-hot rows stay valid.
+        `raw` (a teacher that reads raw rows): the raw code rows of train/test/val; a perturbed row's raw
+        form is the clean raw row moved by the same perturbation (kdx.raw.RawCodec.perturb)."""
         rng = np.random.default_rng(seed)
         n_bg = min(settings.background, len(X_train))
-        background = X_train[np.sort(rng.choice(len(X_train), n_bg, replace=False))]
+        bg_rows = np.sort(rng.choice(len(X_train), n_bg, replace=False))
+        background = X_train[bg_rows]
         X = X_test[: settings.rows]
         teacher_logits = teacher.logits(X)
         A, per_class = output_matrix(teacher_logits.shape[1], settings.output)
@@ -236,19 +277,53 @@ class ExplainContext:
             # Resampling can draw the row's own level: only a different level counts as perturbed.
             perturbed[..., column_feature[cols[0]]] = (noisy[..., cols] != block).any(-1)
         Xv = None if X_val is None else X_val[: settings.rows]
-        return cls(background, X, A, per_class, classes, noisy.reshape(-1, X.shape[1]).astype(np.float32),
+        noisy = noisy.reshape(-1, X.shape[1]).astype(np.float32)
+        players = resolve_players(settings.players, teacher)
+        if players == "features" and column_feature is None:
+            raise KdxError("explain.players=features needs each encoded column's original feature")
+        raw_rows = None
+        if reads_raw(teacher):
+            if raw is None or perturbed is None:
+                raise KdxError("a teacher that reads raw rows needs the raw rows and the perturbed features")
+            draws = settings.stability_draws
+            clean = np.repeat(raw["test"][: len(X)][:n_stab], draws, axis=0)
+            clean_encoded = np.repeat(X[:n_stab], draws, axis=0)
+            changed = perturbed.reshape(len(clean), -1)
+            raw_rows = {"X": raw["test"][: len(X)], "background": raw["train"][bg_rows],
+                        "noisy": teacher.perturbed(clean, clean_encoded, noisy, changed) if len(clean) else clean,
+                        "val": None if Xv is None else raw["val"][: len(Xv)]}
+        return cls(background, X, A, per_class, classes, noisy,
                    np.repeat(classes[:n_stab], settings.stability_draws), Xv,
                    None if Xv is None else teacher.logits(Xv).argmax(1), settings.stability_draws,
-                   settings.top_k, seed, settings.method, settings.permutations, perturbed)
+                   settings.top_k, seed, settings.method, settings.permutations, perturbed,
+                   column_feature if players == "features" else None, raw_rows)
+
+    @property
+    def players(self) -> str:
+        return "columns" if self.features is None else "features"
 
     def model_evaluations(self) -> int:
         """Rows one model is evaluated on with a model-agnostic method: test, perturbed and validation rows."""
         rows = len(self.X) + len(self.X_noisy) + (0 if self.X_val is None else len(self.X_val))
-        return rows * evaluations_per_row(self.method, self.X.shape[1], len(self.background), self.permutations)
+        players = self.X.shape[1] if self.features is None else int(self.features.max()) + 1
+        method = "permutation" if self.features is not None and self.method == "auto" else self.method
+        return rows * evaluations_per_row(method, players, len(self.background), self.permutations)
 
-    def explain(self, model: Classifier, X: np.ndarray, classes: np.ndarray) -> Explanation:
-        return explain(model, X, self.background, self.A, self.per_class, classes, self.seed, self.method,
-                       self.permutations)
+    def rows(self, model: Classifier, part: str) -> np.ndarray:
+        """The explained rows `part` (X, noisy, val) in the model's own input space."""
+        if reads_raw(model):
+            return self.raw[part]
+        return {"X": self.X, "noisy": self.X_noisy, "val": self.X_val}[part]
+
+    def predict(self, model: Classifier, part: str) -> np.ndarray:
+        rows = self.rows(model, part)
+        return (model.raw_logits(rows) if reads_raw(model) else model.logits(rows)).argmax(1)
+
+    def explain(self, model: Classifier, part: str, classes: np.ndarray) -> Explanation:
+        raw = reads_raw(model)
+        background = self.raw["background"] if raw else self.background
+        return explain(model, self.rows(model, part), background, self.A, self.per_class, classes, self.seed,
+                       self.method, self.permutations, None if raw else self.features)
 
 
 def _categorical_blocks(column_feature: np.ndarray | None, n_numeric: int) -> list[np.ndarray]:
@@ -270,14 +345,17 @@ class ModelExplanation:
 def explain_model(model: Classifier, ctx: ExplainContext, group) -> ModelExplanation:
     """Attributions of one model in the shared game, and its stability under the shared perturbations.
     `group` maps per-column attributions to original features."""
-    clean = ctx.explain(model, ctx.X, ctx.classes)
+    if ctx.features is not None:  # the players are the features already
+        def group(values):
+            return values
+    clean = ctx.explain(model, "X", ctx.classes)
     grouped = group(clean.columns)
     seconds, worst_additivity = clean.seconds, clean.additivity_error
     n_stab = len(ctx.X_noisy) // ctx.draws
     if n_stab:
-        noisy = ctx.explain(model, ctx.X_noisy, ctx.noisy_classes)
+        noisy = ctx.explain(model, "noisy", ctx.noisy_classes)
         noisy_grouped = group(noisy.columns).reshape(n_stab, ctx.draws, -1)
-        flips = model.predict(ctx.X_noisy) != np.repeat(model.predict(ctx.X[:n_stab]), ctx.draws)
+        flips = ctx.predict(model, "noisy") != np.repeat(ctx.predict(model, "X")[:n_stab], ctx.draws)
         seconds, worst_additivity = seconds + noisy.seconds, max(worst_additivity, noisy.additivity_error)
         robustness = {**stability(grouped[:n_stab], noisy_grouped, ctx.perturbed),
                       "stability_label_flips": float(flips.mean())}
@@ -287,7 +365,7 @@ def explain_model(model: Classifier, ctx: ExplainContext, group) -> ModelExplana
                       "stability_perturbed_share": float("nan")}
     val_grouped = None
     if ctx.X_val is not None:
-        val = ctx.explain(model, ctx.X_val, ctx.val_classes)
+        val = ctx.explain(model, "val", ctx.val_classes)
         val_grouped, seconds = group(val.columns), seconds + val.seconds
     metrics = {
         **robustness,

@@ -84,7 +84,10 @@ class LoadedRun:
         return read_run_file(self._seed_dir(seed) / "split.npz", read)
 
     def logits(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
-        return self.model(model, seed).logits(self.preprocessor(seed).transform(rows))
+        fitted = self.model(model, seed)
+        if getattr(fitted, "input_space", "encoded") == "raw":  # a pretrained teacher reads raw rows itself
+            return fitted.logits_frame(rows)
+        return fitted.logits(self.preprocessor(seed).transform(rows))
 
     def predict_proba(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
         return softmax(self.logits(rows, model, seed).astype(np.float64), axis=1)

@@ -33,8 +33,11 @@ def add_objective_terms(metrics: pd.DataFrame, cost_columns=COST_COLUMNS, prefix
 
 
 def cost_columns_present(metrics: pd.DataFrame, cost_columns=COST_COLUMNS) -> list[str]:
-    """The cost columns a run measured (latency is absent when profiling is off)."""
-    return [c for c in cost_columns if c in metrics.columns and metrics[c].notna().any()]
+    """The cost columns a run measured for every teacher row (latency is absent when profiling is off; a
+    pretrained teacher from a format without an operation count has no flops)."""
+    teacher = metrics[metrics.model == "teacher"] if "model" in metrics.columns else metrics
+    return [c for c in cost_columns
+            if c in metrics.columns and metrics[c].notna().any() and teacher[c].notna().all()]
 
 
 def objective(frame: pd.DataFrame, profiles: dict[str, dict], prefix: str = "") -> pd.DataFrame:

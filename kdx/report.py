@@ -339,6 +339,25 @@ def _rules_section(runs: list[RunRecord], max_lines: int = 60) -> list[str]:
     return (["## Readable students: rules and fidelity to the teacher", "", *out]) if out else []
 
 
+def _teacher_and_game_lines(runs) -> list[str]:
+    """Where a run's teacher came from (a pretrained file) and which game its attributions are from."""
+    lines = []
+    files = [(r.label, r.summary["teacher"]) for r in runs if (r.summary or {}).get("teacher")]
+    if files:
+        lines += ["", "**Pretrained teacher** (used as it is, not trained by kdx): " + "; ".join(
+            f"{label}: `{t['path']}` ({t['format']}, SHA-256 {t['sha256'][:12]}…)" for label, t in files)
+            + ". It was trained outside kdx's splits: kdx cannot know whether its training rows include these "
+              "seeds' test rows; if they do, its test metrics and the KD student's are optimistic."]
+    games = {((r.summary or {}).get("explain") or {}).get("players_resolved", "columns") for r in runs}
+    if "features" in games:
+        lines += ["", "Alignment game: the players are the **original features** (explain.players=features): "
+                  "every model is explained by kdx's model-agnostic Shapley estimator, a raw-column teacher on raw "
+                  "rows and the students on encoded rows, one-hot blocks moving as one"
+                  + (". Other runs here use the encoded columns as players: compare alignment only within one "
+                     "game." if len(games) > 1 else ".")]
+    return lines
+
+
 def build_report(collection: Collection, figures: bool = True) -> str:
     runs = [r for r in collection.runs if r.complete]
     first = runs[0].summary if runs else {}
@@ -379,6 +398,7 @@ def build_report(collection: Collection, figures: bool = True) -> str:
         lines += ["", f"Seeds {first.get('seeds')}; machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs; "
                   f"latency with {first.get('profile', {}) and first['profile'].get('threads')} thread(s); "
                   f"torch {first.get('versions', {}).get('torch')}, shap {first.get('versions', {}).get('shap')}."]
+    lines += _teacher_and_game_lines(runs)
     stats_first = first.get("stats", {})
     test_line = ("the corrected resampled t-test (Nadeau & Bengio 2003: the variance of the mean difference is "
                  "s²·(1/n + n_test/n_train), because re-split seeds share most of their training rows; "

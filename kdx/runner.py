@@ -21,13 +21,21 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from kdx.building import build_dataset, build_model, build_objective
-from kdx.cache import ArtifactCache, content_key
+from kdx.cache import ArtifactCache, content_key, file_sha256
 from kdx.config import seeds_of, split_settings, stats_settings, units_of, validate
 from kdx.datasets import TabularData
 from kdx.efficiency import ProfileSettings, cpu_threads, profile_model, relative_to_teacher
 from kdx.environment import code_fingerprint, cpu_model, library_versions, machine, seed_everything
 from kdx.errors import ConfigError, DataError, NotApplicable, TrainingError
-from kdx.explain import ExplainContext, ExplainSettings, ModelExplanation, compare, explain_model, resolve_output
+from kdx.explain import (
+    ExplainContext,
+    ExplainSettings,
+    ModelExplanation,
+    compare,
+    explain_model,
+    reads_raw,
+    resolve_output,
+)
 from kdx.metrics import fidelity
 from kdx.models import Classifier, load_model
 from kdx.models.mlp import resolve_device
@@ -46,6 +54,7 @@ from kdx.persist import (
     write_text,
 )
 from kdx.preprocess import Preprocessor
+from kdx.raw import RawCodec
 from kdx.shapley import MAX_EXACT_COLUMNS
 from kdx.split import Split, make_split
 from kdx.stats import compare_models, split_ratio
@@ -162,13 +171,15 @@ def save_atomically(model: Classifier, folder: Path, name: str) -> Path:
 
 
 def save_attributions(path: Path, explanations: dict[str, ModelExplanation], classes: np.ndarray, sd: SeedData,
-                      features: tuple[str, ...]) -> None:
-    """Per-row attributions of every model, per original feature and per encoded column (compressed)."""
+                      features: tuple[str, ...], players: str = "columns") -> None:
+    """Per-row attributions of every model, per original feature and per player (`<model>_columns`: per
+    encoded column, or per feature again in the feature game), compressed."""
     rows = len(classes)
     with atomic_file(path) as tmp:
         np.savez_compressed(
-            tmp,
-            feature_names=np.asarray(features), column_names=np.asarray(sd.preprocessor.columns_),
+            tmp, players=np.asarray(players),
+            feature_names=np.asarray(features),
+            column_names=np.asarray(features if players == "features" else sd.preprocessor.columns_),
             test_rows=sd.split.test[:rows], output_class=classes,
             **{name: e.grouped.astype(np.float32) for name, e in explanations.items()},
             **{f"{name}_columns": e.columns for name, e in explanations.items()},
@@ -183,6 +194,24 @@ def resolve_threads(setting, parallel_jobs: int = 1) -> int:
             raise ConfigError(f"threads must be a positive integer or auto, got {setting!r}")
         return setting
     return max(1, (os.cpu_count() or 1) // max(1, parallel_jobs))
+
+
+def teacher_reads_raw(node: DictConfig) -> bool:
+    """Whether the teacher a config names reads the dataset's raw columns (teacher=pretrained)."""
+    from hydra.utils import get_class
+
+    try:
+        return getattr(get_class(str(node.get("_target_"))), "input_space", "encoded") == "raw"
+    except Exception:  # noqa: BLE001 — an unknown target is reported when the teacher is built
+        return False
+
+
+def teacher_identity(node: DictConfig) -> dict:
+    """The teacher config as the cache keys it: a pretrained teacher by its file's content, not its path."""
+    identity = OmegaConf.to_container(node, resolve=True)
+    if teacher_reads_raw(node):
+        identity["path"] = {"sha256": file_sha256(Path(str(node.path)).expanduser())}
+    return identity
 
 
 def _settings(cls, node: DictConfig):
@@ -204,6 +233,15 @@ class Protocol:
         self.profiling = _settings(ProfileSettings, cfg.profile)
         self.deploying = self.profiling is not None and deploy_latency(self.profiling.onnx)
         self.explaining = _settings(ExplainSettings, cfg.explain)
+        self.raw_teacher = teacher_reads_raw(cfg.teacher)
+        self.feature_game = cfg.explain.get("players", "auto") == "features" or (
+            cfg.explain.get("players", "auto") == "auto" and self.raw_teacher)
+        # A teacher reading raw columns gets each seed's rows as raw code rows (kdx.raw), encoded once.
+        self.codec = RawCodec.of(data.X, data.numeric, data.categorical) if self.raw_teacher else None
+        self.codes = None if self.codec is None else self.codec.encode(data.X)
+        self.teacher_identity = teacher_identity(cfg.teacher)
+        self.teacher_columns: tuple[str, ...] = ()
+        self.teacher_format = ""
         versions = library_versions()
         self.base = {
             "data": fingerprint(data), "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
@@ -219,11 +257,14 @@ class Protocol:
         }
 
     def _fit(self, role: str, node: DictConfig, key: str, seed: int, sd: SeedData, label: str,
-             signals=None) -> tuple[Classifier, bool]:
+             signals=None, raw_parts: dict | None = None) -> tuple[Classifier, bool]:
         """Train (or reuse from the cache) one model; `signals`: a callable giving the teacher's per-seed
-        signals for the KD student (computed only when the student is actually trained)."""
+        signals for the KD student (computed only when the student is actually trained). `raw_parts`: the
+        seed's rows, encoded and raw, for a teacher that reads raw columns (not trained, not cached)."""
         def compute() -> Classifier:
             model = build_model(role, node, seed, self.device, self.cfg.limits)
+            if raw_parts is not None:
+                model.attach(self.data, self.codec).bind(sd.preprocessor, raw_parts)
             kd = {} if signals is None else {"objective": self.objective, "signals": signals()}
             try:
                 fitted = model.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], self.data.n_classes,
@@ -237,6 +278,8 @@ class Protocol:
                 fitted.history_["objective"] = {**self.objective.settings(), **kd["signals"].resolved}
             return fitted
 
+        if raw_parts is not None:  # the file is the model: nothing to train or cache
+            return compute(), False
         return self.cache.get_or_compute("models", key, compute, _save_model, _load_model, label)
 
     def _measure(self, name: str, model: Classifier, teacher_pred: np.ndarray, sd: SeedData, seed: int,
@@ -261,7 +304,7 @@ class Protocol:
         elif self.profiling is not None:
             start = time.perf_counter()
             row.update(profile_model(model, sd.X["test"], self.profiling, seed))
-            if self.deploying:
+            if self.deploying and not reads_raw(model):  # kdx exports the models it trains
                 row.update(self._deployed(model, sd, seed))
             row["profile_seconds"] = time.perf_counter() - start
         expl = None
@@ -294,10 +337,11 @@ class Protocol:
         cfg, data = self.cfg, self.data
         seed_everything(seed)
         sd = prepare_seed(data, seed, self.split_args)
-        columns = sd.X["train"].shape[1]
+        columns = len(data.features) if self.feature_game else sd.X["train"].shape[1]
         if self.explaining is not None and self.explaining.method == "exact" and columns > MAX_EXACT_COLUMNS:
             # Before any training: one-hot encoding decides the column count.
-            raise ConfigError(f"explain.method=exact enumerates every coalition of the encoded columns and is "
+            players = "original features" if self.feature_game else "encoded columns"
+            raise ConfigError(f"explain.method=exact enumerates every coalition of the {players} and is "
                               f"limited to {MAX_EXACT_COLUMNS}; {data.name} has {columns}: use "
                               "explain.method=permutation")
         self.split_sizes[seed] = sd.split.sizes()
@@ -306,12 +350,19 @@ class Protocol:
         with atomic_file(seed_dir / "preprocessor.joblib") as tmp:
             joblib.dump(sd.preprocessor, tmp)
         base = {**self.base, "seed": seed}
-        keys = {"teacher": content_key("teacher", base, OmegaConf.to_container(cfg.teacher, resolve=True))}
+        keys = {"teacher": content_key("teacher", base, self.teacher_identity)}
         keys["student_nokd"] = content_key("student_nokd", base, OmegaConf.to_container(cfg.student, resolve=True))
         keys["student_kd"] = content_key("student_kd", keys["student_nokd"], keys["teacher"],
                                          self.objective.settings())
 
-        teacher, reused_t = self._fit("teacher", cfg.teacher, keys["teacher"], seed, sd, f"teacher seed {seed}")
+        raw_parts = None
+        if self.raw_teacher:
+            rows_of = {"train": sd.split.train, "val": sd.split.val, "test": sd.split.test}
+            raw_parts = {part: (sd.X[part], self.codes[idx]) for part, idx in rows_of.items()}
+        teacher, reused_t = self._fit("teacher", cfg.teacher, keys["teacher"], seed, sd, f"teacher seed {seed}",
+                                      raw_parts=raw_parts)
+        if self.raw_teacher:
+            self.teacher_columns, self.teacher_format = teacher.columns_, teacher.file.format
         models = {"teacher": (teacher, reused_t)}
         models["student_nokd"] = self._fit("student", cfg.student, keys["student_nokd"], seed, sd,
                                            f"student_nokd seed {seed}")
@@ -324,10 +375,15 @@ class Protocol:
         ctx = None
         if self.explaining is not None:
             ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
-                                       seed, X_val=sd.X["val"], column_feature=sd.preprocessor.column_feature_)
+                                       seed, X_val=sd.X["val"], column_feature=sd.preprocessor.column_feature_,
+                                       raw=None if raw_parts is None else {k: v[1] for k, v in raw_parts.items()})
             if ctx.method != "auto":
-                log.info("explain.method=%s on %d encoded columns: %.3g model evaluations per model (seed %d)",
-                         ctx.method, ctx.X.shape[1], ctx.model_evaluations(), seed)
+                log.info("explain.method=%s on %d %s: %.3g model evaluations per model (seed %d)", ctx.method,
+                         columns, "original features" if self.feature_game else "encoded columns",
+                         ctx.model_evaluations(), seed)
+            elif self.feature_game:
+                log.info("explain.players=features: every model by permutation sampling over %d original features, "
+                         "%.3g model evaluations per model (seed %d)", columns, ctx.model_evaluations(), seed)
         teacher_pred = teacher.predict(sd.X["test"])
         rows, explanations = {}, {}
         # KD and no-KD MLP students share one architecture: one latency measurement serves both.
@@ -356,7 +412,7 @@ class Protocol:
                 rows[name].update(relative_to_teacher(rows[name], rows["teacher"]))
         if explanations:
             save_attributions(seed_dir.parent.parent / "attributions" / f"seed_{seed}.npz", explanations,
-                              ctx.classes, sd, data.features)
+                              ctx.classes, sd, sd.preprocessor.feature_names_, ctx.players)
         return list(rows.values())
 
 
@@ -385,6 +441,16 @@ def check_objective(cfg: DictConfig, data: TabularData) -> None:
     training (e.g. kd=dkd on a binary task, kd=jacobian with a tree teacher or student)."""
     families = [build_model(role, cfg[role], 0, "cpu", cfg.limits).family for role in ("teacher", "student")]
     build_objective(cfg.kd).check(data.n_classes, *families)
+
+
+def check_teacher(cfg: DictConfig, data: TabularData) -> None:
+    """A teacher that reads raw columns is read and checked against the data before any work: feature names
+    or count, categorical columns, classes (one line naming the mismatch)."""
+    if teacher_reads_raw(cfg.student):
+        raise ConfigError("student: a pretrained model can be the teacher, not the student (kdx trains students)")
+    if teacher_reads_raw(cfg.teacher):
+        teacher = build_model("teacher", cfg.teacher, 0, "cpu", cfg.limits)
+        teacher.attach(data, RawCodec.of(data.X, data.numeric, data.categorical))
 
 
 def deploy_latency(setting) -> bool:
@@ -437,6 +503,7 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
         write_text(out_dir / NOT_APPLICABLE_FILE, f"{exc}\n")
         raise NotApplicable(str(exc)) from None
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
+        check_teacher(cfg, data)
         return _run(cfg, out_dir, data, seed_order(units_of(cfg), parallel_jobs, job_index), parallel_jobs)
 
 
@@ -498,7 +565,12 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
                   "computed": cache.misses},
         "explain": None if protocol.explaining is None else {
             **asdict(protocol.explaining), "output_resolved": resolve_output(protocol.explaining.output,
-                                                                             data.n_classes)},
+                                                                             data.n_classes),
+            "players_resolved": "features" if protocol.feature_game else "columns"},
+        "teacher": None if not protocol.raw_teacher else {
+            "pretrained": True, "path": str(Path(str(cfg.teacher.path)).expanduser().resolve()),
+            "sha256": protocol.teacher_identity["path"]["sha256"], "features_read": list(protocol.teacher_columns),
+            "format": protocol.teacher_format, "onnx": "not measured: kdx exports the models it trains"},
         "profile": None if protocol.profiling is None else {**asdict(protocol.profiling), "device": "cpu",
                                                             "onnx_resolved": protocol.deploying},
         "versions": library_versions(),

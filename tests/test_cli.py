@@ -19,7 +19,7 @@ def test_version_and_help():
     assert "eval" in kdx("--help").stdout
     out = kdx("run", "--help").stdout
     for line in ("dataset: adult, breast_cancer, csv, wine_quality",
-                 "teacher: catboost, dnn, gbt, lightgbm, mlp4, xgboost",
+                 "teacher: catboost, dnn, gbt, lightgbm, mlp4, pretrained, xgboost",
                  "student: logreg, mlp1, shallow_mlp, small_gbt, tree"):
         assert line in out
 

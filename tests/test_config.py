@@ -13,17 +13,25 @@ OPTIONS = config_options()
 
 def test_groups_are_the_documented_interface():
     assert OPTIONS["dataset"] == ["adult", "breast_cancer", "csv", "wine_quality"]
-    assert OPTIONS["teacher"] == ["catboost", "dnn", "gbt", "lightgbm", "mlp4", "xgboost"]
+    assert OPTIONS["teacher"] == ["catboost", "dnn", "gbt", "lightgbm", "mlp4", "pretrained", "xgboost"]
     assert OPTIONS["student"] == ["logreg", "mlp1", "shallow_mlp", "small_gbt", "tree"]
     assert {"adult", "breast_cancer", "wine_quality"} <= set(OPTIONS["experiment"])
 
 
-@pytest.mark.parametrize("teacher,student", list(itertools.product(OPTIONS["teacher"], OPTIONS["student"])))
+TRAINED = [t for t in OPTIONS["teacher"] if t != "pretrained"]  # pretrained needs a file: tests/test_pretrained.py
+
+
+@pytest.mark.parametrize("teacher,student", list(itertools.product(TRAINED, OPTIONS["student"])))
 def test_every_pair_composes_and_builds(compose_cfg, teacher, student):
     cfg = compose_cfg(f"teacher={teacher}", f"student={student}")
     validate(cfg)
     for role in ("teacher", "student"):
         assert isinstance(build_model(role, cfg[role], seed=0, device="cpu", limits=cfg.limits), Classifier)
+
+
+def test_pretrained_teacher_without_a_file_is_one_line(compose_cfg):
+    with pytest.raises(ConfigError, match=r"required value\(s\) not set: \['teacher.path'\]"):
+        validate(compose_cfg("teacher=pretrained"))
 
 
 @pytest.mark.parametrize("option", OPTIONS["dataset"] + [f"experiment={e}" for e in OPTIONS["experiment"]])

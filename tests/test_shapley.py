@@ -107,7 +107,7 @@ def test_exact_refuses_too_many_columns(tmp_path, compose_cfg):
     from kdx.runner import run
 
     X = np.zeros((2, 17), dtype=np.float32)
-    with pytest.raises(ConfigError, match="limited to 16 columns: use explain.method=permutation"):
+    with pytest.raises(ConfigError, match="limited to 16 players: use explain.method=permutation"):
         exact_shapley(lambda Z: np.zeros((len(Z), 2)), X, X, np.ones((2, 2)))
     # Refused before any training: Adult's 14 features become ~80 one-hot columns.
     with pytest.raises(ConfigError, match=r"adult has \d+: use explain.method=permutation"):

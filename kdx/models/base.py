@@ -37,6 +37,11 @@ class Classifier(ABC):
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.logits(X).argmax(axis=1)
 
+    def prediction_call(self, X: np.ndarray):
+        """A no-argument call of what a user runs on these rows, for timing: `predict_proba(X)` (a model
+        with an input of its own builds it here, outside the timing)."""
+        return lambda: self.predict_proba(X)
+
     @abstractmethod
     def n_params(self) -> int:
         """Trainable parameters (torch) or stored values (trees); see the README for the tree count."""

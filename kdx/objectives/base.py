@@ -48,7 +48,7 @@ class Objective:
                               "student takes soft labels only: use kd=hinton or kd=label_smoothing")
         if self.needs_gradients and teacher_family != "torch":
             raise ConfigError(f"kd={self.name} needs the teacher's input gradients; a {teacher_family} teacher "
-                              "(trees) has none: use kd=hinton, or an MLP teacher (teacher=dnn|mlp4)")
+                              "has none: use kd=hinton, or an MLP teacher (teacher=dnn|mlp4)")
 
     def signals(self, teacher, X: np.ndarray, y: np.ndarray, n_classes: int, column_feature: np.ndarray,
                 output: str) -> TeacherSignals:

@@ -1,0 +1,233 @@
+"""A teacher the user already trained (teacher=pretrained teacher.path=FILE): read, checked, never retrained.
+
+It reads the dataset's raw columns, as it did when it was trained. kdx's other models read encoded rows, so
+this one is given, per seed, the raw values of that seed's rows (`bind`): its logits on the training,
+validation and test rows are computed from the real raw rows, once per seed. Any other rows it is asked
+about in kdx's encoded space (perturbed copies for stability, rows timed for latency) are turned back into
+raw rows (kdx.raw.RawCodec.decode). In the Shapley game it is evaluated directly on raw rows mixed feature
+by feature (`raw_logits`), see kdx.explain.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.special import softmax
+
+from kdx.cache import file_sha256
+from kdx.errors import ConfigError, DataError, KdxError
+from kdx.models.base import Classifier
+from kdx.models.teacher_files import TeacherFile, read_teacher_file
+from kdx.raw import RawCodec
+
+log = logging.getLogger("kdx")
+
+
+def _prefix(X: np.ndarray, part: np.ndarray) -> bool:
+    """X is `part` or a leading slice of it (the same memory): one of the seed's data-row arrays."""
+    return (X.ndim == 2 and X.shape[1] == part.shape[1] and len(X) <= len(part) and X.dtype == part.dtype
+            and X.strides == part.strides
+            and X.__array_interface__["data"][0] == part.__array_interface__["data"][0])
+
+
+class PretrainedTeacher(Classifier):
+    """`path`: an XGBoost (.json/.ubj), LightGBM (.txt) or CatBoost (.cbm) model, a scikit-learn estimator or
+    Pipeline saved with skops (.skops), an ONNX classifier (.onnx), or — only with `allow_pickle` — a pickle
+    or joblib file. `trusted_types`: skops types to trust beyond skops' defaults."""
+
+    family = "pretrained"
+    input_space = "raw"
+    trains = False
+
+    def __init__(self, path: str | None = None, allow_pickle: bool = False, trusted_types: list[str] | None = None,
+                 seed: int = 0, device: str = "cpu"):
+        if path in (None, "", "???"):
+            raise ConfigError("teacher=pretrained needs teacher.path=FILE (an XGBoost .json/.ubj, LightGBM .txt, "
+                              "CatBoost .cbm, skops .skops or ONNX .onnx model)")
+        if not isinstance(allow_pickle, bool):
+            raise ConfigError(f"teacher.allow_pickle must be true or false, got {allow_pickle!r}")
+        self.path = Path(str(path)).expanduser()
+        self.allow_pickle = allow_pickle
+        self.trusted_types = tuple(trusted_types or ())
+        self.seed, self.device = seed, device
+        start = time.perf_counter()
+        self.file: TeacherFile = read_teacher_file(self.path, allow_pickle, self.trusted_types)
+        self.load_seconds = time.perf_counter() - start
+        self.sha256 = file_sha256(self.path)
+        self.codec: RawCodec | None = None
+        self._unbind()
+
+    # -- the data it reads ---------------------------------------------------------------------------------
+    def attach(self, data, codec: RawCodec) -> PretrainedTeacher:
+        """Check the model against the dataset (feature names or count, categorical columns, classes) and
+        score a few rows; every mismatch is one line naming it."""
+        self.codec = codec
+        features, f = tuple(data.features), self.file
+        where = f"teacher.path={self.path.name}"
+        if f.feature_names is None:
+            if f.n_features is not None and f.n_features != len(features):
+                raise DataError(f"{where}: the teacher expects {f.n_features} features, {data.name} has "
+                                f"{len(features)} (the model records no column names, so kdx feeds the dataset's "
+                                "columns in order)")
+            if data.categorical:
+                raise DataError(f"{where}: the model records no column names and {data.name} has categorical "
+                                f"column(s) {list(data.categorical)}: train it on a DataFrame so it records them")
+            self.columns_ = features
+        else:
+            missing = [n for n in f.feature_names if n not in features]
+            if missing:
+                raise DataError(f"{where}: the teacher expects {len(f.feature_names)} features, {data.name} has "
+                                f"{len(features)}: missing {', '.join(repr(m) for m in missing[:5])}"
+                                + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+            unused = [c for c in features if c not in f.feature_names]
+            if unused:
+                log.info("%s does not read %s of %s: they get zero attribution from it", self.path.name,
+                         unused, data.name)
+            self.columns_ = tuple(f.feature_names)
+        if f.categorical is not None:
+            wrong = [c for c in self.columns_ if (c in f.categorical) != (c in data.categorical)]
+            if wrong:
+                c = wrong[0]
+                raise DataError(f"{where}: the teacher reads {c!r} as "
+                                f"{'categorical' if c in f.categorical else 'numeric'}, {data.name} has it as "
+                                f"{'categorical' if c in data.categorical else 'numeric'}; list it under "
+                                f"dataset.{'categorical' if c in f.categorical else 'numeric'}")
+        self.order_ = None
+        try:
+            probe = self._raw(codec.encode(data.X.iloc[:8]))
+        except KdxError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — the library's own complaint about the rows, in one line
+            raise DataError(f"{where}: the teacher cannot score {data.name}'s rows ({type(exc).__name__}: "
+                            f"{(str(exc).strip().splitlines() or [''])[0][:200]})") from None
+        if probe.shape[1] != data.n_classes:
+            raise DataError(f"{where}: the teacher has {probe.shape[1]} classes, {data.name} has {data.n_classes} "
+                            f"({', '.join(data.class_names)})")
+        labels = f.classes
+        if labels is not None and tuple(labels) != tuple(data.class_names):
+            if set(labels) == set(data.class_names):
+                self.order_ = np.array([labels.index(c) for c in data.class_names])
+            elif tuple(labels) != tuple(str(k) for k in range(data.n_classes)):
+                raise DataError(f"{where}: the teacher's classes {list(labels)} are not {data.name}'s "
+                                f"{list(data.class_names)}")
+        return self
+
+    def bind(self, preprocessor, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> PretrainedTeacher:
+        """This seed's preprocessing (to decode encoded rows) and its data rows: name → (encoded, raw codes)."""
+        self.pre = preprocessor
+        self.parts = parts
+        self._memo: dict[str, np.ndarray] = {}
+        return self
+
+    def _unbind(self) -> None:
+        self.pre, self.parts, self._memo = None, {}, {}
+
+    # -- predictions ---------------------------------------------------------------------------------------
+    def _frame(self, codes: np.ndarray):
+        if self.codec is None:
+            raise KdxError("the pretrained teacher has not been given the dataset (attach)")
+        return self.codec.frame(np.asarray(codes, dtype=np.float64), self.file.categories_as)[list(self.columns_)]
+
+    def _raw(self, codes: np.ndarray) -> np.ndarray:
+        z = np.asarray(self.file.logits(self.file.prepare(self._frame(codes))), dtype=np.float64)
+        return z if self.order_ is None else z[:, self.order_]
+
+    def raw_logits(self, codes: np.ndarray) -> np.ndarray:
+        """Logits on raw rows given as a code matrix (kdx.raw)."""
+        return self._raw(codes)
+
+    def to_raw(self, X: np.ndarray) -> np.ndarray:
+        """Raw code rows for encoded rows: the real ones for the seed's data rows, decoded otherwise."""
+        for encoded, codes in self.parts.values():
+            if _prefix(X, encoded):
+                return codes[: len(X)]
+        if self.pre is None:
+            raise KdxError("the pretrained teacher was asked about encoded rows without a seed's preprocessing")
+        return self.codec.decode(X, self.pre)
+
+    def perturbed(self, clean: np.ndarray, clean_encoded: np.ndarray, noisy_encoded: np.ndarray,
+                  changed: np.ndarray) -> np.ndarray:
+        """Raw rows of perturbed copies of data rows (kdx.raw.RawCodec.perturb)."""
+        return self.codec.perturb(clean, clean_encoded, noisy_encoded, self.pre, changed)
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        for name, (encoded, codes) in self.parts.items():
+            if _prefix(X, encoded):
+                if name not in self._memo:  # each data part is scored once per seed
+                    self._memo[name] = self._raw(codes)
+                return self._memo[name][: len(X)]
+        return self._raw(self.to_raw(X))
+
+    def logits_frame(self, rows) -> np.ndarray:
+        """Logits on a DataFrame of raw rows (kdx.load_run)."""
+        return self._raw(self.codec.encode(rows))
+
+    def prediction_call(self, X: np.ndarray):
+        prepared = self.file.prepare(self._frame(self.to_raw(X)))  # the model's own input, built untimed
+        order = self.order_
+
+        def call():
+            z = self.file.logits(prepared)
+            return softmax(z if order is None else z[:, order], axis=1)
+        return call
+
+    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
+            signals=None):
+        """Nothing is trained: the model is used as it is."""
+        if self.codec is None:
+            raise KdxError("the pretrained teacher has not been given the dataset (attach)")
+        self.n_classes_ = n_classes
+        self.history_ = {"fit_seconds": self.load_seconds, "trained": False, "format": self.file.format,
+                         "path": str(self.path), "sha256": self.sha256}
+        return self
+
+    # -- cost ----------------------------------------------------------------------------------------------
+    def _counts(self) -> tuple[float, float]:
+        if not hasattr(self, "counts_"):
+            self.counts_ = self.file.counts()
+        return self.counts_
+
+    def n_params(self) -> int:
+        """Boosters: as kdx's own (per split its feature and threshold, per leaf its value); scikit-learn:
+        the numbers in its fitted arrays; ONNX: the values of its initializers and node attributes."""
+        return self._counts()[0]
+
+    def flops(self) -> float:
+        """Boosters: per tree the mean leaf depth plus one; NaN for other formats (undefined there)."""
+        return self._counts()[1]
+
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size if self.path.is_file() else len(self._bytes)
+
+    def memory_bytes(self) -> int:
+        params = self._counts()[0]
+        return int(8 * params) if np.isfinite(params) else self.size_bytes()
+
+    def get_params(self) -> dict:
+        return {"path": str(self.path), "allow_pickle": self.allow_pickle, "trusted_types": list(self.trusted_types),
+                "sha256": self.sha256}
+
+    def save(self, stem: Path) -> Path:
+        import joblib
+
+        path = Path(stem).with_suffix(".joblib")
+        joblib.dump(self, path, compress=3)
+        return path
+
+    # A checkpoint holds the file's bytes, not the loaded library objects (an ONNX session cannot be pickled).
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("file", "pre", "parts", "_memo")}
+        state["_bytes"] = self.path.read_bytes() if self.path.is_file() else self.__dict__.get("_bytes")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        with tempfile.TemporaryDirectory() as folder:
+            copy = Path(folder) / f"teacher{self.path.suffix}"
+            copy.write_bytes(self._bytes)
+            self.file = read_teacher_file(copy, self.allow_pickle, self.trusted_types)
+        self._unbind()
