@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# Hydra finds launchers and sweepers by walking the hydra_plugins folders on disk; an editable install
+	# maps kdx's plugins through an import hook that walk cannot see, so link the folder in (a wheel has it).
+	ln -sfn "$(CURDIR)/hydra_plugins/kdx_plugins" \
+	  "$$($(BIN)/python -c 'import hydra_plugins.hydra_submitit_launcher as p, pathlib; print(pathlib.Path(p.__file__).parents[1])')/kdx_plugins"
 	touch $(STAMP)
 
 run: install  ## the default job: Adult, DNN -> MLP 64-32, 5 seeds
@@ -33,7 +37,7 @@ bench: install
 	$(BIN)/python tests/benchmarks/run_benchmarks.py $(ARGS)
 
 lint: install
-	$(BIN)/ruff check kdx tests
+	$(BIN)/ruff check kdx tests hydra_plugins
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

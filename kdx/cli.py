@@ -78,6 +78,22 @@ def check_group_overrides(argv: list[str]) -> None:
     check_output_dirs(overrides)
 
 
+def check_extras(argv: list[str]) -> None:
+    """An option whose extra is missing fails here in one line, not inside Hydra's startup."""
+    import importlib.util
+
+    needs = {"tracking=mlflow": (("mlflow", "sqlalchemy", "alembic"), "tracking"),
+             "sweep=optuna": (("optuna",), "tune"),
+             "hydra/launcher=slurm": (("submitit",), "parallel")}
+    for arg in argv:
+        option = arg.lstrip("+~")
+        if option in needs:
+            modules, extra = needs[option]
+            missing = [m for m in modules if importlib.util.find_spec(m) is None]
+            if missing:
+                _fail(f"{option} needs {', '.join(missing)}: pip install 'kdx[{extra}]' (or make install)")
+
+
 def check_output_dirs(overrides) -> None:
     """The run/sweep folder Hydra will create must be creatable: Hydra's own error is a traceback."""
     given = {o.key_or_group: o.get_value_element_as_str() for o in overrides
@@ -136,15 +152,26 @@ def expand_seed_range(argv: list[str]) -> list[str]:
 
 def parallel_jobs(hydra_cfg) -> int:
     """How many jobs the launcher runs at the same time (for per-job thread counts)."""
+    from kdx.runner import available_cores
+
     launcher = hydra_cfg.get("launcher") or {}
     target = str(launcher.get("_target_", ""))
     if "joblib" in target:
         n = launcher.get("n_jobs") or 1
-        return (os.cpu_count() or 1) if n < 0 else n
+        return available_cores() if n < 0 else n
     if "submitit" in target:
         # Each submitit job gets its own cpus_per_task; share the machine only when it runs locally.
-        return max(1, (os.cpu_count() or 1) // (launcher.get("cpus_per_task") or 1)) if "Local" in target else 1
+        return max(1, available_cores() // (launcher.get("cpus_per_task") or 1)) if "Local" in target else 1
     return 1
+
+
+def concurrent_jobs(hydra_cfg) -> int:
+    """How many jobs may run at the same time anywhere (for the seed order): a Slurm array's parallelism,
+    else the jobs sharing this machine."""
+    launcher = hydra_cfg.get("launcher") or {}
+    if "slurm" in str(launcher.get("_target_", "")).lower():
+        return max(1, int(launcher.get("array_parallelism") or 1))
+    return parallel_jobs(hydra_cfg)
 
 
 def _hydra_run(argv: list[str]) -> None:
@@ -163,7 +190,7 @@ def _hydra_run(argv: list[str]) -> None:
         out_dir = Path(hydra_cfg.runtime.output_dir)
         try:
             result = run(cfg, out_dir, parallel_jobs=parallel_jobs(hydra_cfg),
-                         job_index=int(hydra_cfg.job.get("num") or 0))
+                         job_index=int(hydra_cfg.job.get("num") or 0), concurrent_jobs=concurrent_jobs(hydra_cfg))
         except NotApplicable as exc:
             logging.getLogger("kdx").info("not applicable, skipped: %s", exc)
             return None
@@ -180,6 +207,7 @@ def _hydra_run(argv: list[str]) -> None:
         return result.summary["metrics"]["student_kd"]["val_accuracy"]["mean"]
 
     argv = expand_seed_range(argv)
+    check_extras(argv)
     check_group_overrides(argv)
     sys.argv = ["kdx run", *argv]
     try:

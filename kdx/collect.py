@@ -78,6 +78,8 @@ def _expected_jobs(root: Path) -> list[list[str]] | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     cfg = OmegaConf.load(file)
+    if "BasicSweeper" not in str(cfg.hydra.get("sweeper", {}).get("_target_", "BasicSweeper")):
+        return None  # e.g. an Optuna search: its jobs are decided as it goes (optuna.json lists them)
     task = [str(o) for o in cfg.hydra.overrides.task]
     params = cfg.hydra.get("sweeper", {}).get("params") or {}
     given = {o.split("=", 1)[0].lstrip("+~") for o in task}
@@ -117,5 +119,6 @@ def collect(path: str | Path) -> Collection:
     if expected is not None:
         for i, job in enumerate(expected):
             if str(i) not in started:
-                missing.append(f"job {i} ({' '.join(job)}): never ran (the sweep stopped before it)")
+                missing.append(f"job {i} ({' '.join(job)}): no output: it never ran, or was stopped before it wrote "
+                               "anything (the sweep stopped, the job was cancelled or killed)")
     return Collection(root, runs, missing, skipped)

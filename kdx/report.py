@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def tuned_on_validation(points: pd.DataFrame) -> pd.DataFrame:
         w = g.loc[g.val_accuracy.idxmax()]
         base = points[(points.run == w.run) & (points.model == "student_nokd")]
         teacher = points[(points.run == w.run) & (points.model == "teacher")]
-        rows.append({"dataset": dataset, "pair": pair, "candidates": len(g), "chosen run": w.run, "τ": w.tau,
-                     "α": w.alpha, "student": w.student_config, "val accuracy": round(w.val_accuracy, 4),
+        rows.append({"dataset": dataset, "pair": pair, "candidates": len(g), "chosen run": w.run,
+                     "τ": float(f"{w.tau:.4g}"), "α": float(f"{w.alpha:.4g}"), "student": w.student_config,
+                     "val accuracy": round(w.val_accuracy, 4),
                      "test accuracy": f"{w.accuracy:.4f} ± {w.accuracy_sd:.4f}" if not pd.isna(w.accuracy_sd)
                      else f"{w.accuracy:.4f}",
                      "test accuracy, no KD": round(float(base.accuracy.iloc[0]), 4) if len(base) else None,
@@ -358,6 +360,22 @@ def _teacher_and_game_lines(runs) -> list[str]:
     return lines
 
 
+def _optuna_lines(root: Path) -> list[str]:
+    """What an Optuna search (+sweep=optuna, optuna.json in the sweep folder) tried and chose."""
+    file = root / "optuna.json"
+    if not file.is_file():
+        return []
+    study = json.loads(file.read_text())
+    done = [t for t in study["trials"] if t["value"] is not None]
+    best = study.get("best") or {}
+    params = ", ".join(f"{k} = {float(v):.4g}" if isinstance(v, (int, float)) else f"{k} = {v}"
+                       for k, v in best.get("params", {}).items())
+    return [f"This sweep is an Optuna search ({study['sampler']}, seed {study['seed']}): {len(done)} of "
+            f"{len(study['trials'])} trials finished, each ranked by {study['objective']}; the test split took no "
+            f"part. Best trial: job {best.get('job')} ({params}), validation accuracy "
+            f"{best.get('value', float('nan')):.4f}. Every trial is in `optuna.json`.", ""]
+
+
 def build_report(collection: Collection, figures: bool = True) -> str:
     runs = [r for r in collection.runs if r.complete]
     first = runs[0].summary if runs else {}
@@ -468,7 +486,8 @@ def build_report(collection: Collection, figures: bool = True) -> str:
               "## Tuned on validation", "",
               "Per dataset and pair, the configuration (τ, α, student size) whose KD student has the best mean "
               "validation accuracy; its test figures are reported as they are. The test split takes no part in "
-              "the choice. Sweep with `kdx run +sweep=tune` or `+sweep=tau_alpha`.", "",
+              "the choice. Sweep with `kdx run +sweep=tune` or `+sweep=tau_alpha`, or search with "
+              "`+sweep=optuna`.", "", *_optuna_lines(out),
               md_table(tables["tuned"]),
               "## Best student per dataset, teacher and profile (chosen on validation, reported on test)", "",
               "Candidates: every distinct student (a no-KD student shared by a sweep's jobs counts once); the "

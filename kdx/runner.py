@@ -187,13 +187,23 @@ def save_attributions(path: Path, explanations: dict[str, ModelExplanation], cla
 
 
 def resolve_threads(setting, parallel_jobs: int = 1) -> int:
-    """torch/BLAS threads for this job: an explicit number, or (auto) the cores divided among the jobs
-    that run at the same time, so parallel jobs never oversubscribe the machine."""
+    """torch/BLAS threads for this job: an explicit number, or (auto) the cores it may use divided among the
+    jobs that run at the same time, so parallel jobs never oversubscribe the machine."""
     if setting not in (None, "auto"):
         if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
             raise ConfigError(f"threads must be a positive integer or auto, got {setting!r}")
         return setting
-    return max(1, (os.cpu_count() or 1) // max(1, parallel_jobs))
+    return max(1, available_cores() // max(1, parallel_jobs))
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity (a container's or taskset's limit), and within a
+    Slurm job its allocation (SLURM_CPUS_PER_TASK; Slurm without cgroups does not pin the process)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if allocated.isdigit() and int(allocated) > 0:
+        cores = min(cores, int(allocated))
+    return max(1, cores)
 
 
 def teacher_reads_raw(node: DictConfig) -> bool:
@@ -479,12 +489,14 @@ def seed_order(seeds: list[int], parallel_jobs: int, job_index: int) -> list[int
     return list(seeds[start:]) + list(seeds[:start])
 
 
-def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int = 0) -> RunResult:
+def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int = 0,
+        concurrent_jobs: int | None = None) -> RunResult:
     """Run the whole protocol described by `cfg`, writing results and checkpoints under `out_dir`.
 
     A directory that already holds a complete run of the same config is returned as it is (resume).
-    `parallel_jobs` (jobs running at once) and `job_index` (this job's number in the sweep) set threads and
-    the seed order; results do not depend on them."""
+    `parallel_jobs` (jobs sharing this machine's cores), `concurrent_jobs` (jobs running at once anywhere,
+    e.g. a Slurm array's; default parallel_jobs) and `job_index` (this job's number in the sweep) set threads
+    and the seed order; results do not depend on them."""
     validate(cfg)
     out_dir = Path(out_dir)
     data = load_data(cfg)
@@ -504,7 +516,8 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
         raise NotApplicable(str(exc)) from None
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
         check_teacher(cfg, data)
-        return _run(cfg, out_dir, data, seed_order(units_of(cfg), parallel_jobs, job_index), parallel_jobs)
+        order = seed_order(units_of(cfg), concurrent_jobs or parallel_jobs, job_index)
+        return _run(cfg, out_dir, data, order, parallel_jobs)
 
 
 def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], parallel_jobs: int = 1) -> RunResult:

@@ -13,7 +13,7 @@ import pytest
 
 from kdx.cache import ArtifactCache, content_key
 from kdx.cli import parallel_jobs
-from kdx.runner import resolve_threads, run, seed_order
+from kdx.runner import available_cores, resolve_threads, run, seed_order
 
 SMALL = ("experiment=breast_cancer", "+smoke=on")
 
@@ -94,10 +94,15 @@ def test_finished_run_is_skipped(tmp_path, compose_cfg):
     assert not run(compose_cfg(*SMALL, "kd.alpha=0.3"), tmp_path).summary.get("skipped")
 
 
-def test_threads_follow_the_launcher():
-    cores = os.cpu_count()
+def test_threads_follow_the_launcher(monkeypatch):
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    cores = available_cores()
+    assert cores == len(os.sched_getaffinity(0))
     assert resolve_threads("auto", 1) == cores and resolve_threads("auto", 2) == max(1, cores // 2)
     assert resolve_threads(3, 2) == 3
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")  # a Slurm job's allocation, even where it is not pinned
+    assert available_cores() == 1 and resolve_threads("auto", 1) == 1
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
     joblib_launcher = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
     for n_jobs, expected in ((2, 2), (3, 3), (-1, cores)):
         assert parallel_jobs({"launcher": {"_target_": joblib_launcher, "n_jobs": n_jobs}}) == expected
@@ -184,7 +189,7 @@ def test_parallel_launchers(tmp_path, launcher):
         import json
 
         assert json.loads((tmp_path / "0" / "summary.json").read_text())["machine"]["torch_threads"] == \
-            max(1, os.cpu_count() // 2)
+            max(1, available_cores() // 2)
 
 
 def test_code_fingerprint_follows_the_source(tmp_path):
