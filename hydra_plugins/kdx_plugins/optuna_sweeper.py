@@ -3,8 +3,8 @@ trial (any launcher: local, joblib, Slurm).
 
 Each trial is an ordinary kdx job with its own folder; its value is what the job returns, the KD student's
 mean **validation** accuracy over seeds (kdx.cli): the test split plays no part in the search. Hydra's
-optuna sweeper plugin pins optuna < 3, which this environment does not have (and which predates NumPy 2),
-so kdx drives Optuna ≥ 4 directly with its ask-and-tell interface. The study is seeded (TPE's seed) and
+optuna sweeper plugin (1.3.0) pins optuna>=2.10,<3 (2021–22 releases that predate NumPy 2), so kdx drives
+Optuna ≥ 4 directly with its ask-and-tell interface. The study is seeded (TPE's seed) and
 written to the sweep folder as optuna.json: every trial's parameters, value and folder, the best trial.
 """
 
