@@ -250,6 +250,7 @@ class Protocol:
         self.codec = RawCodec.of(data.X, data.numeric, data.categorical) if self.raw_teacher else None
         self.codes = None if self.codec is None else self.codec.encode(data.X)
         self.teacher_identity = teacher_identity(cfg.teacher)
+        self.pretrained = None  # a teacher read from a file: loaded once, bound to each seed's rows
         self.teacher_columns: tuple[str, ...] = ()
         self.teacher_format = ""
         versions = library_versions()
@@ -272,9 +273,13 @@ class Protocol:
         signals for the KD student (computed only when the student is actually trained). `raw_parts`: the
         seed's rows, encoded and raw, for a teacher that reads raw columns (not trained, not cached)."""
         def compute() -> Classifier:
-            model = build_model(role, node, seed, self.device, self.cfg.limits)
-            if raw_parts is not None:
-                model.attach(self.data, self.codec).bind(sd.preprocessor, raw_parts)
+            if raw_parts is not None:  # read and checked once per run, given each seed's rows
+                if self.pretrained is None:
+                    self.pretrained = build_model(role, node, seed, self.device, self.cfg.limits).attach(
+                        self.data, self.codec)
+                model = self.pretrained.bind(sd.preprocessor, raw_parts)
+            else:
+                model = build_model(role, node, seed, self.device, self.cfg.limits)
             kd = {} if signals is None else {"objective": self.objective, "signals": signals()}
             try:
                 fitted = model.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], self.data.n_classes,

@@ -140,11 +140,15 @@ class PretrainedTeacher(Classifier):
         """Logits on raw rows given as a code matrix (kdx.raw)."""
         return self._raw(codes)
 
+    def _data_part(self, X: np.ndarray) -> str | None:
+        """Which of the seed's data-row arrays X is (or leads), if any."""
+        return next((name for name, (encoded, _) in self.parts.items() if _prefix(X, encoded)), None)
+
     def to_raw(self, X: np.ndarray) -> np.ndarray:
         """Raw code rows for encoded rows: the real ones for the seed's data rows, decoded otherwise."""
-        for encoded, codes in self.parts.values():
-            if _prefix(X, encoded):
-                return codes[: len(X)]
+        part = self._data_part(X)
+        if part is not None:
+            return self.parts[part][1][: len(X)]
         if self.pre is None:
             raise KdxError("the pretrained teacher was asked about encoded rows without a seed's preprocessing")
         return self.codec.decode(X, self.pre)
@@ -155,12 +159,12 @@ class PretrainedTeacher(Classifier):
         return self.codec.perturb(clean, clean_encoded, noisy_encoded, self.pre, changed)
 
     def logits(self, X: np.ndarray) -> np.ndarray:
-        for name, (encoded, codes) in self.parts.items():
-            if _prefix(X, encoded):
-                if name not in self._memo:  # each data part is scored once per seed
-                    self._memo[name] = self._raw(codes)
-                return self._memo[name][: len(X)]
-        return self._raw(self.to_raw(X))
+        part = self._data_part(X)
+        if part is None:
+            return self._raw(self.to_raw(X))
+        if part not in self._memo:  # each data part is scored once per seed
+            self._memo[part] = self._raw(self.parts[part][1])
+        return self._memo[part][: len(X)]
 
     def logits_frame(self, rows) -> np.ndarray:
         """Logits on a DataFrame of raw rows (kdx.load_run)."""
