@@ -70,11 +70,11 @@ def reads_raw(model: Classifier) -> bool:
     return getattr(model, "input_space", "encoded") == "raw"
 
 
-def resolve_players(players: str, teacher: Classifier) -> str:
+def resolve_players(players: str, raw_teacher: bool) -> str:
     """'auto' → 'features' when the teacher reads raw columns, else 'columns'."""
     if players == "auto":
-        return "features" if reads_raw(teacher) else "columns"
-    if players == "columns" and reads_raw(teacher):
+        return "features" if raw_teacher else "columns"
+    if players == "columns" and raw_teacher:
         raise ConfigError("explain.players=columns: a teacher that reads raw columns has no encoded columns to "
                           "explain; use explain.players=features (or auto)")
     return players
@@ -278,7 +278,7 @@ class ExplainContext:
             perturbed[..., column_feature[cols[0]]] = (noisy[..., cols] != block).any(-1)
         Xv = None if X_val is None else X_val[: settings.rows]
         noisy = noisy.reshape(-1, X.shape[1]).astype(np.float32)
-        players = resolve_players(settings.players, teacher)
+        players = resolve_players(settings.players, reads_raw(teacher))
         if players == "features" and column_feature is None:
             raise KdxError("explain.players=features needs each encoded column's original feature")
         raw_rows = None

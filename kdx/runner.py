@@ -21,7 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from kdx.building import build_dataset, build_model, build_objective
-from kdx.cache import ArtifactCache, content_key, file_sha256
+from kdx.cache import ArtifactCache, content_key
 from kdx.config import seeds_of, split_settings, stats_settings, units_of, validate
 from kdx.datasets import TabularData
 from kdx.efficiency import ProfileSettings, cpu_threads, profile_model, relative_to_teacher
@@ -35,6 +35,7 @@ from kdx.explain import (
     explain_model,
     reads_raw,
     resolve_output,
+    resolve_players,
 )
 from kdx.metrics import fidelity
 from kdx.models import Classifier, load_model
@@ -216,11 +217,11 @@ def teacher_reads_raw(node: DictConfig) -> bool:
         return False
 
 
-def teacher_identity(node: DictConfig) -> dict:
+def teacher_identity(node: DictConfig, pretrained=None) -> dict:
     """The teacher config as the cache keys it: a pretrained teacher by its file's content, not its path."""
     identity = OmegaConf.to_container(node, resolve=True)
-    if teacher_reads_raw(node):
-        identity["path"] = {"sha256": file_sha256(Path(str(node.path)).expanduser())}
+    if pretrained is not None:
+        identity["path"] = {"sha256": pretrained.sha256}
     return identity
 
 
@@ -232,7 +233,8 @@ def _settings(cls, node: DictConfig):
 class Protocol:
     """One run's settings and the per-seed work; `run()` below drives it over the seeds."""
 
-    def __init__(self, cfg: DictConfig, data: TabularData, cache: ArtifactCache):
+    def __init__(self, cfg: DictConfig, data: TabularData, cache: ArtifactCache, pretrained=None):
+        """`pretrained`: the teacher read from a file and checked against `data` (check_teacher), if any."""
         self.cfg = cfg
         self.data = data
         self.cache = cache
@@ -243,14 +245,13 @@ class Protocol:
         self.profiling = _settings(ProfileSettings, cfg.profile)
         self.deploying = self.profiling is not None and deploy_latency(self.profiling.onnx)
         self.explaining = _settings(ExplainSettings, cfg.explain)
-        self.raw_teacher = teacher_reads_raw(cfg.teacher)
-        self.feature_game = cfg.explain.get("players", "auto") == "features" or (
-            cfg.explain.get("players", "auto") == "auto" and self.raw_teacher)
+        self.raw_teacher = pretrained is not None
+        self.feature_game = resolve_players(cfg.explain.get("players", "auto"), self.raw_teacher) == "features"
         # A teacher reading raw columns gets each seed's rows as raw code rows (kdx.raw), encoded once.
-        self.codec = RawCodec.of(data.X, data.numeric, data.categorical) if self.raw_teacher else None
+        self.codec = None if pretrained is None else pretrained.codec
         self.codes = None if self.codec is None else self.codec.encode(data.X)
-        self.teacher_identity = teacher_identity(cfg.teacher)
-        self.pretrained = None  # a teacher read from a file: loaded once, bound to each seed's rows
+        self.teacher_identity = teacher_identity(cfg.teacher, pretrained)
+        self.pretrained = pretrained  # read once per run, bound to each seed's rows
         self.teacher_columns: tuple[str, ...] = ()
         self.teacher_format = ""
         versions = library_versions()
@@ -273,10 +274,7 @@ class Protocol:
         signals for the KD student (computed only when the student is actually trained). `raw_parts`: the
         seed's rows, encoded and raw, for a teacher that reads raw columns (not trained, not cached)."""
         def compute() -> Classifier:
-            if raw_parts is not None:  # read and checked once per run, given each seed's rows
-                if self.pretrained is None:
-                    self.pretrained = build_model(role, node, seed, self.device, self.cfg.limits).attach(
-                        self.data, self.codec)
+            if raw_parts is not None:  # read and checked once per run (check_teacher), given each seed's rows
                 model = self.pretrained.bind(sd.preprocessor, raw_parts)
             else:
                 model = build_model(role, node, seed, self.device, self.cfg.limits)
@@ -458,14 +456,15 @@ def check_objective(cfg: DictConfig, data: TabularData) -> None:
     build_objective(cfg.kd).check(data.n_classes, *families)
 
 
-def check_teacher(cfg: DictConfig, data: TabularData) -> None:
-    """A teacher that reads raw columns is read and checked against the data before any work: feature names
-    or count, categorical columns, classes (one line naming the mismatch)."""
+def check_teacher(cfg: DictConfig, data: TabularData):
+    """A teacher that reads raw columns, read and checked against the data before any work (feature names or
+    count, categorical columns, classes: one line naming the mismatch); None for a teacher kdx trains."""
     if teacher_reads_raw(cfg.student):
         raise ConfigError("student: a pretrained model can be the teacher, not the student (kdx trains students)")
-    if teacher_reads_raw(cfg.teacher):
-        teacher = build_model("teacher", cfg.teacher, 0, "cpu", cfg.limits)
-        teacher.attach(data, RawCodec.of(data.X, data.numeric, data.categorical))
+    if not teacher_reads_raw(cfg.teacher):
+        return None
+    teacher = build_model("teacher", cfg.teacher, 0, "cpu", cfg.limits)
+    return teacher.attach(data, RawCodec.of(data.X, data.numeric, data.categorical))
 
 
 def deploy_latency(setting) -> bool:
@@ -520,12 +519,13 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
         write_text(out_dir / NOT_APPLICABLE_FILE, f"{exc}\n")
         raise NotApplicable(str(exc)) from None
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
-        check_teacher(cfg, data)
+        pretrained = check_teacher(cfg, data)
         order = seed_order(units_of(cfg), concurrent_jobs or parallel_jobs, job_index)
-        return _run(cfg, out_dir, data, order, parallel_jobs)
+        return _run(cfg, out_dir, data, order, parallel_jobs, pretrained)
 
 
-def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], parallel_jobs: int = 1) -> RunResult:
+def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], parallel_jobs: int = 1,
+         pretrained=None) -> RunResult:
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
@@ -537,7 +537,7 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
     log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
              data.n_classes, data.class_counts())
     cache = cache_for(cfg)
-    protocol = Protocol(cfg, data, cache)
+    protocol = Protocol(cfg, data, cache, pretrained)
     write_json(out_dir / "checkpoints" / CLASSES_FILE, list(data.class_names))
 
     rows: list[dict] = []
