@@ -89,6 +89,10 @@ class ArtifactCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def has(self, kind: str, key: str) -> bool:
+        """Whether a complete entry exists (not verified; get_or_compute verifies it when it is read)."""
+        return self.root is not None and (self.root / kind / key / DONE).is_file()
+
     def get_or_compute(self, kind: str, key: str, compute: Callable[[], T], save: Callable[[T, Path], None],
                        load: Callable[[Path], T], label: str = "") -> tuple[T, bool]:
         """The cached value for (kind, key), computing and storing it on a miss. Returns (value, reused)."""

@@ -84,7 +84,8 @@ def check_extras(argv: list[str]) -> None:
 
     needs = {"tracking=mlflow": (("mlflow", "sqlalchemy", "alembic"), "tracking"),
              "sweep=optuna": (("optuna",), "tune"),
-             "hydra/launcher=slurm": (("submitit",), "parallel")}
+             "hydra/launcher=slurm": (("submitit",), "parallel"),
+             "hydra/launcher=joblib": (("hydra_plugins.hydra_joblib_launcher",), "parallel")}
     for arg in argv:
         option = arg.lstrip("+~")
         if option in needs:

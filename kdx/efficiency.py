@@ -8,6 +8,7 @@ pretrained teacher is timed on its own raw input, built before the timing (Class
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import tracemalloc
 import weakref
@@ -93,6 +94,14 @@ class TensorMemoryTracker(TorchDispatchMode):
         return out
 
 
+@functools.cache
+def _warm_dispatch_mode() -> None:
+    """Enter a dispatch mode once before anything is traced: torch's first one imports torch._dynamo (a
+    second or more, and far longer under tracemalloc), whose allocations must not count as a model's."""
+    with TensorMemoryTracker():
+        torch.zeros(1) + 1
+
+
 def peak_inference_bytes(fn) -> int:
     """Peak memory allocated by one call of `fn` beyond what was live before it.
 
@@ -101,6 +110,7 @@ def peak_inference_bytes(fn) -> int:
     kinds are used in one call. Allocator caching and page granularity are not counted: this is what
     the model needs, not what the process's RSS happens to show.
     """
+    _warm_dispatch_mode()
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()

@@ -360,6 +360,36 @@ def _teacher_and_game_lines(runs) -> list[str]:
     return lines
 
 
+def _together_lines(runs, root: Path) -> list[str]:
+    """How many students were trained per stacked pass (kdx.models.stacked): the sweep's grouped passes
+    (trained_together.json, written by the launcher) and the runs' own (column trained_together)."""
+    lines = []
+    file = root / "trained_together.json"
+    groups = json.loads(file.read_text()) if file.is_file() else []
+    for g in groups:
+        if "skipped" in g:
+            lines.append(f"{g['jobs']} jobs differing only in kd.*: each trained its own students ({g['skipped']}).")
+        elif any(g["students_per_pass"]):
+            sizes = sorted({n for n in g["students_per_pass"] if n})
+            who = ("their students" if g.get("jobs_stacked", g["jobs"]) == g["jobs"] else
+                   f"the students of the {g['jobs_stacked']} kd=hinton jobs and the no-KD student")
+            lines.append(f"{g['jobs']} jobs differing only in kd.*: {who} were trained together before the "
+                         f"jobs ran, {'/'.join(map(str, sizes))} students per stacked pass, one pass per seed "
+                         f"({g['seconds']:.1f} s in all).")
+    sizes = [r.metrics.loc[r.metrics.model != "teacher", "trained_together"] for r in runs
+             if r.metrics is not None and "trained_together" in r.metrics]
+    if sizes:
+        together = pd.concat(sizes)
+        if (together > 1).any():
+            lines.append(f"Students trained in a stacked pass: {int((together > 1).sum())} of {len(together)} "
+                         f"student rows, up to {int(together.max())} per pass (column `trained_together`; "
+                         "`train_seconds` is then the student's share of the pass).")
+    if not lines:
+        return []
+    return ["", " ".join(lines) + " Stacked training gives one-by-one results up to float rounding (README, "
+            "\"Speed\")."]
+
+
 def _optuna_lines(root: Path) -> list[str]:
     """What an Optuna search (+sweep=optuna, optuna.json in the sweep folder) tried and chose."""
     file = root / "optuna.json"
@@ -405,6 +435,7 @@ def build_report(collection: Collection, figures: bool = True) -> str:
         flags = pd.concat(reuse)
         lines += ["", f"Models trained and measured: {int((~flags).sum())}; reused from the cache: "
                   f"{int(flags.sum())} (per run: column `reused` of metrics.csv)."]
+    lines += _together_lines(runs, out)
     if collection.missing:
         lines += ["", "**Missing or incomplete** (the tables below use the complete runs only):", ""]
         lines += [f"- {m}" for m in collection.missing]

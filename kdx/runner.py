@@ -18,8 +18,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kdx import progress
 from kdx.building import build_dataset, build_model, build_objective
 from kdx.cache import ArtifactCache, content_key
 from kdx.config import seeds_of, split_settings, stats_settings, units_of, validate
@@ -40,6 +42,7 @@ from kdx.explain import (
 from kdx.metrics import fidelity
 from kdx.models import Classifier, load_model
 from kdx.models.mlp import resolve_device
+from kdx.models.stacked import StudentLoss, fit_stacked, stackable
 from kdx.objective import add_objective_terms, cost_columns_present, objective, terms_used
 from kdx.persist import (
     CLASSES_FILE,
@@ -60,6 +63,7 @@ from kdx.shapley import MAX_EXACT_COLUMNS
 from kdx.split import Split, make_split
 from kdx.stats import compare_models, split_ratio
 from kdx.summary import summarize
+from kdx.timing import Stages
 
 log = logging.getLogger("kdx")
 MODELS = ("teacher", "student_nokd", "student_kd")
@@ -110,6 +114,23 @@ class SeedData:
     y: dict[str, np.ndarray]
 
 
+_PREPARED: dict[str, SeedData] = {}  # the last few seeds prepared in this process, by content
+_PREPARED_KEEP = 10
+
+
+def seed_data(data: TabularData, data_key: str, seed: int, split_args: dict) -> SeedData:
+    """`prepare_seed`, remembered in this process by (data fingerprint, split, seed): the jobs of a sweep that
+    run in one process (basic launcher) split and encode each seed once, not once per job (Adult: 0.6 s a
+    seed). The arrays are shared, so nothing may write to them (checked with read-only copies on every study
+    pair; not made read-only here because torch warns about every read-only array it wraps)."""
+    key = content_key(data_key, split_args, seed)
+    if key not in _PREPARED:
+        while len(_PREPARED) >= _PREPARED_KEEP:
+            _PREPARED.pop(next(iter(_PREPARED)))
+        _PREPARED[key] = prepare_seed(data, seed, split_args)
+    return _PREPARED[key]
+
+
 def prepare_seed(data: TabularData, seed: int, split_args: dict) -> SeedData:
     """Split (seed = the unit of kdx.config.units_of), preprocessing fitted on train, encoded parts."""
     split = make_split(data.y, seed, class_names=data.class_names, **split_args)
@@ -124,6 +145,27 @@ def prepare_seed(data: TabularData, seed: int, split_args: dict) -> SeedData:
                             "rows (values too large to scale, e.g. 1e308); clip or rescale them")
     y = {k: data.y[idx] for k, idx in parts.items()}
     return SeedData(split, pre, X, y)
+
+
+def train_together(node: DictConfig, seed: int, device: str, limits: DictConfig, sd: SeedData, n_classes: int,
+                   objectives: list, signals, names: list[str]) -> dict[int, Classifier]:
+    """Students of one config node and seed, one per objective (None = no KD), trained in one stacked pass
+    (kdx.models.stacked) when they can be: {index: fitted model}; {} when they cannot (then each trains
+    alone). `signals`: a callable giving the teacher's signals, called only if a student distils."""
+    losses = [StudentLoss() if o is None else o.stacked_loss() for o in objectives]
+    if len(losses) < 2 or any(loss is None for loss in losses):
+        return {}
+    models = [build_model("student", node, seed, device, limits) for _ in objectives]
+    if not stackable(models):
+        return {}
+    teacher_logits = signals().rows["teacher_logits"] if any(loss.alpha < 1 for loss in losses) else None
+    fit_stacked(models, losses, sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], n_classes, teacher_logits,
+                names=names)
+    for name, model in zip(names, models):
+        if not np.all(np.isfinite(model.logits(sd.X["val"]))):
+            raise TrainingError(f"{name}: the trained model gives non-finite logits on validation rows; "
+                                "check for extreme values or lower the learning rate")
+    return dict(enumerate(models))
 
 
 def _save_model(model: Classifier, folder: Path) -> None:
@@ -189,12 +231,32 @@ def save_attributions(path: Path, explanations: dict[str, ModelExplanation], cla
 
 def resolve_threads(setting, parallel_jobs: int = 1) -> int:
     """torch/BLAS threads for this job: an explicit number, or (auto) the cores it may use divided among the
-    jobs that run at the same time, so parallel jobs never oversubscribe the machine."""
+    jobs that run at the same time, and never more than the cores other processes leave idle: threads that
+    wait for a core at every parallel region collapse throughput (measured: tests/benchmarks/bench_load.py)."""
     if setting not in (None, "auto"):
         if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
             raise ConfigError(f"threads must be a positive integer or auto, got {setting!r}")
         return setting
-    return max(1, available_cores() // max(1, parallel_jobs))
+    return max(1, min(available_cores() // max(1, parallel_jobs), idle_cores()))
+
+
+def idle_cores(interval: float = 0.1) -> int:
+    """Cores the machine leaves idle now (Linux /proc/stat over `interval` seconds), at least 1; where that
+    cannot be read, the cores this process may use."""
+    def snapshot() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:9]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    try:
+        idle0, total0 = snapshot()
+        time.sleep(interval)
+        idle1, total1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return available_cores()
+    if total1 <= total0:
+        return available_cores()
+    return max(1, round((idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)))
 
 
 def available_cores() -> int:
@@ -233,8 +295,10 @@ def _settings(cls, node: DictConfig):
 class Protocol:
     """One run's settings and the per-seed work; `run()` below drives it over the seeds."""
 
-    def __init__(self, cfg: DictConfig, data: TabularData, cache: ArtifactCache, pretrained=None):
-        """`pretrained`: the teacher read from a file and checked against `data` (check_teacher), if any."""
+    def __init__(self, cfg: DictConfig, data: TabularData, cache: ArtifactCache, pretrained=None,
+                 stages: Stages | None = None):
+        """`pretrained`: the teacher read from a file and checked against `data` (check_teacher), if any;
+        `stages`: where the run's time per stage is summed."""
         self.cfg = cfg
         self.data = data
         self.cache = cache
@@ -262,6 +326,8 @@ class Protocol:
             "code": code_fingerprint(),
         }
         self.split_sizes: dict[int, dict[str, int]] = {}
+        self.stages = stages or Stages()
+        self.threads: dict[int, int] = {}  # torch threads per seed (threads=auto follows the idle cores)
         self.measure_settings = {
             "metrics": OmegaConf.to_container(cfg.metrics), "cpu": cpu_model(),
             "profile": OmegaConf.to_container(cfg.profile), "explain": OmegaConf.to_container(cfg.explain),
@@ -269,11 +335,17 @@ class Protocol:
         }
 
     def _fit(self, role: str, node: DictConfig, key: str, seed: int, sd: SeedData, label: str,
-             signals=None, raw_parts: dict | None = None) -> tuple[Classifier, bool]:
+             signals=None, raw_parts: dict | None = None, trained: Classifier | None = None
+             ) -> tuple[Classifier, bool]:
         """Train (or reuse from the cache) one model; `signals`: a callable giving the teacher's per-seed
         signals for the KD student (computed only when the student is actually trained). `raw_parts`: the
-        seed's rows, encoded and raw, for a teacher that reads raw columns (not trained, not cached)."""
+        seed's rows, encoded and raw, for a teacher that reads raw columns (not trained, not cached).
+        `trained`: the model already trained (in a stacked pass), to be stored in the cache."""
         def compute() -> Classifier:
+            if trained is not None:
+                if signals is not None:
+                    trained.history_["objective"] = self.objective.settings()
+                return trained
             if raw_parts is not None:  # read and checked once per run (check_teacher), given each seed's rows
                 model = self.pretrained.bind(sd.preprocessor, raw_parts)
             else:
@@ -301,28 +373,35 @@ class Protocol:
         the same fixed compute graph (torch, same architecture) measured this seed, reused rather than timed
         again, so that every model of one architecture has the same latency (no timing noise in selections)."""
         bins = self.cfg.metrics.ece_bins
-        row = {
-            "seed": seed, "model": name, **fidelity(model.logits(sd.X["test"]), sd.y["test"], bins),
-            **{f"val_{k}": v for k, v in fidelity(model.logits(sd.X["val"]), sd.y["val"], bins).items()},
-            "train_seconds": model.history_["fit_seconds"], "epochs_run": model.history_.get("epochs_run"),
-            "best_epoch": model.history_.get("best_epoch"), "params": model.n_params(), "flops": model.flops(),
-            "teacher_agreement": float((model.predict(sd.X["test"]) == teacher_pred).mean()),
-        }
+        with self.stages("fidelity metrics"):
+            row = {
+                "seed": seed, "model": name, **fidelity(model.logits(sd.X["test"]), sd.y["test"], bins),
+                **{f"val_{k}": v for k, v in fidelity(model.logits(sd.X["val"]), sd.y["val"], bins).items()},
+                "train_seconds": model.history_["fit_seconds"], "epochs_run": model.history_.get("epochs_run"),
+                "best_epoch": model.history_.get("best_epoch"), "params": model.n_params(), "flops": model.flops(),
+                # Students trained in one stacked pass (kdx.models.stacked): train_seconds is this one's share.
+                "trained_together": model.history_.get("trained_together", 1),
+                "teacher_agreement": float((model.predict(sd.X["test"]) == teacher_pred).mean()),
+            }
         if self.profiling is not None and profile_as is not None:
             timed = ("latency_", "peak_mb", "model_mb", "ort_latency_")
             row.update({k: v for k, v in profile_as.items() if k.startswith(timed)},
                        profiled_as="student_nokd", size_bytes=model.size_bytes(), profile_seconds=0.0)
             if self.deploying:
-                row.update(self._deployed(model, sd, seed, timed=False))
+                with self.stages("ONNX export and latency"):
+                    row.update(self._deployed(model, sd, seed, timed=False))
         elif self.profiling is not None:
             start = time.perf_counter()
-            row.update(profile_model(model, sd.X["test"], self.profiling, seed))
+            with self.stages("profiling"):
+                row.update(profile_model(model, sd.X["test"], self.profiling, seed))
             if self.deploying and not reads_raw(model):  # kdx exports the models it trains
-                row.update(self._deployed(model, sd, seed))
+                with self.stages("ONNX export and latency"):
+                    row.update(self._deployed(model, sd, seed))
             row["profile_seconds"] = time.perf_counter() - start
         expl = None
         if ctx is not None:
-            expl = explain_model(model, ctx, sd.preprocessor.group_columns)
+            with self.stages("SHAP and stability"):
+                expl = explain_model(model, ctx, sd.preprocessor.group_columns)
             row.update(expl.metrics, explainer=expl.explainer)
             if teacher_expl is not None:
                 row.update(compare(teacher_expl, expl, ctx.top_k))
@@ -346,10 +425,52 @@ class Protocol:
                         seed, type(model).__name__, out["onnx_parity"])
         return out
 
+    def keys(self, seed: int) -> dict[str, str]:
+        """Cache keys of the seed's three models: the KD student's adds the teacher's and the objective's."""
+        base = {**self.base, "seed": seed}
+        keys = {"teacher": content_key("teacher", base, self.teacher_identity)}
+        keys["student_nokd"] = content_key("student_nokd", base,
+                                           OmegaConf.to_container(self.cfg.student, resolve=True))
+        keys["student_kd"] = content_key("student_kd", keys["student_nokd"], keys["teacher"],
+                                         self.objective.settings())
+        return keys
+
+    def raw_parts(self, sd: SeedData) -> dict | None:
+        """The seed's rows, encoded and as raw code rows, for a teacher that reads raw columns."""
+        if not self.raw_teacher:
+            return None
+        rows_of = {"train": sd.split.train, "val": sd.split.val, "test": sd.split.test}
+        return {part: (sd.X[part], self.codes[idx]) for part, idx in rows_of.items()}
+
+    def teacher_signals(self, teacher: Classifier, sd: SeedData):
+        """The teacher's contribution to the KD student's loss (soft targets, gradients) on the train rows."""
+        output = resolve_output(self.cfg.explain.output, self.data.n_classes)
+        return self.objective.signals(teacher, sd.X["train"], sd.y["train"], self.data.n_classes,
+                                      sd.preprocessor.column_feature_, output)
+
+    def fit_students(self, seed: int, sd: SeedData, teacher: Classifier,
+                     keys: dict[str, str]) -> dict[str, tuple[Classifier, bool]]:
+        """The no-KD and KD students (trained, or reused from the cache). When both must be trained and can
+        be (kdx.models.stacked: same MLP, the study's loss), they train together in one stacked pass."""
+        node = self.cfg.student
+        together = {}
+        if self.cfg.get("train_together", True) and not any(self.cache.has("models", keys[k])
+                                                              for k in ("student_nokd", "student_kd")):
+            together = train_together(
+                node, seed, self.device, self.cfg.limits, sd, self.data.n_classes,
+                [None, self.objective], lambda: self.teacher_signals(teacher, sd),
+                [f"student_nokd seed {seed}", f"student_kd seed {seed}"])
+        out = {"student_nokd": self._fit("student", node, keys["student_nokd"], seed, sd, f"student_nokd seed {seed}",
+                                         trained=together.get(0))}
+        out["student_kd"] = self._fit("student", node, keys["student_kd"], seed, sd, f"student_kd seed {seed}",
+                                      lambda: self.teacher_signals(teacher, sd), trained=together.get(1))
+        return out
+
     def run_seed(self, seed: int, seed_dir: Path) -> list[dict]:
         cfg, data = self.cfg, self.data
         seed_everything(seed)
-        sd = prepare_seed(data, seed, self.split_args)
+        with self.stages("split and preprocessing"):
+            sd = seed_data(data, self.base["data"], seed, self.split_args)
         columns = len(data.features) if self.feature_game else sd.X["train"].shape[1]
         if self.explaining is not None and self.explaining.method == "exact" and columns > MAX_EXACT_COLUMNS:
             # Before any training: one-hot encoding decides the column count.
@@ -362,34 +483,21 @@ class Protocol:
             np.savez_compressed(tmp, train=sd.split.train, val=sd.split.val, test=sd.split.test)
         with atomic_file(seed_dir / "preprocessor.joblib") as tmp:
             joblib.dump(sd.preprocessor, tmp)
-        base = {**self.base, "seed": seed}
-        keys = {"teacher": content_key("teacher", base, self.teacher_identity)}
-        keys["student_nokd"] = content_key("student_nokd", base, OmegaConf.to_container(cfg.student, resolve=True))
-        keys["student_kd"] = content_key("student_kd", keys["student_nokd"], keys["teacher"],
-                                         self.objective.settings())
-
-        raw_parts = None
-        if self.raw_teacher:
-            rows_of = {"train": sd.split.train, "val": sd.split.val, "test": sd.split.test}
-            raw_parts = {part: (sd.X[part], self.codes[idx]) for part, idx in rows_of.items()}
-        teacher, reused_t = self._fit("teacher", cfg.teacher, keys["teacher"], seed, sd, f"teacher seed {seed}",
-                                      raw_parts=raw_parts)
+        keys = self.keys(seed)
+        raw_parts = self.raw_parts(sd)
+        with self.stages("teacher training"):
+            teacher, reused_t = self._fit("teacher", cfg.teacher, keys["teacher"], seed, sd, f"teacher seed {seed}",
+                                          raw_parts=raw_parts)
         if self.raw_teacher:
             self.teacher_columns, self.teacher_format = teacher.columns_, teacher.file.format
-        models = {"teacher": (teacher, reused_t)}
-        models["student_nokd"] = self._fit("student", cfg.student, keys["student_nokd"], seed, sd,
-                                           f"student_nokd seed {seed}")
-        # The teacher's signals (soft targets, gradients): computed once per seed, and only when needed.
-        output = resolve_output(cfg.explain.output, data.n_classes)
-        models["student_kd"] = self._fit(
-            "student", cfg.student, keys["student_kd"], seed, sd, f"student_kd seed {seed}",
-            lambda: self.objective.signals(teacher, sd.X["train"], sd.y["train"], data.n_classes,
-                                           sd.preprocessor.column_feature_, output))
+        with self.stages("student training"):
+            models = {"teacher": (teacher, reused_t), **self.fit_students(seed, sd, teacher, keys)}
         ctx = None
         if self.explaining is not None:
-            ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
-                                       seed, X_val=sd.X["val"], column_feature=sd.preprocessor.column_feature_,
-                                       raw=None if raw_parts is None else {k: v[1] for k, v in raw_parts.items()})
+            with self.stages("SHAP and stability"):
+                    ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
+                                           seed, X_val=sd.X["val"], column_feature=sd.preprocessor.column_feature_,
+                                           raw=None if raw_parts is None else {k: v[1] for k, v in raw_parts.items()})
             if ctx.method != "auto":
                 log.info("explain.method=%s on %d %s: %.3g model evaluations per model (seed %d)", ctx.method,
                          columns, "original features" if self.feature_game else "encoded columns",
@@ -417,7 +525,8 @@ class Protocol:
             if expl is not None:
                 explanations[name] = expl
             if cfg.save_checkpoints:
-                save_atomically(model, seed_dir, name)
+                with self.stages("checkpoints"):
+                    save_atomically(model, seed_dir, name)
             if hasattr(model, "rules"):
                 write_text(seed_dir / f"{name}_rules.txt", model.rules(sd.preprocessor, data.class_names))
         if self.profiling is not None:
@@ -503,14 +612,17 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
     and the seed order; results do not depend on them."""
     validate(cfg)
     out_dir = Path(out_dir)
-    data = load_data(cfg)
-    done = _finished(out_dir, cfg, fingerprint(data))
+    stages = Stages()
+    with stages("data loading and checks"):
+        data = load_data(cfg)
+        done = _finished(out_dir, cfg, fingerprint(data))
     if done is not None:
         log.info("%s already holds this run, complete: skipped", out_dir)
         done.summary["skipped"] = True
         return done
     try:
-        check_objective(cfg, data)
+        with stages("data loading and checks"):
+            check_objective(cfg, data)
     except ConfigError as exc:
         if cfg.get("on_inapplicable_objective", "fail") != "skip":
             raise
@@ -519,13 +631,14 @@ def run(cfg: DictConfig, out_dir: Path, parallel_jobs: int = 1, job_index: int =
         write_text(out_dir / NOT_APPLICABLE_FILE, f"{exc}\n")
         raise NotApplicable(str(exc)) from None
     with cpu_threads(resolve_threads(cfg.get("threads", "auto"), parallel_jobs)):
-        pretrained = check_teacher(cfg, data)
+        with stages("data loading and checks"):
+            pretrained = check_teacher(cfg, data)
         order = seed_order(units_of(cfg), concurrent_jobs or parallel_jobs, job_index)
-        return _run(cfg, out_dir, data, order, parallel_jobs, pretrained)
+        return _run(cfg, out_dir, data, order, parallel_jobs, pretrained, stages)
 
 
 def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], parallel_jobs: int = 1,
-         pretrained=None) -> RunResult:
+         pretrained=None, stages: Stages | None = None) -> RunResult:
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
@@ -537,23 +650,49 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
     log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
              data.n_classes, data.class_counts())
     cache = cache_for(cfg)
-    protocol = Protocol(cfg, data, cache, pretrained)
+    protocol = Protocol(cfg, data, cache, pretrained, stages)
     write_json(out_dir / "checkpoints" / CLASSES_FILE, list(data.class_names))
 
     rows: list[dict] = []
-    for seed in order:
-        seed_dir = out_dir / "checkpoints" / f"seed_{seed}"
-        seed_dir.mkdir(parents=True, exist_ok=True)
-        seed_rows = protocol.run_seed(seed, seed_dir)
-        rows = sorted(rows + seed_rows, key=lambda r: seeds.index(r["seed"]))  # stable: model order kept
-        # Rewritten after every seed: an interrupted run keeps the seeds it finished.
-        write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
-        acc = {r["model"]: r["accuracy"] for r in seed_rows}
-        log.info("seed %d: accuracy teacher %.4f | student no-KD %.4f | student KD %.4f%s", seed, acc["teacher"],
-                 acc["student_nokd"], acc["student_kd"],
-                 " (reused: " + ", ".join(r["model"] for r in seed_rows if r["reused"]) + ")"
-                 if any(r["reused"] for r in seed_rows) else "")
+    label = f"{data.name}: {cfg.teacher.name} → {cfg.student.name}"
+    with progress.display(len(order), label, protocol.stages) as shown:
+        checked = time.perf_counter()
+        for seed in order:
+            # The machine may have got busier (or quieter): look again at most every 10 s (a look takes 0.1 s).
+            if cfg.get("threads", "auto") in (None, "auto") and time.perf_counter() - checked > 10:
+                checked = time.perf_counter()
+                threads = resolve_threads("auto", parallel_jobs)
+                if threads != torch.get_num_threads():
+                    log.info("seed %d: %d torch thread(s), as the machine's idle cores changed", seed, threads)
+                    torch.set_num_threads(threads)
+            protocol.threads[seed] = torch.get_num_threads()
+            rows = _seed(protocol, seed, out_dir, rows, seeds)
+            if shown is not None:
+                shown.seed_done()
+    return _finish(cfg, out_dir, data, rows, protocol, order, parallel_jobs, started)
 
+
+def _seed(protocol: Protocol, seed: int, out_dir: Path, rows: list[dict], seeds: list[int]) -> list[dict]:
+    """One seed's models and measurements, added to `rows` and written to metrics.csv."""
+    seed_dir = out_dir / "checkpoints" / f"seed_{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    seed_rows = protocol.run_seed(seed, seed_dir)
+    rows = sorted(rows + seed_rows, key=lambda r: seeds.index(r["seed"]))  # stable: model order kept
+    # Rewritten after every seed: an interrupted run keeps the seeds it finished.
+    write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
+    acc = {r["model"]: r["accuracy"] for r in seed_rows}
+    log.info("seed %d: accuracy teacher %.4f | student no-KD %.4f | student KD %.4f%s", seed, acc["teacher"],
+             acc["student_nokd"], acc["student_kd"],
+             " (reused: " + ", ".join(r["model"] for r in seed_rows if r["reused"]) + ")"
+             if any(r["reused"] for r in seed_rows) else "")
+    return rows
+
+
+def _finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], protocol: Protocol,
+            order: list[int], parallel_jobs: int, started: float) -> RunResult:
+    """Statistics, the objective J and summary.json of the finished seeds."""
+    begun = time.perf_counter()
+    seeds = units_of(cfg)
     metrics = pd.DataFrame(rows)
     ratio = split_ratio(protocol.split_sizes)
     comparisons = compare_models(metrics, stats_settings(cfg), ratio)
@@ -578,9 +717,11 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
                "settings": protocol.objective.settings()},
         "device": protocol.device,
         # Latencies of jobs that ran in parallel were measured while other jobs worked (see the README).
-        "machine": {**machine(), "parallel_jobs": parallel_jobs, "seed_order": order},
-        "cache": {"dir": None if cache.root is None else str(cache.root), "reused": cache.hits,
-                  "computed": cache.misses},
+        "machine": {**machine(), "parallel_jobs": parallel_jobs, "seed_order": order,
+                    "torch_threads_per_seed": protocol.threads,
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+        "cache": {"dir": None if protocol.cache.root is None else str(protocol.cache.root),
+                  "reused": protocol.cache.hits, "computed": protocol.cache.misses},
         "explain": None if protocol.explaining is None else {
             **asdict(protocol.explaining), "output_resolved": resolve_output(protocol.explaining.output,
                                                                              data.n_classes),
@@ -593,6 +734,8 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
                                                             "onnx_resolved": protocol.deploying},
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,
+        # Seconds per stage over all seeds (statistics: up to this summary); tests/benchmarks/bench_stages.py.
+        "stages": {**protocol.stages.seconds, "statistics and summary": time.perf_counter() - begun},
         **summarize(metrics),
         "objective": {"cost": list(cfg.objective.cost),
                       "cost_used": cost_columns_present(metrics, tuple(cfg.objective.cost)),

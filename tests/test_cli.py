@@ -98,6 +98,22 @@ def test_wheel_ships_the_configs_and_the_data(tmp_path):
                      "kdx/objectives/hinton.py", "kdx/deploy/graph.py", "kdx/deploy/score.py",
                      "kdx/models/pretrained.py", "kdx/raw.py", "kdx/tracking/mlflow_tracker.py",
                      "hydra_plugins/kdx_plugins/optuna_sweeper.py", "hydra_plugins/kdx_plugins/slurm_launcher.py",
+                     "hydra_plugins/kdx_plugins/_slurm_launcher.py", "hydra_plugins/kdx_plugins/joblib_launcher.py",
                      "kdx/conf/tracking/mlflow.yaml", "kdx/conf/sweep/optuna.yaml",
                      "kdx/datasets/bundled/adult.data.gz", "kdx/datasets/bundled/winequality-white.csv.gz"):
         assert expected in names, expected
+
+
+def test_kdx_plugins_import_quietly_without_the_parallel_extra():
+    """Hydra imports every plugin module at start-up and warns for each that fails; kdx's launchers need
+    kdx[parallel] only when they are used."""
+    missing = "('hydra_plugins.hydra_submitit_launcher', 'hydra_plugins.hydra_joblib_launcher', 'submitit')"
+    code = ("import sys\n"
+            f"for name in {missing}:\n"
+            "    sys.modules[name] = None  # as if not installed\n"
+            "from hydra.core.plugins import Plugins\n"
+            "from hydra.plugins.launcher import Launcher\n"
+            "print([p.__name__ for p in Plugins.instance().discover(Launcher)])\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "Error importing" not in res.stderr, res.stderr
+    assert "'BasicLauncher'" in res.stdout and "JoblibLauncher" not in res.stdout

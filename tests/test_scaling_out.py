@@ -27,6 +27,7 @@ def test_mlflow_logs_every_job_nested_under_its_sweep(tmp_path):
     from mlflow.tracking import MlflowClient
 
     sweep = kdx("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+tracking=mlflow", "+smoke=on",
+                "hydra.callbacks.report.figures=true",  # the smoke preset draws none unless asked
                 "kd.tau=2,4", "profile.repeats=5", f"cache.dir={tmp_path / 'cache'}",
                 f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]

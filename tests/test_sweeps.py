@@ -95,7 +95,10 @@ def test_finished_run_is_skipped(tmp_path, compose_cfg):
 
 
 def test_threads_follow_the_launcher(monkeypatch):
+    import kdx.runner
+
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(kdx.runner, "idle_cores", lambda: 64)  # a quiet machine (tested below)
     cores = available_cores()
     assert cores == len(os.sched_getaffinity(0))
     assert resolve_threads("auto", 1) == cores and resolve_threads("auto", 2) == max(1, cores // 2)
@@ -107,6 +110,31 @@ def test_threads_follow_the_launcher(monkeypatch):
     for n_jobs, expected in ((2, 2), (3, 3), (-1, cores)):
         assert parallel_jobs({"launcher": {"_target_": joblib_launcher, "n_jobs": n_jobs}}) == expected
     assert parallel_jobs({"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}}) == 1
+
+
+def test_threads_never_exceed_the_idle_cores(monkeypatch):
+    """Other processes busy on every core but one: threads=auto asks for one thread, whatever the jobs."""
+    import subprocess as sp
+
+    import kdx.runner
+
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(kdx.runner, "available_cores", lambda: 8)
+    monkeypatch.setattr(kdx.runner, "idle_cores", lambda: 1)
+    assert resolve_threads("auto", 1) == 1 and resolve_threads(4, 1) == 4  # an explicit count is obeyed
+    # idle_cores itself: with a busy process on each of the cores this process may use, fewer are idle.
+    monkeypatch.undo()
+    from kdx.runner import idle_cores
+
+    cores = os.cpu_count() or 1
+    busy = [sp.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        time.sleep(0.5)
+        assert idle_cores(0.5) <= max(1, cores // 2)
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
 
 
 def _kdx(*args, **kw):

@@ -12,8 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from kdx import progress
 from kdx.errors import ConfigError, TrainingError
 from kdx.kd import kd_loss
+from kdx.models.adam import Adam
 from kdx.models.base import Classifier, require_float, require_int
 
 
@@ -93,7 +95,7 @@ class MLPClassifier(Classifier):
         constants = {} if signals is None else {k: torch.as_tensor(v, device=device)
                                                 for k, v in signals.constants.items()}
         order = torch.Generator().manual_seed(self.seed)
-        opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
         curve: list[float] = []
         start = time.perf_counter()
@@ -107,7 +109,7 @@ class MLPClassifier(Classifier):
                 else:
                     loss = objective.loss(net, Xt[idx], yt[idx], {k: v[idx] for k, v in rows.items()}, constants,
                                           epoch)
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
                 opt.step()
             net.eval()
@@ -118,6 +120,7 @@ class MLPClassifier(Classifier):
             if not np.isfinite(val_loss):
                 raise TrainingError(self._divergence(epoch, float(loss.detach()), X, teacher_logits, tau))
             curve.append(val_loss)
+            progress.epoch(epoch, self.epochs)
             if val_loss < best_loss:
                 best_loss, best_epoch, stale = val_loss, epoch, 0
                 best_state = copy.deepcopy(net.state_dict())

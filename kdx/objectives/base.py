@@ -58,5 +58,10 @@ class Objective:
              constants: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def stacked_loss(self):
+        """The loss as kdx.models.stacked trains many students at once (kdx.models.stacked.StudentLoss), or
+        None when this objective's students train one by one."""
+        return None
+
     def soft_targets(self, y: np.ndarray, signals: TeacherSignals, n_classes: int) -> np.ndarray:
         raise ConfigError(f"kd={self.name} has no soft-label form for tree students")

@@ -17,5 +17,10 @@ class Hinton(Objective):
     def loss(self, net, x, y, batch, constants, epoch):
         return kd_loss(net(x), batch["teacher_logits"], y, self.tau, self.alpha)
 
+    def stacked_loss(self):
+        from kdx.models.stacked import StudentLoss
+
+        return StudentLoss(self.tau, self.alpha)
+
     def soft_targets(self, y, signals, n_classes):
         return blended_targets(y, signals.rows["teacher_logits"], n_classes, self.tau, self.alpha)

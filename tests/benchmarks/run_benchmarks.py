@@ -15,6 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 BENCHMARKS = {
+    "stages": "a cold default run and the smoke preset broken into stages: seconds and shares",
+    "students": "student training throughput: kdx 0.1's loop vs one by one now vs 2 and 31 students stacked",
+    "load": "one seed alone vs next to 3 CPU-bound processes: slowdown vs what the CPU share predicts",
+    "grid": "the study's tau/alpha grid on its three pairs, 5 seeds, cold cache (KDX_BENCH_BASELINE: vs old code)",
     "training_loop": "index slicing vs DataLoader(TensorDataset), batch 256",
     "protocol": "wall time of kdx run per study pair, 5 seeds",
     "efficiency": "teacher/student CPU latency ratios per study pair, profiler cost",

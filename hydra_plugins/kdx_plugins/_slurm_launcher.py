@@ -1,0 +1,104 @@
+"""`hydra/launcher=slurm`: Hydra's submitit Slurm launcher, with two things a sweep needs from kdx.
+
+- It learns whether a job ended from `squeue` when `sacct` is unavailable. submitit asks `sacct`, which
+  needs Slurm's accounting database; on a cluster without one (scripts/slurm-local.sh, many small clusters)
+  a cancelled or killed job never produces a result and looks pending forever: the sweep would hang.
+- A job that ends without a result (scancel, a node failure, the time limit) does not end the sweep in a
+  traceback: kdx waits for the other jobs, writes the sweep report (which lists the job as missing) and
+  stops with one line saying how to fill it in (the same command with hydra.sweep.dir=SWEEP; finished
+  jobs are skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
+from submitit.slurm.slurm import SlurmInfoWatcher
+
+log = logging.getLogger("kdx")
+FINISHED = "NOT_IN_QUEUE"  # no longer known to squeue: ended (its result file tells how)
+
+
+class QueueWatcher(SlurmInfoWatcher):
+    """submitit's watcher, falling back to `squeue` (which every Slurm has) when `sacct` fails."""
+
+    def update(self) -> None:
+        command = self._make_command()
+        if command is None:
+            return
+        self._num_calls += 1
+        try:
+            self._info_dict.update(self.read_info(subprocess.check_output(command, stderr=subprocess.DEVNULL)))
+        except (OSError, subprocess.CalledProcessError):
+            self._info_dict.update(self._from_squeue())
+        self._last_status_check = time.time()
+
+    def _from_squeue(self) -> dict[str, dict[str, str]]:
+        """States of the registered jobs; a job squeue no longer lists (ended, purged) counts as finished."""
+        pending = sorted(self._registered - self._finished)
+        states: dict[str, dict[str, str]] = {}
+        try:
+            out = subprocess.run(["squeue", "-h", "-r", "--states=all", "-o", "%i|%T"], capture_output=True,
+                                 text=True, timeout=60).stdout
+            for line in out.splitlines():
+                job_id, _, state = line.strip().partition("|")
+                states[job_id] = {"JobID": job_id, "State": state}
+        except (OSError, subprocess.TimeoutExpired):
+            return {}  # no answer at all: ask again later rather than declare anything finished
+        return {j: states.get(j, {"JobID": j, "State": FINISHED}) for j in pending}
+
+
+class SlurmLauncher(SubmititSlurmLauncher):
+    def launch(self, job_overrides, initial_job_idx):
+        from submitit.core.utils import UncompletedJobError
+        from submitit.slurm import slurm
+
+        # submitit keeps one watcher per job class: this process's sweeps use the squeue fallback.
+        slurm.SlurmJob.watcher = QueueWatcher(delay_s=60)
+        try:
+            return super().launch(job_overrides, initial_job_idx)
+        except UncompletedJobError as exc:
+            sweep = Path(str(self.config.hydra.sweep.dir))
+            _wait_for_the_others(sweep)
+            self._stop(sweep, exc)
+
+    def _stop(self, sweep: Path, exc: Exception) -> None:
+        from kdx.report import write_report
+
+        try:
+            _, collection = write_report(sweep, figures=False)
+            missing = "; ".join(collection.missing) or "a job"
+        except Exception as report_exc:  # noqa: BLE001 — the one-line message matters more than the report
+            missing = f"a job (report not written: {report_exc})"
+        text = str(exc)
+        job = re.search(r"Job (\S+)", text)
+        state = re.search(r"state: ([A-Z_]+)", text)
+        what = f"Slurm job {job.group(1) if job else '?'} ended without a result"
+        if state:
+            what += f" (state {state.group(1)})"
+        if job:
+            what += f"; its log: {sweep / '.submitit' / job.group(1)}"
+        print(f"kdx: error: {what}. Missing: {missing}. The finished "
+              f"jobs are in {sweep} (report.md lists what is missing); to fill it in, rerun the same command "
+              f"with hydra.sweep.dir={sweep} (finished jobs are skipped)", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _wait_for_the_others(sweep: Path, poll_s: float = 2.0, limit_s: float = 7 * 24 * 3600) -> None:
+    """Wait until no job of this sweep's arrays is queued or running, so its report holds every result."""
+    arrays = {p.name.split("_")[0] for p in (sweep / ".submitit").glob("*_*") if p.is_dir()}
+    if not arrays:
+        return
+    start = time.time()
+    while time.time() - start < limit_s:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(sorted(arrays))], capture_output=True,
+                             text=True).stdout
+        if not out.strip():
+            return
+        time.sleep(poll_s)

@@ -1,0 +1,100 @@
+"""Where time goes and what the user sees while it goes: stage timing, progress display, profiling cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from kdx import progress
+from kdx.timing import Stages
+
+
+def test_stages_add_up_and_nest_without_double_counting():
+    stages = Stages()
+    seen = []
+    stages.listener = seen.append
+    with stages("outer"):
+        time.sleep(0.05)
+        with stages("inner"):
+            assert stages.current == "inner"
+            time.sleep(0.05)
+        time.sleep(0.05)
+    assert seen == ["outer", "inner"]
+    assert 0.09 < stages.seconds["outer"] < 0.2 and 0.04 < stages.seconds["inner"] < 0.1
+
+
+def test_a_run_records_its_stages(tmp_path, compose_cfg):
+    from kdx.runner import run
+
+    summary = run(compose_cfg("experiment=breast_cancer", "+smoke=on"), tmp_path).summary
+    stages = summary["stages"]
+    for name in ("data loading and checks", "split and preprocessing", "teacher training", "student training",
+                 "fidelity metrics", "profiling", "SHAP and stability", "statistics and summary"):
+        assert stages[name] > 0, name
+    assert sum(stages.values()) <= summary["wall_seconds"] + stages["data loading and checks"] + 0.05
+    assert set(summary["machine"]["torch_threads_per_seed"]) == {0, 1}
+
+
+def test_progress_only_where_someone_watches(monkeypatch):
+    class Pipe:
+        def isatty(self):
+            return False
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    for var in ("CI", "KDX_PROGRESS"):
+        monkeypatch.delenv(var, raising=False)
+    logger = progress.logging.getLogger("kdx")
+    before = logger.level
+    try:
+        logger.setLevel("INFO")
+        assert not progress.wanted(Pipe())
+        assert progress.wanted(Terminal())
+        monkeypatch.setenv("CI", "true")
+        assert not progress.wanted(Terminal())
+        monkeypatch.delenv("CI")
+        logger.setLevel("ERROR")  # as under hydra/job_logging=disabled
+        assert not progress.wanted(Terminal())
+    finally:
+        logger.setLevel(before)
+
+
+def test_the_display_follows_stages_and_epochs(monkeypatch):
+    from kdx.models.mlp import MLPClassifier
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("KDX_PROGRESS", "1")
+    stages = Stages()
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 3)).astype(np.float32), rng.integers(0, 2, 64)
+    with progress.display(2, "test", stages) as shown:
+        with stages("teacher training"):
+            MLPClassifier(hidden=[4], epochs=3, patience=5).fit(X, y, X, y, 2)
+        doing = shown.progress.tasks[0].fields["doing"]
+        shown.seed_done()
+        assert shown.progress.tasks[0].completed == 1
+    assert doing == "teacher training, epoch 3/3"
+    assert progress._active is None and stages.listener is None
+
+
+def test_the_first_profiled_model_is_not_charged_for_an_import():
+    """torch's first dispatch mode imports torch._dynamo; under tracemalloc that import's allocations once
+    counted as the first model's inference memory (61 MB for a model that needs 0.03 MB)."""
+    code = """
+import numpy as np
+from kdx.efficiency import ProfileSettings, profile_model
+from kdx.models.mlp import MLPClassifier
+X = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+y = (X[:, 0] > 0).astype(int)
+model = MLPClassifier(hidden=[8], epochs=2).fit(X, y, X, y, 2)
+settings = ProfileSettings(warmup=2, repeats=5, batch_size=16, onnx=False)
+print(profile_model(model, X, settings)["peak_mb_1"], profile_model(model, X, settings)["peak_mb_1"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second = map(float, out.stdout.split())
+    assert first < 1.0 and first < 4 * second + 0.01, (first, second)

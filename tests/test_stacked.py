@@ -1,0 +1,192 @@
+"""Students trained as one stacked pass vs one by one (kdx.models.stacked).
+
+Tolerance: stacked and one-by-one training run the same arithmetic in a different order (batched vs
+single matmuls, fused vs per-op Adam), so they agree up to float32 rounding carried through training:
+validation losses within 2e-3 at every epoch, the same best epoch, probabilities within 1e-2 and
+predictions identical on all but a handful of rows (measured: max prob gap ~1e-4 on these tasks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kdx.errors import TrainingError
+from kdx.models.mlp import MLPClassifier
+from kdx.models.stacked import StudentLoss, fit_stacked, stackable
+
+
+def _task(n=1200, d=12, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    w = rng.normal(size=(d, classes))
+    y = (X @ w + rng.gumbel(size=(n, classes))).argmax(1)
+    teacher = (X @ w * 1.5).astype(np.float32)
+    return X[:900], y[:900], X[900:], y[900:], teacher[:900]
+
+
+def _student(**kw):
+    return MLPClassifier(**{"hidden": [16, 8], "lr": 0.01, "epochs": 25, "batch_size": 64, "patience": 4,
+                            "seed": 3, **kw})
+
+
+def _one_by_one(loss: StudentLoss, X, y, Xv, yv, T, **kw):
+    model = _student(**kw)
+    if loss.alpha == 1:
+        return model.fit(X, y, Xv, yv, 3)
+    return model.fit(X, y, Xv, yv, 3, T, loss.tau, loss.alpha)
+
+
+def test_stacked_students_match_one_by_one_training():
+    X, y, Xv, yv, T = _task()
+    losses = [StudentLoss(), StudentLoss(4.0, 0.5), StudentLoss(1.0, 0.1), StudentLoss(8.0, 0.9)]
+    stacked = fit_stacked([_student() for _ in losses], losses, X, y, Xv, yv, 3, T)
+    epochs = set()
+    for loss, together in zip(losses, stacked):
+        alone = _one_by_one(loss, X, y, Xv, yv, T)
+        a, b = np.asarray(alone.history_["val_ce"]), np.asarray(together.history_["val_ce"])
+        assert len(a) == len(b) and np.max(np.abs(a - b)) < 2e-3
+        assert alone.history_["best_epoch"] == together.history_["best_epoch"]
+        assert np.max(np.abs(alone.predict_proba(Xv) - together.predict_proba(Xv))) < 1e-2
+        assert (alone.predict(Xv) != together.predict(Xv)).sum() <= 3
+        assert together.history_["trained_together"] == len(losses)
+        epochs.add(together.history_["epochs_run"])
+    # Early stopping is per student: they stopped at different epochs, so the stack was compacted.
+    assert len(epochs) > 1
+
+
+def test_a_stacked_student_is_an_ordinary_model(tmp_path):
+    X, y, Xv, yv, T = _task()
+    a, b = fit_stacked([_student(), _student()], [StudentLoss(), StudentLoss(2.0, 0.5)], X, y, Xv, yv, 3, T)
+    loaded = MLPClassifier.load(b.save(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.logits(Xv), b.logits(Xv))
+    assert b.n_params() == a.n_params() == _one_by_one(StudentLoss(), X, y, Xv, yv, T).n_params()
+    assert a.history_["fit_seconds"] > 0
+
+
+def test_what_cannot_stack_is_refused():
+    assert not stackable([_student()])
+    assert not stackable([_student(), _student(seed=4)])
+    assert not stackable([_student(dropout=0.1), _student(dropout=0.1)])
+    assert stackable([_student(), _student()])
+    X, y, Xv, yv, T = _task()
+    with pytest.raises(ValueError, match="teacher_logits"):
+        fit_stacked([_student(), _student()], [StudentLoss(), StudentLoss(2.0, 0.5)], X, y, Xv, yv, 3)
+
+
+def test_a_diverging_student_is_named():
+    X, y, Xv, yv, T = _task()
+    bad = T.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(TrainingError, match=r"student 1 \(τ=2, α=0.5, trained in a stacked pass\).*non-finite teacher"):
+        fit_stacked([_student(), _student()], [StudentLoss(), StudentLoss(2.0, 0.5)], X, y, Xv, yv, 3, bad)
+
+
+def test_stacked_training_is_deterministic():
+    X, y, Xv, yv, T = _task()
+    runs = [fit_stacked([_student(), _student()], [StudentLoss(), StudentLoss(3.0, 0.3)], X, y, Xv, yv, 3, T)
+            for _ in range(2)]
+    for a, b in zip(*runs):
+        for p, q in zip(a.net_.parameters(), b.net_.parameters()):
+            assert torch.equal(p, q)
+
+
+# ---- in the protocol and in sweeps -----------------------------------------------------------------------
+SMALL = ("experiment=breast_cancer", "+smoke=on")
+
+
+def test_a_run_trains_its_two_students_together_with_the_same_results(tmp_path, compose_cfg):
+    from kdx.runner import run
+
+    together = run(compose_cfg(*SMALL), tmp_path / "a").metrics.set_index(["seed", "model"])
+    alone = run(compose_cfg(*SMALL, "train_together=false", "cache.enabled=false"),
+                tmp_path / "b").metrics.set_index(["seed", "model"])
+    students = together.index.get_level_values("model") != "teacher"
+    assert (together.trained_together[students] == 2).all() and (alone.trained_together == 1).all()
+    for column, tolerance in (("accuracy", 0.02), ("nll", 0.01), ("val_nll", 0.01)):
+        gap = (together[column] - alone[column]).abs()
+        assert gap.max() <= tolerance, (column, gap.max())
+    assert together.epochs_run.fillna(-1).equals(alone.epochs_run.fillna(-1))
+
+
+def test_other_objectives_and_tree_students_train_one_by_one(tmp_path, compose_cfg):
+    from kdx.runner import run
+
+    for extra in (("kd=label_smoothing",), ("student=tree",)):
+        m = run(compose_cfg(*SMALL, "seeds=[0]", *extra), tmp_path / extra[0]).metrics
+        assert (m.trained_together == 1).all(), extra
+
+
+def test_grouping_ignores_only_kd(compose_cfg):
+    from kdx.grouping import group_key
+
+    assert group_key(compose_cfg(*SMALL, "kd.tau=2")) == group_key(compose_cfg(*SMALL, "kd.alpha=0.9"))
+    assert group_key(compose_cfg(*SMALL)) != group_key(compose_cfg(*SMALL, "student.hidden=[8]"))
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_every_student_of_a_seed_in_one_pass(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    res = subprocess.run([sys.executable, "-m", "kdx", "run", "-m", *SMALL, "kd.tau=1,4", "kd.alpha=0.3,0.7",
+                          "student.hidden=[16],[8]", f"hydra.sweep.dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    groups = json.loads((tmp_path / "trained_together.json").read_text())
+    # Two groups (one per student architecture) of 4 jobs: 4 KD students + the no-KD student per seed.
+    assert [(g["jobs"], g["students_per_pass"]) for g in groups] == [(4, [5, 5]), (4, [5, 5])]
+    for job in range(8):
+        m = pd.read_csv(tmp_path / str(job) / "metrics.csv")
+        assert (m[m.model != "teacher"].trained_together == 5).all()
+        summary = json.loads((tmp_path / str(job) / "summary.json").read_text())
+        assert not [c for c in summary["cache"]["computed"] if "measurements" not in c]  # models all trained before
+    report = (tmp_path / "report.md").read_text()
+    assert "8 complete run(s) of 8" in report and "5 students per stacked pass" in report
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_kdx_adam_is_torch_adam_bit_for_bit(fused, weight_decay):
+    """kdx's Adam avoids torch.optim's first-step import of torch._dynamo (~1.2 s); its updates must be
+    torch's own: the same weights to the last bit after 50 steps."""
+    from kdx.models.adam import Adam
+
+    torch.manual_seed(0)
+    ours = [torch.randn(5, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    opts = (Adam(ours, lr=0.01, weight_decay=weight_decay, fused=fused),
+            torch.optim.Adam(theirs, lr=0.01, weight_decay=weight_decay, fused=fused))
+    x = torch.randn(7, 5)
+    for _ in range(50):
+        for params, opt in zip((ours, theirs), opts):
+            opt.zero_grad()
+            ((x @ params[0] + params[1]) ** 2).sum().backward()
+            opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
+
+
+def test_compacting_the_stack_keeps_each_students_optimizer_state():
+    """A stack that lost a student continues exactly as the remaining students would have."""
+    from kdx.models.adam import Adam
+
+    torch.manual_seed(0)
+    full = [torch.randn(3, 4, 2, requires_grad=True)]
+    kept = [full[0].detach()[[0, 2]].clone().requires_grad_()]
+    opt_full, opt_kept = Adam(full, lr=0.1, fused=True), None
+    x = torch.randn(4)
+    for step in range(10):
+        if step == 5:  # student 1 stops; students 0 and 2 continue in a smaller stack
+            kept = [full[0].detach()[[0, 2]].clone().requires_grad_()]
+            opt_kept = opt_full.keep(kept, torch.tensor([0, 2]))
+        for params, opt in ((full, opt_full), (kept, opt_kept)):
+            if opt is None:
+                continue
+            opt.zero_grad()
+            (torch.einsum("i,kij->kj", x, params[0]) ** 2).sum().backward()
+            opt.step()
+    assert torch.allclose(kept[0], full[0].detach()[[0, 2]], atol=1e-6)
