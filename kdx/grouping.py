@@ -3,8 +3,8 @@
 A τ/α grid is 30 jobs whose KD students share data, seed and architecture. Before the launcher starts the
 jobs, `prefit_sweep` groups them by their config without `kd` and, per group and seed, trains the teacher
 (cached) and every student the group needs (the no-KD student and each kd=hinton job's KD student) in one
-stacked pass (kdx.models.stacked), storing each under the cache key its job will ask for. The jobs then run exactly
-as before — same folders, files and reports — and find their students trained. Anything that keeps a group
+stacked pass (kdx.models.stacked), storing each under the cache key its job will ask for. The jobs then run
+exactly as before — same folders, files and reports — and find their students trained. Anything that keeps a group
 from training together (another objective, a tree student, no cache, a diverging student, a bad config) is
 left to the jobs, which train one by one and report any error themselves.
 """
@@ -45,6 +45,8 @@ def prefit_sweep(configs: list[DictConfig]) -> list[dict]:
             record = _prefit_group(members)
         except KdxError as exc:  # the jobs meet it again and report it in their own words
             record = {"jobs": len(members), "skipped": str(exc).splitlines()[0]}
+        except Exception as exc:  # noqa: BLE001 — never lose a sweep to its optional first pass
+            record = {"jobs": len(members), "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
         record["seconds"] = time.perf_counter() - started
         if "skipped" in record:
             log.info("%d jobs differing only in kd.*: students trained by each job (%s)", len(members),
