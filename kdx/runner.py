@@ -162,10 +162,15 @@ def train_together(node: DictConfig, seed: int, device: str, limits: DictConfig,
     fit_stacked(models, losses, sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], n_classes, teacher_logits,
                 names=names)
     for name, model in zip(names, models):
-        if not np.all(np.isfinite(model.logits(sd.X["val"]))):
-            raise TrainingError(f"{name}: the trained model gives non-finite logits on validation rows; "
-                                "check for extreme values or lower the learning rate")
+        check_finite(model, sd, name)
     return dict(enumerate(models))
+
+
+def check_finite(model: Classifier, sd: SeedData, label: str) -> None:
+    """A trained model must give finite logits on the validation rows (one line naming it otherwise)."""
+    if not np.all(np.isfinite(model.logits(sd.X["val"]))):
+        raise TrainingError(f"{label}: the trained model gives non-finite logits on validation rows; "
+                            "check for extreme values or lower the learning rate")
 
 
 def _save_model(model: Classifier, folder: Path) -> None:
@@ -356,9 +361,7 @@ class Protocol:
                                    **kd)
             except TrainingError as exc:
                 raise TrainingError(f"{label}: {exc}") from None
-            if not np.all(np.isfinite(fitted.logits(sd.X["val"]))):
-                raise TrainingError(f"{label}: the trained model gives non-finite logits on validation rows; "
-                                    "check for extreme values or lower the learning rate")
+            check_finite(fitted, sd, label)
             if signals is not None:  # what the objective resolved from the data (e.g. label smoothing's ε)
                 fitted.history_["objective"] = {**self.objective.settings(), **kd["signals"].resolved}
             return fitted
