@@ -93,6 +93,10 @@ class ArtifactCache:
         """Whether a complete entry exists (not verified; get_or_compute verifies it when it is read)."""
         return self.root is not None and (self.root / kind / key / DONE).is_file()
 
+    def entry(self, kind: str, key: str) -> Path | None:
+        """The folder of a complete entry (not verified), or None."""
+        return self.root / kind / key if self.has(kind, key) else None
+
     def get_or_compute(self, kind: str, key: str, compute: Callable[[], T], save: Callable[[T, Path], None],
                        load: Callable[[Path], T], label: str = "") -> tuple[T, bool]:
         """The cached value for (kind, key), computing and storing it on a miss. Returns (value, reused)."""

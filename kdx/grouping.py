@@ -11,6 +11,7 @@ left to the jobs, which train one by one and report any error themselves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -73,7 +74,9 @@ def _prefit_group(members: list[DictConfig]) -> dict:
     data = load_data(first)
     with cpu_threads(resolve_threads(first.get("threads", "auto"))):
         pretrained = check_teacher(first, data)
-        everyone = [Protocol(cfg, data, cache, pretrained) for cfg in members]
+        everyone = [Protocol(first, data, cache, pretrained)]
+        with _quiet():  # a Protocol's notes on its settings (e.g. no onnxruntime): each job says them itself
+            everyone += [Protocol(cfg, data, cache, pretrained) for cfg in members[1:]]
         # Jobs whose objective has no stacked form (kd other than hinton) train their KD student themselves.
         protocols = [p for p in everyone if p.objective.stacked_loss() is not None]
         if not protocols:
@@ -109,3 +112,14 @@ def _prefit_group(members: list[DictConfig]) -> dict:
                            trained=trained[i])
             passes.append(len(entries))
     return {"jobs": len(members), "students_per_pass": passes, "jobs_stacked": len(protocols)}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """kdx's informational log lines silenced (warnings and errors still said)."""
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)

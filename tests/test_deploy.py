@@ -246,3 +246,33 @@ def test_kdx_export_command_line(adult_run, tmp_path):
                           "--out", str(tmp_path / "t")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "exported teacher (seed 0)" in res.stdout and (tmp_path / "t" / "model.onnx").is_file()
+
+
+def test_measuring_with_the_seeds_encoded_rows_and_feed_changes_nothing(monkeypatch):
+    """The runner hands measure_deployed the seed's encoded test rows and onnxruntime feed, made once for
+    every model of the seed: parity is the same number, and the timed rows are the same rows."""
+    import kdx.deploy.runtime as runtime
+    from kdx.deploy.schema import raw_feed
+    from kdx.efficiency import ProfileSettings, profiled_rows
+
+    frame, y = mixed_rows(300)
+    pre = Preprocessor(("age", "income", "never"), ("city", "grade")).fit(frame.iloc[:200])
+    cfg = make_config("student=shallow_mlp", *TINY)
+    model = build_model("student", cfg.student, 0, "cpu", cfg.limits).fit(
+        pre.transform(frame.iloc[:200]), y[:200], pre.transform(frame.iloc[200:250]), y[200:250], 2)
+    rows = pd.concat([frame.iloc[250:], odd_rows(frame)])
+    settings = ProfileSettings(repeats=3, warmup=1, batch_size=8)
+    plain = runtime.measure_deployed(model, pre, rows, settings, 0, ["c0", "c1"], timed=False)
+    given = runtime.measure_deployed(model, pre, rows, settings, 0, ["c0", "c1"], timed=False,
+                                     encoded=pre.transform(rows), feed=raw_feed(rows, Schema.of(pre)))
+    assert given == plain and plain["onnx_parity"] <= 1e-5
+    timed_feeds = []
+    monkeypatch.setattr(runtime, "time_calls", lambda call, *a: timed_feeds.append(call.__defaults__[0])
+                        or np.ones(3))
+    runtime.measure_deployed(model, pre, rows, settings, 0, ["c0", "c1"], feed=raw_feed(rows, Schema.of(pre)))
+    first, picks = profiled_rows(len(rows), settings.batch_size, 0)
+    for feed, idx in zip(timed_feeds, (first, picks)):
+        expected = raw_feed(rows.iloc[idx], Schema.of(pre))
+        assert feed.keys() == expected.keys()
+        for name in feed:
+            np.testing.assert_array_equal(feed[name], expected[name])

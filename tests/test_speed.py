@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -98,3 +100,32 @@ print(profile_model(model, X, settings)["peak_mb_1"], profile_model(model, X, se
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first, second = map(float, out.stdout.split())
     assert first < 1.0 and first < 4 * second + 0.01, (first, second)
+
+
+def test_checkpoints_are_the_cached_models_bytes_and_a_cached_model_is_read_once(tmp_path, compose_cfg):
+    """A run with the cache on writes each checkpoint as a copy of its cache entry's file (no second
+    serialization); a later job in the same process reads each cached model once; a replaced entry is
+    read again."""
+    from conftest import TINY
+
+    import kdx.runner
+    from kdx.cache import DONE
+    from kdx.models import load_model
+    from kdx.runner import _load_model, run
+
+    cfg = compose_cfg("experiment=breast_cancer", *TINY, "profile.enabled=false", "explain.enabled=false")
+    result = run(cfg, tmp_path / "a")
+    seed_dir = tmp_path / "a" / "checkpoints" / "seed_0"
+    models = Path(os.environ["KDX_CACHE"]) / "models"  # this test's own cache (conftest)
+    entries = [p for p in models.iterdir() if (p / DONE).is_file()]
+    cached = {next(p for p in e.iterdir() if p.stem == "model").read_bytes() for e in entries}
+    X = np.random.default_rng(0).normal(size=(5, len(result.summary["dataset"]["features"])))  # all numeric
+    for name in ("teacher", "student_nokd", "student_kd"):
+        file = next(p for p in seed_dir.iterdir() if p.stem == name and not p.name.endswith(".txt"))
+        assert file.read_bytes() in cached, name
+        assert load_model(file).predict_proba(X).shape == (5, 2)
+    kdx.runner._LOADED.clear()
+    first = _load_model(entries[0])
+    assert _load_model(entries[0]) is first  # read once
+    (entries[0] / DONE).write_text((entries[0] / DONE).read_text() + " ")  # the entry was replaced
+    assert _load_model(entries[0]) is not first

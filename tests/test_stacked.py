@@ -125,6 +125,22 @@ def test_grouping_ignores_only_kd(compose_cfg):
     assert group_key(compose_cfg(*SMALL)) != group_key(compose_cfg(*SMALL, "student.hidden=[8]"))
 
 
+def test_the_grouped_pass_says_a_jobs_notes_once(compose_cfg, monkeypatch, caplog):
+    """Each job logs its own settings notes (e.g. no onnxruntime); the pass before them says each once."""
+    import logging
+
+    from kdx import deploy
+    from kdx.grouping import prefit_sweep
+
+    monkeypatch.setattr(deploy, "available", lambda: False)
+    configs = [compose_cfg(*SMALL, "seeds=[0]", f"kd.tau={tau}") for tau in (1, 2, 4)]
+    with caplog.at_level(logging.INFO, logger="kdx"):
+        (record,) = prefit_sweep(configs)
+    assert record["students_per_pass"] == [4]
+    assert sum("profile.onnx=auto" in r.getMessage() for r in caplog.records) == 1
+    assert logging.getLogger("kdx").level == logging.NOTSET  # left as it was
+
+
 @pytest.mark.slow
 def test_a_sweep_trains_every_student_of_a_seed_in_one_pass(tmp_path):
     import json

@@ -98,7 +98,7 @@ def test_threads_follow_the_launcher(monkeypatch):
     import kdx.runner
 
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
-    monkeypatch.setattr(kdx.runner, "idle_cores", lambda: 64)  # a quiet machine (tested below)
+    monkeypatch.setattr(kdx.runner, "recently_idle_cores", lambda: 64)  # a quiet machine (tested below)
     cores = available_cores()
     assert cores == len(os.sched_getaffinity(0))
     assert resolve_threads("auto", 1) == cores and resolve_threads("auto", 2) == max(1, cores // 2)
@@ -120,7 +120,7 @@ def test_threads_never_exceed_the_idle_cores(monkeypatch):
 
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.setattr(kdx.runner, "available_cores", lambda: 8)
-    monkeypatch.setattr(kdx.runner, "idle_cores", lambda: 1)
+    monkeypatch.setattr(kdx.runner, "recently_idle_cores", lambda: 1)
     assert resolve_threads("auto", 1) == 1 and resolve_threads(4, 1) == 4  # an explicit count is obeyed
     # idle_cores itself: with a busy process on each of the cores this process may use, fewer are idle.
     monkeypatch.undo()
@@ -135,6 +135,20 @@ def test_threads_never_exceed_the_idle_cores(monkeypatch):
         for proc in busy:
             proc.kill()
             proc.wait()
+
+
+def test_idle_cores_are_looked_at_again_only_when_the_last_look_is_stale(monkeypatch):
+    """The jobs of a sweep in one process share a look at the machine younger than IDLE_LOOK_EVERY."""
+    import kdx.runner
+
+    looks = []
+    monkeypatch.setattr(kdx.runner, "_IDLE_SEEN", [])
+    monkeypatch.setattr(kdx.runner, "idle_cores", lambda: looks.append(1) or len(looks))
+    assert kdx.runner.recently_idle_cores() == 1 and len(looks) == 1
+    assert kdx.runner.recently_idle_cores() == 1 and len(looks) == 1  # still fresh: the same answer
+    seen, cores = kdx.runner._IDLE_SEEN[0]
+    kdx.runner._IDLE_SEEN[0] = (seen - kdx.runner.IDLE_LOOK_EVERY - 1, cores)  # as if 11 s had passed
+    assert kdx.runner.recently_idle_cores() == 2 and len(looks) == 2  # stale: looked again
 
 
 def _kdx(*args, **kw):

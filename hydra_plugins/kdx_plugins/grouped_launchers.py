@@ -8,32 +8,60 @@ On Slurm each job trains its own students: a group's pass would otherwise run on
 
 from __future__ import annotations
 
+import copy
+import logging
 from pathlib import Path
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher as HydraBasicLauncher
+from hydra.core.utils import configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import open_dict
 
+log = logging.getLogger("hydra._internal.core_plugins.basic_launcher")  # Hydra's own lines, under its name
 
-def prefit(launcher, job_overrides) -> None:
-    """Compose every job's config as the launcher will, and train the students the jobs share."""
+
+def prefit(launcher, job_overrides) -> list | None:
+    """Compose every job's config as the launcher will, and train the students the jobs share. Returns
+    the composed configs (hydra node included, for a launcher to run them), or None when grouping is off."""
     if not launcher.config.get("train_together", True) or len(job_overrides) < 2:
-        return
+        return None
     from kdx.grouping import prefit_sweep
     from kdx.persist import write_json
 
-    configs = []
+    composed, configs = [], []
     for overrides in job_overrides:
         cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
-        with open_dict(cfg):
-            del cfg["hydra"]
-        configs.append(cfg)
+        composed.append(cfg)
+        plain = copy.deepcopy(cfg)
+        with open_dict(plain):
+            del plain["hydra"]
+        configs.append(plain)
     records = prefit_sweep(configs)
     if records:  # the sweep report reads it
         write_json(Path(launcher.config.hydra.sweep.dir) / "trained_together.json", records)
+    return composed
 
 
 class BasicLauncher(HydraBasicLauncher):
-    def launch(self, job_overrides, initial_job_idx):
-        prefit(self, job_overrides)
-        return super().launch(job_overrides, initial_job_idx)
+    """Hydra's basic launcher (its loop, below) running the configs `prefit` composed instead of composing
+    each job's config again (0.13 s a job)."""
 
+    def launch(self, job_overrides, initial_job_idx):
+        composed = prefit(self, job_overrides)
+        if composed is None:
+            return super().launch(job_overrides, initial_job_idx)
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Launching {len(job_overrides)} jobs locally")
+        runs = []
+        for idx, (overrides, sweep_config) in enumerate(zip(job_overrides, composed)):
+            idx = initial_job_idx + idx
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = idx
+                sweep_config.hydra.job.num = idx
+            runs.append(run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                                config=sweep_config, job_dir_key="hydra.sweep.dir",
+                                job_subdir_key="hydra.sweep.subdir"))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return runs

@@ -55,10 +55,12 @@ class DeployedModel:
         return self.run(self.feed(rows))[1]
 
 
-def parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, rows: pd.DataFrame) -> float:
-    """Largest absolute difference between onnxruntime's probabilities on raw `rows` and kdx's."""
-    ours = model.predict_proba(pre.transform(rows))
-    theirs = deployed.predict_proba(rows)
+def parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, rows: pd.DataFrame,
+           encoded: np.ndarray | None = None, feed: dict[str, np.ndarray] | None = None) -> float:
+    """Largest absolute difference between onnxruntime's probabilities on raw `rows` and kdx's. `encoded`,
+    `feed`: `rows` as `pre` encodes them and as onnxruntime's inputs, when the caller has them already."""
+    ours = model.predict_proba(pre.transform(rows) if encoded is None else encoded)
+    theirs = deployed.run(deployed.feed(rows) if feed is None else feed)[0]
     if theirs.shape != ours.shape:
         raise ExportError(f"the exported model gives {theirs.shape[1]} probabilities per row, kdx {ours.shape[1]}")
     return float(np.max(np.abs(theirs.astype(np.float64) - ours))) if len(rows) else 0.0
@@ -74,22 +76,30 @@ def check_parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, 
 
 
 def measure_deployed(model: Classifier, pre: Preprocessor, rows: pd.DataFrame, settings: ProfileSettings,
-                     seed: int, class_names, timed: bool = True) -> dict:
+                     seed: int, class_names, timed: bool = True, encoded: np.ndarray | None = None,
+                     feed: dict[str, np.ndarray] | None = None) -> dict:
     """The exported model's file size, its parity gap with kdx on raw `rows`, and (timed) its onnxruntime
     latency on raw rows, preprocessing included, at batch 1 and `settings.batch_size`: the rows that
-    `kdx.efficiency.profile_model` times with the same seed, warm-up and repeats."""
-    deployed = DeployedModel(export_model(model, pre, class_names), Schema.of(pre), threads=settings.threads)
-    out = {"onnx_bytes": deployed.n_bytes, "onnx_parity": parity(deployed, model, pre, rows)}
-    return {**out, **time_deployed(deployed, rows, settings, seed)} if timed else out
+    `kdx.efficiency.profile_model` times with the same seed, warm-up and repeats. `encoded`, `feed`: `rows`
+    encoded by `pre` and as onnxruntime's inputs (the same for every model of a seed: the runner makes them
+    once; reading and encoding Adult's test rows costs 0.25-0.5 s, exporting a student 0.02 s)."""
+    schema = Schema.of(pre)
+    deployed = DeployedModel(export_model(model, pre, class_names), schema, threads=settings.threads)
+    feed = raw_feed(rows, schema) if feed is None else feed
+    out = {"onnx_bytes": deployed.n_bytes, "onnx_parity": parity(deployed, model, pre, rows, encoded, feed)}
+    return {**out, **time_deployed(deployed, rows, settings, seed, feed)} if timed else out
 
 
-def time_deployed(deployed: DeployedModel, rows: pd.DataFrame, settings: ProfileSettings, seed: int) -> dict:
-    """The ort_latency_* columns: onnxruntime latency of `deployed` on raw rows (preprocessing included)."""
+def time_deployed(deployed: DeployedModel, rows: pd.DataFrame, settings: ProfileSettings, seed: int,
+                  feed: dict[str, np.ndarray] | None = None) -> dict:
+    """The ort_latency_* columns: onnxruntime latency of `deployed` on raw rows (preprocessing included).
+    `feed`: all of `rows` as onnxruntime's inputs, if made already (the timed rows are taken from it)."""
     out = {}
+    feed = deployed.feed(rows) if feed is None else feed
     first, picks = profiled_rows(len(rows), settings.batch_size, seed)
-    for label, part in (("", rows.iloc[first]), ("batch_", rows.iloc[picks])):
-        feed = deployed.feed(part)
-        t = time_calls(lambda f=feed: deployed.run(f), settings.warmup, settings.repeats) * 1e3
+    for label, idx in (("", first), ("batch_", picks)):
+        part = {name: values[idx] for name, values in feed.items()}
+        t = time_calls(lambda f=part: deployed.run(f), settings.warmup, settings.repeats) * 1e3
         out[f"ort_latency_{label}ms"] = float(t.mean())
         out[f"ort_latency_{label}median_ms"] = float(np.median(t))
         out[f"ort_latency_{label}p95_ms"] = float(np.percentile(t, 95))

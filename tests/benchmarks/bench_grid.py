@@ -15,18 +15,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.benchmarks.baseline import process_settings
+
 PAIRS = ("breast_cancer", "wine_quality", "adult")
 
 
 def sweeps(tmp: Path, name: str, source: str | None = None) -> dict[str, float]:
-    env = {**os.environ, "KDX_CACHE": str(tmp / f"cache-{name}"), "KDX_PROGRESS": "0"}
-    if source:
-        env["PYTHONPATH"] = os.pathsep.join([source, env.get("PYTHONPATH", "")])
+    env, cwd = process_settings({**os.environ, "KDX_CACHE": str(tmp / f"cache-{name}"), "KDX_PROGRESS": "0"},
+                                source)
     walls = {}
     for pair in PAIRS:
         start = time.perf_counter()
         res = subprocess.run([sys.executable, "-m", "kdx", "run", "+sweep=tau_alpha", f"experiment={pair}",
-                              f"hydra.sweep.dir={tmp / name / pair}"], capture_output=True, text=True, env=env)
+                              f"hydra.sweep.dir={tmp / name / pair}"], capture_output=True, text=True, env=env,
+                             cwd=cwd)
         walls[pair] = time.perf_counter() - start
         if res.returncode != 0:
             raise RuntimeError(f"{name} {pair} failed:\n{res.stderr[-2000:]}")

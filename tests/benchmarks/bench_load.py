@@ -18,19 +18,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.benchmarks.baseline import process_settings
+
 BUSY = 3
 OVERRIDES = ("seeds=[0]",)
 
 
 def _seed(tmp: Path, name: str, source: str | None = None) -> tuple[float, float]:
     """Wall and CPU seconds of one cold seed of the default run in a fresh process."""
-    env = {**os.environ, "KDX_CACHE": str(tmp / f"cache-{name}"), "KDX_PROGRESS": "0"}
-    if source:
-        env["PYTHONPATH"] = os.pathsep.join([source, env.get("PYTHONPATH", "")])
+    env, cwd = process_settings({**os.environ, "KDX_CACHE": str(tmp / f"cache-{name}"), "KDX_PROGRESS": "0"},
+                                source)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "kdx", "run", *OVERRIDES, f"hydra.run.dir={tmp / name}"],
-                         capture_output=True, text=True, env=env)
+                         capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
