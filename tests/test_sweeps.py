@@ -152,8 +152,12 @@ def test_idle_cores_are_looked_at_again_only_when_the_last_look_is_stale(monkeyp
 
 
 def _kdx(*args, **kw):
+    # SIGINT back to its default in the child: started in the background by a shell without job control
+    # (`cmd &` in a script), pytest and everything it starts inherit SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt (seen: the SIGINT test failed only when the suite ran in the background).
     return subprocess.Popen([sys.executable, "-m", "kdx", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, **kw)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def _wait_for(path: Path, proc, timeout=300):
@@ -203,25 +207,18 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
 @pytest.mark.slow
 def test_sigint_mid_run_keeps_finished_seeds_and_resumes(tmp_path):
     out = tmp_path / "run"
-    args = ["run", *SMALL, "seeds=[0,1,2,3,4,5]", f"hydra.run.dir={out}"]
+    args = ["run", *SMALL, "seeds=[0,1,2,3]", f"hydra.run.dir={out}"]
     proc = _kdx(*args)
     _wait_for(out / "metrics.csv", proc)
-    # Ctrl-C again while it runs: CPython drops a KeyboardInterrupt raised inside a finalizer (__del__,
-    # "Exception ignored in ..."), so one signal can be lost (seen once in CI) — as a user would press again.
-    while proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "interrupted" in err, err[-2000:]
+    assert proc.returncode != 0 and "interrupted" in err
     assert not (out / "summary.json").exists()
     kept = pd.read_csv(out / "metrics.csv")
     again = subprocess.run([sys.executable, "-m", "kdx", *args], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     m = pd.read_csv(out / "metrics.csv")
-    assert len(m) == 18 and not m.duplicated(["seed", "model"]).any()
+    assert len(m) == 12 and not m.duplicated(["seed", "model"]).any()
     assert m[m.seed.isin(kept.seed)].reused.all()  # finished seeds came back from the cache
 
 
