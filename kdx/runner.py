@@ -711,11 +711,10 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
     rows: list[dict] = []
     label = f"{data.name}: {cfg.teacher.name} → {cfg.student.name}"
     with progress.display(len(order), label, protocol.stages) as shown:
-        checked = time.perf_counter()
         for seed in order:
-            # The machine may have got busier (or quieter): look again at most every 10 s (a look takes 0.1 s).
-            if cfg.get("threads", "auto") in (None, "auto") and time.perf_counter() - checked > IDLE_LOOK_EVERY:
-                checked = time.perf_counter()
+            # The machine may have got busier (or quieter): recently_idle_cores looks again once its last look
+            # is IDLE_LOOK_EVERY seconds old (a look takes 0.1 s).
+            if cfg.get("threads", "auto") in (None, "auto"):
                 threads = resolve_threads("auto", parallel_jobs)
                 if threads != torch.get_num_threads():
                     log.info("seed %d: %d torch thread(s), as the machine's idle cores changed", seed, threads)
