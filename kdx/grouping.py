@@ -2,11 +2,12 @@
 
 A τ/α grid is 30 jobs whose KD students share data, seed and architecture. Before the launcher starts the
 jobs, `prefit_sweep` groups them by their config without `kd` and, per group and seed, trains the teacher
-(cached) and every student the group needs (the no-KD student and each kd=hinton job's KD student) in one
-stacked pass (kdx.models.stacked), storing each under the cache key its job will ask for. The jobs then run
-exactly as before — same folders, files and reports — and find their students trained. Anything that keeps a group
-from training together (another objective, a tree student, no cache, a diverging student, a bad config) is
-left to the jobs, which train one by one and report any error themselves.
+(cached) and every student the group needs (the no-KD student and the KD student of each job whose objective
+applies and has a stacked form, as all of kdx's have) in one stacked pass (kdx.models.stacked), storing each
+under the cache key its job will ask for. The jobs then run exactly as before — same folders, files and
+reports — and find their students trained. Anything that keeps a group from training together (an
+objective without a stacked form, a tree student, no cache, a diverging student, a bad config) is left to
+the jobs, which train one by one and report any error themselves.
 """
 
 from __future__ import annotations
@@ -77,10 +78,11 @@ def _prefit_group(members: list[DictConfig]) -> dict:
         everyone = [Protocol(first, data, cache, pretrained)]
         with _quiet():  # a Protocol's notes on its settings (e.g. no onnxruntime): each job says them itself
             everyone += [Protocol(cfg, data, cache, pretrained) for cfg in members[1:]]
-        # Jobs whose objective has no stacked form (kd other than hinton) train their KD student themselves.
-        protocols = [p for p in everyone if p.objective.stacked_loss() is not None]
+        # Jobs whose objective has no stacked form train their KD student themselves; one whose objective
+        # does not apply here (e.g. dkd on a binary task, jacobian with a tree teacher) says so when it runs.
+        protocols = [p for p, cfg in zip(everyone, members) if p.objective.stacks and _applies(cfg, data)]
         if not protocols:
-            return {"jobs": len(members), "skipped": "no job uses kd=hinton, the objective students can share"}
+            return {"jobs": len(members), "skipped": "no job's objective applies here and has a stacked form"}
         lead = protocols[0]
         passes = []
         for seed in units_of(first):
@@ -91,7 +93,7 @@ def _prefit_group(members: list[DictConfig]) -> dict:
                 wanted[keys[0]["student_nokd"]] = (None, f"student_nokd seed {seed}")
             for p, k in zip(protocols, keys):
                 if not cache.has("models", k["student_kd"]):
-                    wanted[k["student_kd"]] = (p, f"student_kd seed {seed} ({p.objective.name} τ={p.tau:g} "
+                    wanted[k["student_kd"]] = (p, f"student_kd seed {seed} (kd={p.objective.name} τ={p.tau:g} "
                                                   f"α={p.alpha:g})")
             if len(wanted) < 2:
                 passes.append(len(wanted))
@@ -102,7 +104,7 @@ def _prefit_group(members: list[DictConfig]) -> dict:
             entries = list(wanted.items())
             trained = train_together(first.student, seed, lead.device, first.limits, sd, data.n_classes,
                                      [None if p is None else p.objective for _, (p, _) in entries],
-                                     lambda t=teacher, s=sd: lead.teacher_signals(t, s),
+                                     lambda o, t=teacher, s=sd: lead.teacher_signals(t, s, o),
                                      [name for _, (_, name) in entries])
             if not trained:
                 return {"jobs": len(members), "skipped": "the student cannot be stacked (an MLP without dropout can)"}
@@ -112,6 +114,18 @@ def _prefit_group(members: list[DictConfig]) -> dict:
                            trained=trained[i])
             passes.append(len(entries))
     return {"jobs": len(members), "students_per_pass": passes, "jobs_stacked": len(protocols)}
+
+
+def _applies(cfg: DictConfig, data) -> bool:
+    """Whether the job's objective applies to this task and these models (kdx.runner.check_objective)."""
+    from kdx.errors import ConfigError
+    from kdx.runner import check_objective
+
+    try:
+        check_objective(cfg, data)
+    except ConfigError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -44,6 +44,7 @@ from kdx.models import Classifier, load_model
 from kdx.models.mlp import resolve_device
 from kdx.models.stacked import StudentLoss, fit_stacked, stackable
 from kdx.objective import add_objective_terms, cost_columns_present, objective, terms_used
+from kdx.objectives.base import TeacherSignals
 from kdx.persist import (
     CLASSES_FILE,
     CONFIG_FILE,
@@ -160,18 +161,31 @@ def train_together(node: DictConfig, seed: int, device: str, limits: DictConfig,
                    objectives: list, signals, names: list[str]) -> dict[int, Classifier]:
     """Students of one config node and seed, one per objective (None = no KD), trained in one stacked pass
     (kdx.models.stacked) when they can be: {index: fitted model}; {} when they cannot (then each trains
-    alone). `signals`: a callable giving the teacher's signals, called only if a student distils."""
-    losses = [StudentLoss() if o is None else o.stacked_loss() for o in objectives]
-    if len(losses) < 2 or any(loss is None for loss in losses):
+    alone). `signals(objective)`: that objective's teacher signals on the training rows, asked once per
+    distinct `signals_key` (a τ/α grid's KD students share one)."""
+    if len(objectives) < 2 or any(o is not None and not o.stacks for o in objectives):
         return {}
     models = [build_model("student", node, seed, device, limits) for _ in objectives]
     if not stackable(models):
         return {}
-    teacher_logits = signals().rows["teacher_logits"] if any(loss.alpha < 1 for loss in losses) else None
-    fit_stacked(models, losses, sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], n_classes, teacher_logits,
-                names=names)
-    for name, model in zip(names, models):
+    computed = {}
+    for o in objectives:
+        if o is not None and o.signals_key() not in computed:
+            computed[o.signals_key()] = signals(o)
+    given = [None if o is None else computed[o.signals_key()] for o in objectives]
+    losses = [StudentLoss() if o is None else o.stacked_loss(s) for o, s in zip(objectives, given)]
+    teacher = next((s.rows["teacher_logits"] for s in given if s is not None and "teacher_logits" in s.rows), None)
+    # The input-gradient terms' teacher signals (jacobian, attribution: the same teacher pass for both).
+    matching = TeacherSignals({}, {})
+    for loss, s in zip(losses, given):
+        if loss.matching:
+            matching.rows.update({k: v for k, v in s.rows.items() if k != "teacher_logits"})
+            matching.constants.update(s.constants)
+    fit_stacked(models, losses, sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], n_classes, teacher,
+                names=names, signals=matching if matching.rows else None)
+    for name, model, loss in zip(names, models, losses):
         check_finite(model, sd, name)
+        model.history_["resolved"] = loss.resolved
     return dict(enumerate(models))
 
 
@@ -399,8 +413,9 @@ class Protocol:
         `trained`: the model already trained (in a stacked pass), to be stored in the cache."""
         def compute() -> Classifier:
             if trained is not None:
+                resolved = trained.history_.pop("resolved", {})
                 if signals is not None:
-                    trained.history_["objective"] = self.objective.settings()
+                    trained.history_["objective"] = {**self.objective.settings(), **resolved}
                 return trained
             if raw_parts is not None:  # read and checked once per run (check_teacher), given each seed's rows
                 model = self.pretrained.bind(sd.preprocessor, raw_parts)
@@ -497,23 +512,24 @@ class Protocol:
         rows_of = {"train": sd.split.train, "val": sd.split.val, "test": sd.split.test}
         return {part: (sd.X[part], self.codes[idx]) for part, idx in rows_of.items()}
 
-    def teacher_signals(self, teacher: Classifier, sd: SeedData):
-        """The teacher's contribution to the KD student's loss (soft targets, gradients) on the train rows."""
+    def teacher_signals(self, teacher: Classifier, sd: SeedData, objective=None):
+        """The teacher's contribution to the KD student's loss (soft targets, gradients) on the train rows,
+        for this run's objective or, in a stacked pass, another of its group's."""
         output = resolve_output(self.cfg.explain.output, self.data.n_classes)
-        return self.objective.signals(teacher, sd.X["train"], sd.y["train"], self.data.n_classes,
+        return (objective or self.objective).signals(teacher, sd.X["train"], sd.y["train"], self.data.n_classes,
                                       sd.preprocessor.column_feature_, output)
 
     def fit_students(self, seed: int, sd: SeedData, teacher: Classifier,
                      keys: dict[str, str]) -> dict[str, tuple[Classifier, bool]]:
         """The no-KD and KD students (trained, or reused from the cache). When both must be trained and can
-        be (kdx.models.stacked: same MLP, the study's loss), they train together in one stacked pass."""
+        be (kdx.models.stacked: same MLP, an objective with a stacked form), they train together in one pass."""
         node = self.cfg.student
         together = {}
         if self.cfg.get("train_together", True) and not any(self.cache.has("models", keys[k])
                                                               for k in ("student_nokd", "student_kd")):
             together = train_together(
                 node, seed, self.device, self.cfg.limits, sd, self.data.n_classes,
-                [None, self.objective], lambda: self.teacher_signals(teacher, sd),
+                [None, self.objective], lambda o: self.teacher_signals(teacher, sd, o),
                 [f"student_nokd seed {seed}", f"student_kd seed {seed}"])
         out = {"student_nokd": self._fit("student", node, keys["student_nokd"], seed, sd, f"student_nokd seed {seed}",
                                          trained=together.get(0))}

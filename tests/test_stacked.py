@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from kdx.errors import TrainingError
 from kdx.models.mlp import MLPClassifier
@@ -54,6 +55,110 @@ def test_stacked_students_match_one_by_one_training():
         epochs.add(together.history_["epochs_run"])
     # Early stopping is per student: they stopped at different epochs, so the stack was compacted.
     assert len(epochs) > 1
+
+
+def test_every_objective_matches_its_one_by_one_training_in_one_stack():
+    """Every kdx objective in one stack with the no-KD student — label_smoothing (ε given and resolved),
+    dkd (with and without its warm-up ramp), hinton, jacobian and attribution (input gradients through the
+    stack) — each held to the tolerance above against the objective's own loss trained alone, with the
+    signals the protocol gives it (an MLP teacher; encoded columns grouped into features)."""
+    from kdx.objectives.attribution import Attribution
+    from kdx.objectives.dkd import DKD
+    from kdx.objectives.hinton import Hinton
+    from kdx.objectives.jacobian import Jacobian
+    from kdx.objectives.label_smoothing import LabelSmoothing
+    from kdx.runner import SeedData, train_together
+
+    X, y, Xv, yv, _ = _task()
+    teacher = MLPClassifier(hidden=[32, 16], lr=0.01, epochs=8, batch_size=64, patience=3, seed=0).fit(X, y, Xv, yv, 3)
+    columns = np.array([0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 7, 7])  # encoded column -> feature
+    objectives = [None, LabelSmoothing(epsilon=0.2), LabelSmoothing(tau=2.0), DKD(4.0, 0.5, 1.0, 8.0, warmup=5),
+                  DKD(2.0, 0.2, 0.5, 2.0, warmup=0), Hinton(3.0, 0.5), Jacobian(3.0, 0.5, lam=1.0),
+                  Attribution(2.0, 0.3, lam=0.5), Attribution(2.0, 1.0, lam=2.0)]
+    asked = []
+
+    def signals(objective):
+        asked.append(objective)
+        return objective.signals(teacher, X, y, 3, columns, "centred")
+
+    sd = SeedData(None, None, {"train": X, "val": Xv}, {"train": y, "val": yv})
+    names = [f"s{i}" for i in range(len(objectives))]
+    node = OmegaConf.create({"_target_": "kdx.models.mlp.MLPClassifier", "hidden": [16, 8], "lr": 0.01, "epochs": 25,
+                             "batch_size": 64, "patience": 4})
+    stacked = train_together(node, 3, "cpu", OmegaConf.create({"epochs": None}), sd, 3, objectives, signals, names)
+    # Teacher signals once per distinct computation: logits (hinton, dkd), each ε-resolving label smoothing,
+    # and each gradient objective's teacher pass.
+    assert len(asked) == 5
+    assert 0 < stacked[2].history_["resolved"]["epsilon"] < 1
+    for i, objective in enumerate(objectives):
+        if objective is None:
+            alone = _student().fit(X, y, Xv, yv, 3)
+        else:
+            alone = _student().fit(X, y, Xv, yv, 3, objective=objective, signals=signals(objective))
+        together = stacked[i]
+        a, b = np.asarray(alone.history_["val_ce"]), np.asarray(together.history_["val_ce"])
+        assert len(a) == len(b) and np.max(np.abs(a - b)) < 2e-3, objective
+        assert alone.history_["best_epoch"] == together.history_["best_epoch"], objective
+        assert np.max(np.abs(alone.predict_proba(Xv) - together.predict_proba(Xv))) < 1e-2, objective
+        assert (alone.predict(Xv) != together.predict(Xv)).sum() <= 3, objective
+        assert together.history_["trained_together"] == len(objectives)
+    # The losses differ (the comparison is not vacuous): no two students ended with the same weights.
+    firsts = [next(stacked[i].net_.parameters()).detach() for i in range(len(objectives))]
+    assert all(not torch.equal(firsts[i], firsts[j]) for i in range(len(firsts)) for j in range(i))
+
+
+def test_stacked_input_gradients_are_autograds():
+    """The stack's input gradients (the chain rule written out) equal autograd's, student by student, for
+    MLPs of 0, 1 and 2 hidden layers."""
+    from kdx.models.stacked import _augment, _forward, _input_gradients
+
+    torch.manual_seed(0)
+    for hidden in ([], [6], [6, 5]):
+        sizes = [4 + 1, *hidden, 3]
+        params = []
+        for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            params.append(torch.randn(3, a, b))
+            if j:
+                params.append(torch.randn(3, 1, b))
+        x = _augment(torch.randn(7, 4))
+        w = torch.randn(7, 3)
+        acts = []
+        _forward(params, x, acts)
+        ours = _input_gradients(params, acts, torch.tensor([0, 2]), w)
+        for row, k in enumerate((0, 2)):
+            leaf = x.clone().requires_grad_()
+            z = _forward([p[k:k + 1] for p in params], leaf)[0]
+            (theirs,) = torch.autograd.grad((z * w).sum(), leaf)
+            torch.testing.assert_close(ours[row], theirs[:, :-1])
+
+
+def test_an_objective_without_a_stacked_form_trains_one_by_one():
+    """A new objective is one module and one YAML; until it has a stacked form its students train alone."""
+    import torch.nn.functional as F
+
+    from kdx.objectives.base import Objective
+    from kdx.runner import SeedData, train_together
+
+    class Plain(Objective):
+        name = "plain"
+
+        def loss(self, net, x, y, batch, constants, epoch):
+            return F.cross_entropy(net(x), y)
+
+    assert not Plain().stacks
+    with pytest.raises(NotImplementedError, match="kd=plain has no stacked form"):
+        Plain().stacked_loss(None)
+    X, y, Xv, yv, _ = _task()
+    sd = SeedData(None, None, {"train": X, "val": Xv}, {"train": y, "val": yv})
+    node = OmegaConf.create({"_target_": "kdx.models.mlp.MLPClassifier", "hidden": [8]})
+    assert train_together(node, 0, "cpu", OmegaConf.create({}), sd, 3, [None, Plain()], None, ["a", "b"]) == {}
+
+
+def test_gradient_students_need_the_teachers_gradients():
+    X, y, Xv, yv, T = _task()
+    with pytest.raises(ValueError, match="input gradients"):
+        fit_stacked([_student(), _student()], [StudentLoss(), StudentLoss(2.0, 0.5, matching="jacobian", lam=1.0)],
+                    X, y, Xv, yv, 3, T)
 
 
 def test_a_stacked_student_is_an_ordinary_model(tmp_path):
@@ -110,10 +215,27 @@ def test_a_run_trains_its_two_students_together_with_the_same_results(tmp_path, 
     assert together.epochs_run.fillna(-1).equals(alone.epochs_run.fillna(-1))
 
 
-def test_other_objectives_and_tree_students_train_one_by_one(tmp_path, compose_cfg):
+@pytest.mark.parametrize("objective", [("kd=label_smoothing",), ("kd=jacobian", "teacher=mlp4")])
+def test_a_run_trains_other_objectives_students_together_with_the_same_results(tmp_path, compose_cfg, objective):
     from kdx.runner import run
 
-    for extra in (("kd=label_smoothing",), ("student=tree",)):
+    args = (*SMALL, "seeds=[0]", *objective)
+    together = run(compose_cfg(*args), tmp_path / "a").metrics.set_index("model")
+    alone = run(compose_cfg(*args, "train_together=false", "cache.enabled=false"), tmp_path / "b")
+    alone = alone.metrics.set_index("model")
+    assert together.trained_together["student_kd"] == 2 and alone.trained_together["student_kd"] == 1
+    assert together.epochs_run["student_kd"] == alone.epochs_run["student_kd"]
+    for column in ("accuracy", "nll"):
+        assert abs(together[column]["student_kd"] - alone[column]["student_kd"]) <= 0.01, column
+    if objective[0] == "kd=label_smoothing":  # ε resolved from the same teacher logits
+        for column in ("kd_epsilon", "kd_teacher_entropy"):
+            assert together[column]["student_kd"] == alone[column]["student_kd"] and 0 < alone[column]["student_kd"]
+
+
+def test_tree_students_and_dropout_train_one_by_one(tmp_path, compose_cfg):
+    from kdx.runner import run
+
+    for extra in (("student=tree",), ("experiment=wine_quality", "student.dropout=0.1")):
         m = run(compose_cfg(*SMALL, "seeds=[0]", *extra), tmp_path / extra[0]).metrics
         assert (m.trained_together == 1).all(), extra
 
@@ -164,6 +286,41 @@ def test_a_sweep_trains_every_student_of_a_seed_in_one_pass(tmp_path):
         assert not [c for c in summary["cache"]["computed"] if "measurements" not in c]  # models all trained before
     report = (tmp_path / "report.md").read_text()
     assert "8 complete run(s) of 8" in report and "5 students per stacked pass" in report
+
+
+@pytest.mark.slow
+def test_a_methods_sweep_trains_every_objectives_student_in_one_pass(tmp_path):
+    """+sweep=methods on a multiclass pair with an MLP teacher (every objective applies): the five objectives'
+    KD students and the no-KD student in one pass per seed; on breast cancer (binary, tree teacher) dkd,
+    jacobian and attribution do not apply and only hinton and label_smoothing share the pass."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+    import yaml
+
+    for experiment, stacked, size in (("wine_quality", 5, 6), ("breast_cancer", 2, 3)):
+        out = tmp_path / experiment
+        res = subprocess.run([sys.executable, "-m", "kdx", "run", "+sweep=methods", f"experiment={experiment}",
+                              "+smoke=on", "seeds=[0]", f"hydra.sweep.dir={out}"], capture_output=True, text=True,
+                             timeout=600)
+        assert res.returncode == 0, res.stderr
+        (group,) = json.loads((out / "trained_together.json").read_text())
+        assert (group["jobs"], group["students_per_pass"], group["jobs_stacked"]) == (5, [size], stacked)
+        ran = 0
+        for job in range(5):
+            if (out / str(job) / "not_applicable.txt").exists():
+                continue
+            ran += 1
+            kd = yaml.safe_load((out / str(job) / "config.yaml").read_text())["kd"]["name"]
+            m = pd.read_csv(out / str(job) / "metrics.csv").set_index("model")
+            assert m.trained_together["student_kd"] == m.trained_together["student_nokd"] == size, kd
+            computed = json.loads((out / str(job) / "summary.json").read_text())["cache"]["computed"]
+            assert "student_kd seed 0" not in computed, kd  # trained before the job ran
+            if kd == "label_smoothing":
+                assert 0 < m.kd_epsilon["student_kd"] < 1
+        assert ran == stacked
 
 
 @pytest.mark.parametrize("fused", [False, True])

@@ -1,7 +1,8 @@
 """Many MLP students trained as one: stacked weights, one minibatch pass for all, per-student early stopping.
 
 Students that share data, seed and architecture (the no-KD and KD student of a seed, every KD student of a
-τ/α grid) have the same initialization and the same minibatch order; only their losses differ. Training
+τ/α grid or of a methods sweep) have the same initialization and the same minibatch order; only their losses
+differ (any mix of kdx's objectives: StudentLoss). Training
 them one by one repeats the same per-step framework work K times for matrices too small to keep the CPU
 busy. Here layer l's weights of all K students are one (K, in, out) tensor: the first layer is one matmul
 of the shared minibatch with every student's weights, the others are batched matmuls, the K losses are
@@ -16,7 +17,7 @@ tests/test_stacked.py, with the tolerance stated there.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,14 +27,40 @@ from kdx import progress
 from kdx.errors import TrainingError
 from kdx.models.adam import Adam
 from kdx.models.mlp import MLPClassifier, build_mlp, resolve_device
+from kdx.objectives.attribution import attribution_term
+from kdx.objectives.base import TeacherSignals
+from kdx.objectives.dkd import dkd_terms
+from kdx.objectives.jacobian import jacobian_term
 
 
 @dataclass(frozen=True)
 class StudentLoss:
-    """The study's loss for one student: α·CE + (1−α)·τ²·KL; α = 1 is the no-KD student (CE only)."""
+    """One student's loss in a stacked pass: `α·CE_ε + (1−α)·τ²·D`, batch means. CE_ε is the cross-entropy
+    with labels smoothed by ε (torch's `label_smoothing`), D the distillation term: Hinton's
+    KL(softmax(z_T/τ) ‖ softmax(z_S/τ)) (kdx.kd.kd_loss), or with `dkd=(a, b, warmup)` decoupled KD's
+    w(epoch)·(a·TCKD + b·NCKD) (kdx.objectives.dkd). α = 1, ε = 0 is the no-KD student; α = 1, ε > 0 label
+    smoothing. `matching` ("jacobian" or "attribution") adds λ times that objective's input-gradient term
+    (kdx.objectives.jacobian / attribution). `resolved`: what the objective chose from the data (e.g. ε),
+    recorded with the model."""
 
     tau: float = 1.0
     alpha: float = 1.0
+    epsilon: float = 0.0
+    dkd: tuple[float, float, int] | None = None
+    matching: str | None = None
+    lam: float = 0.0
+    resolved: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.alpha < 1
+
+    def describe(self) -> str:
+        if self.matching:
+            return f"{self.matching} λ={self.lam:g}, τ={self.tau:g}, α={self.alpha:g}"
+        if self.uses_teacher:
+            return ("DKD " if self.dkd else "") + f"τ={self.tau:g}, α={self.alpha:g}"
+        return f"label smoothing ε={self.epsilon:.3g}" if self.epsilon else "no KD"
 
 
 def stackable(models: list) -> bool:
@@ -47,16 +74,20 @@ def stackable(models: list) -> bool:
 
 def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.ndarray, y: np.ndarray,
                 X_val: np.ndarray, y_val: np.ndarray, n_classes: int, teacher_logits: np.ndarray | None = None,
-                names: list[str] | None = None) -> list[MLPClassifier]:
+                names: list[str] | None = None, signals: TeacherSignals | None = None) -> list[MLPClassifier]:
     """Fit every model in `models` (stackable) with its loss, as `MLPClassifier.fit` would one by one.
 
-    `names`: how error messages call each student.
+    `names`: how error messages call each student. `signals`: the teacher's per-row arrays and constants the
+    input-gradient terms compare with (weights, teacher_grad, teacher_attr; mean, membership), as the
+    gradient objectives' `signals` give them.
     Each model's history records `trained_together` (the stack size) and `fit_seconds`, its share of the
     pass (each epoch's time divided among the students that trained in it)."""
     if not stackable(models) or len(losses) != len(models):
         raise ValueError("fit_stacked needs two or more MLP students with identical settings and one loss each")
-    if teacher_logits is None and any(loss.alpha < 1 for loss in losses):
+    if teacher_logits is None and any(loss.uses_teacher for loss in losses):
         raise ValueError("teacher_logits are required when a student has alpha < 1")
+    if signals is None and any(loss.matching for loss in losses):
+        raise ValueError("signals (the teacher's input gradients) are required for jacobian/attribution students")
     spec = models[0]
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
@@ -73,8 +104,9 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
     Xv = _augment(torch.as_tensor(X_val, dtype=torch.float32, device=device))
     yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
     Tt = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=device)
-    tau = torch.tensor([loss.tau for loss in losses], dtype=torch.float32, device=device)
-    alpha = torch.tensor([loss.alpha for loss in losses], dtype=torch.float32, device=device)
+    rows = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.rows.items()}
+    constants = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.constants.items()}
+    terms = _Terms(losses, device)
     active = list(range(count))  # model index of each stack row
     opt = _adam(params, spec)
     order = torch.Generator().manual_seed(spec.seed)
@@ -87,11 +119,13 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
     for epoch in range(1, spec.epochs + 1):
         started = time.perf_counter()
         perm = torch.randperm(len(Xt), generator=order).to(device)
-        distilled = torch.nonzero(alpha < 1).flatten()
         for i in range(0, len(perm), spec.batch_size):
             idx = perm[i : i + spec.batch_size]
-            logits = _forward(params, Xt[idx])
-            loss = _losses(logits, yt[idx], None if Tt is None else Tt[idx], tau, alpha, distilled)
+            x = Xt[idx]
+            acts = [] if len(terms.matching) else None
+            logits = _forward(params, x, acts)
+            loss = terms(logits, yt[idx], None if Tt is None else Tt[idx], epoch,
+                         (params, x, acts, {k: v[idx] for k, v in rows.items()}, constants))
             opt.zero_grad()
             loss.sum().backward()
             opt.step()
@@ -105,9 +139,9 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
             seconds[k] += share
             if not np.isfinite(val[row]):
                 name = names[k] if names else f"student {k}"
-                loss = "no KD" if losses[k].alpha == 1 else f"τ={losses[k].tau:g}, α={losses[k].alpha:g}"
-                raise TrainingError(f"{name} ({loss}, trained in a stacked pass): "
-                                    + models[k]._divergence(epoch, float("nan"), X, teacher_logits, losses[k].tau))
+                teacher = teacher_logits if losses[k].uses_teacher else None
+                raise TrainingError(f"{name} ({losses[k].describe()}, trained in a stacked pass): "
+                                    + models[k]._divergence(epoch, float("nan"), X, teacher, losses[k].tau))
             curves[k].append(val[row])
             if val[row] < best[k]:
                 best[k], best_epoch[k], stale[k] = val[row], epoch, 0
@@ -122,7 +156,7 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
             break
         if len(keep) < len(active):
             params, opt = _compact(params, opt, keep, spec)
-            tau, alpha = tau[keep], alpha[keep]
+            terms = terms.keep(keep)
             active = [active[row] for row in keep]
 
     for k, model in enumerate(models):
@@ -147,30 +181,106 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
 
 
-def _forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Logits (K, rows, classes) of the K stacked students on the shared rows `x` (augmented)."""
+def _forward(params: list[torch.Tensor], x: torch.Tensor, acts: list | None = None) -> torch.Tensor:
+    """Logits (K, rows, classes) of the K stacked students on the shared rows `x` (augmented). `acts`, when
+    given, receives each hidden layer's activations (for the input gradients, _input_gradients)."""
     # The shared rows as a stride-0 batch (no copy). The first layer's bias rides in its matmul instead of
     # being broadcast into the widest activation first (3 % faster a step, 2 and 31 students, measured A/B);
     # later biases are added inside the matmul; ReLU in place (the matmul's backward does not need its
     # output). Measured fastest on CPU of the variants tried (tests/benchmarks/bench_students.py).
     h = torch.bmm(x.expand(params[0].shape[0], -1, -1), params[0])
     for j in range(1, len(params), 2):
-        h = torch.baddbmm(params[j + 1], torch.relu_(h), params[j])
+        a = torch.relu_(h)
+        if acts is not None:
+            acts.append(a)
+        h = torch.baddbmm(params[j + 1], a, params[j])
     return h
 
 
-def _losses(logits, y, teacher, tau, alpha, distilled) -> torch.Tensor:
-    """Each student's α·CE + (1−α)·τ²·KL (batch means), as kdx.kd.kd_loss computes it for one. The KL term
-    only for the `distilled` rows (α < 1): a no-KD student never sees the teacher, as when trained alone."""
-    count, rows, _ = logits.shape
-    ce = F.cross_entropy(logits.transpose(1, 2), y.expand(count, -1), reduction="none").mean(1)
-    if teacher is None or len(distilled) == 0:
-        return ce
-    scale = tau[distilled, None, None]
-    log_s = F.log_softmax(logits[distilled] / scale, dim=-1)
-    log_t = F.log_softmax(teacher[None] / scale, dim=-1)
-    kl = (log_t.exp() * (log_t - log_s)).sum((1, 2)) / rows
-    return (alpha * ce).index_add(0, distilled, (1 - alpha[distilled]) * tau[distilled] ** 2 * kl)
+def _input_gradients(params: list[torch.Tensor], acts: list[torch.Tensor], rows: torch.Tensor,
+                     w: torch.Tensor) -> torch.Tensor:
+    """∂(z·w)/∂x (len(rows), batch, inputs) of the stack's students `rows`, differentiable in their weights.
+
+    The chain rule written out, for those students only: w·W_Lᵀ, then at each hidden layer the ReLU's
+    mask and that layer's Wᵀ. It is what double backpropagation computes (kdx.objectives.gradients.
+    student_pass, one student), without differentiating the whole stack twice; the masks are constants
+    (ReLU's derivative is 0 almost everywhere)."""
+    weights = [params[0]] + params[1::2]
+    g = torch.matmul(w[None], weights[-1][rows].transpose(1, 2))
+    for layer in range(len(weights) - 2, -1, -1):
+        g = torch.matmul(g * (acts[layer][rows] > 0), weights[layer][rows].transpose(1, 2))
+    return g[..., :-1]  # the appended ones column (the first layer's bias) is not an input
+
+
+class _Terms:
+    """The stack's losses as tensors, one entry per stack row, so that every student's loss is one
+    computation whatever the mix of objectives: each term is computed only for the rows that have it (a
+    no-KD student never sees the teacher, as when trained alone)."""
+
+    def __init__(self, losses: list[StudentLoss], device):
+        def column(values, dtype=torch.float32):
+            return torch.tensor(values, dtype=dtype, device=device)
+
+        self.losses = losses
+        dkd = [loss.dkd or (0.0, 0.0, 0) for loss in losses]
+        self.tau, self.alpha = column([x.tau for x in losses]), column([x.alpha for x in losses])
+        self.epsilon = column([x.epsilon for x in losses])
+        self.dkd_a, self.dkd_b = column([d[0] for d in dkd]), column([d[1] for d in dkd])
+        self.warmup = column([d[2] for d in dkd])
+        self.kl = column([i for i, x in enumerate(losses) if x.uses_teacher and not x.dkd], torch.long)
+        self.decoupled = column([i for i, x in enumerate(losses) if x.uses_teacher and x.dkd], torch.long)
+        self.smoothed = column([i for i, x in enumerate(losses) if x.epsilon > 0], torch.long)
+        self.lam = column([x.lam for x in losses])
+        self.matching = column([i for i, x in enumerate(losses) if x.matching], torch.long)
+        # positions within `matching` of the jacobian and attribution students
+        self.jacobian = column([j for j, i in enumerate(self.matching.tolist()) if losses[i].matching == "jacobian"],
+                               torch.long)
+        self.attribution = column([j for j, i in enumerate(self.matching.tolist())
+                                   if losses[i].matching == "attribution"], torch.long)
+
+    def keep(self, rows: list[int]) -> _Terms:
+        return _Terms([self.losses[r] for r in rows], self.tau.device)
+
+    def __call__(self, logits, y, teacher, epoch: int, inputs=None) -> torch.Tensor:
+        """Each student's loss (K,) on the minibatch: logits (K, rows, classes), the teacher's (rows, classes);
+        for input-gradient terms `inputs` = (the stack's parameters, the rows, the hidden activations, this
+        minibatch's rows of the teacher's signals, their constants)."""
+        count, rows, _ = logits.shape
+        ce = F.cross_entropy(logits.transpose(1, 2), y.expand(count, -1), reduction="none").mean(1)
+        if len(self.smoothed):  # torch's label_smoothing: (1 − ε)·CE + ε·mean over classes of −log p
+            s, eps = self.smoothed, self.epsilon[self.smoothed]
+            uniform = -F.log_softmax(logits[s], dim=-1).mean((1, 2))
+            ce = ce.index_copy(0, s, (1 - eps) * ce[s] + eps * uniform)
+        loss = self.alpha * ce
+        if len(self.kl):  # Hinton's term, as kdx.kd.kd_loss computes it for one
+            r = self.kl
+            scale = self.tau[r, None, None]
+            log_s = F.log_softmax(logits[r] / scale, dim=-1)
+            log_t = F.log_softmax(teacher[None] / scale, dim=-1)
+            kl = (log_t.exp() * (log_t - log_s)).sum((1, 2)) / rows
+            loss = loss.index_add(0, r, (1 - self.alpha[r]) * self.tau[r] ** 2 * kl)
+        if len(self.decoupled):  # DKD's term, as kdx.objectives.dkd.DKD.loss computes it for one
+            r = self.decoupled
+            tau = self.tau[r]
+            tckd, nckd, _ = dkd_terms(logits[r], teacher[None], y, tau[:, None, None])
+            warmup = self.warmup[r]
+            ramp = torch.where(warmup > 0, (epoch / warmup.clamp_min(1)).clamp(max=1.0), 1.0)
+            kd = tau**2 * ramp * (self.dkd_a[r] * tckd.mean(1) + self.dkd_b[r] * nckd.mean(1))
+            loss = loss.index_add(0, r, (1 - self.alpha[r]) * kd)
+        if len(self.matching):  # input-gradient terms, as kdx.objectives.jacobian / attribution compute them
+            params, x, acts, batch, constants = inputs
+            r = self.matching
+            grad = _input_gradients(params, acts, r, batch["weights"])
+            if len(self.jacobian):
+                j = self.jacobian
+                term = jacobian_term(grad[j], batch["teacher_grad"])
+                loss = loss.index_add(0, r[j], self.lam[r[j]] * term)
+            if len(self.attribution):
+                a = self.attribution
+                attr = (grad[a] * (x[:, :-1] - constants["mean"])) @ constants["membership"]
+                term = attribution_term(attr, batch["teacher_attr"])
+                loss = loss.index_add(0, r[a], self.lam[r[a]] * term)
+        return loss
 
 
 def _adam(params, spec: MLPClassifier) -> Adam:

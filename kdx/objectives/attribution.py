@@ -14,8 +14,9 @@ from kdx.objectives.gradients import GradientMatching, membership
 
 
 def attribution_term(student_attr: torch.Tensor, teacher_attr: torch.Tensor) -> torch.Tensor:
-    """mean over rows of 1 − cos(A_T, A_S) (0 for attributions pointing the same way)."""
-    return (1 - F.cosine_similarity(student_attr, teacher_attr, dim=1, eps=1e-12)).mean()
+    """mean over rows of 1 − cos(A_T, A_S) (0 for attributions pointing the same way). Inputs are (rows,
+    features); a student's may carry a leading stack dimension (kdx.models.stacked): one mean each."""
+    return (1 - F.cosine_similarity(student_attr, teacher_attr, dim=-1, eps=1e-12)).mean(-1)
 
 
 class Attribution(GradientMatching):
@@ -24,6 +25,7 @@ class Attribution(GradientMatching):
     per seed."""
 
     name = "attribution"
+    matching = "attribution"
 
     def signals(self, teacher, X, y, n_classes, column_feature, output) -> TeacherSignals:
         logits, W, grad = self.teacher_pass(teacher, X, output)

@@ -33,6 +33,7 @@ class Objective:
     name = "objective"
     needs_gradients = False  # needs a differentiable teacher and student (input gradients)
     soft_labels = False  # can distil a tree student through soft targets
+    stacks = False  # its MLP students can train in a stacked pass (stacked_loss)
 
     def __init__(self, tau: float = 4.0, alpha: float = 0.5):
         self.tau = require_float("kd.tau", tau, 0.0, low_open=True)
@@ -58,10 +59,15 @@ class Objective:
              constants: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def stacked_loss(self):
-        """The loss as kdx.models.stacked trains many students at once (kdx.models.stacked.StudentLoss), or
-        None when this objective's students train one by one."""
-        return None
+    def signals_key(self) -> tuple:
+        """What `signals` depends on besides the teacher and the rows: the students of a stacked pass whose
+        objectives give equal keys share one computation of them."""
+        return (type(self).signals,)
+
+    def stacked_loss(self, signals: TeacherSignals):
+        """The loss as kdx.models.stacked trains many students at once (kdx.models.stacked.StudentLoss), for
+        objectives with `stacks`, given this objective's `signals` (e.g. label smoothing's resolved ε)."""
+        raise NotImplementedError(f"kd={self.name} has no stacked form: its students train one by one")
 
     def soft_targets(self, y: np.ndarray, signals: TeacherSignals, n_classes: int) -> np.ndarray:
         raise ConfigError(f"kd={self.name} has no soft-label form for tree students")

@@ -40,8 +40,8 @@ def teacher_gradients(net: torch.nn.Module, X: np.ndarray, W: np.ndarray, chunk:
 
 
 def normalized(g: torch.Tensor) -> torch.Tensor:
-    """g / ‖g‖₂ per row (zero rows stay zero)."""
-    return g / g.norm(dim=1, keepdim=True).clamp_min(EPS)
+    """g / ‖g‖₂ per row, over the last dimension (zero rows stay zero)."""
+    return g / g.norm(dim=-1, keepdim=True).clamp_min(EPS)
 
 
 def membership(column_feature: np.ndarray) -> np.ndarray:
@@ -56,6 +56,8 @@ class GradientMatching(Objective):
     student's input gradients of the explained output with the teacher's (MLP teacher and student)."""
 
     needs_gradients = True
+    stacks = True
+    matching = ""  # which input-gradient term (kdx.models.stacked.StudentLoss.matching): set by subclasses
 
     def __init__(self, tau: float = 4.0, alpha: float = 0.5, lam: float = 1.0):
         super().__init__(tau, alpha)
@@ -63,6 +65,11 @@ class GradientMatching(Objective):
 
     def settings(self) -> dict:
         return {**super().settings(), "lam": self.lam}
+
+    def stacked_loss(self, signals):
+        from kdx.models.stacked import StudentLoss
+
+        return StudentLoss(self.tau, self.alpha, matching=self.matching, lam=self.lam)
 
     @staticmethod
     def teacher_pass(teacher, X: np.ndarray, output: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,11 +13,12 @@ class Hinton(Objective):
 
     name = "hinton"
     soft_labels = True
+    stacks = True
 
     def loss(self, net, x, y, batch, constants, epoch):
         return kd_loss(net(x), batch["teacher_logits"], y, self.tau, self.alpha)
 
-    def stacked_loss(self):
+    def stacked_loss(self, signals):
         from kdx.models.stacked import StudentLoss
 
         return StudentLoss(self.tau, self.alpha)

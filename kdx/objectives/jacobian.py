@@ -11,8 +11,9 @@ from kdx.objectives.gradients import GradientMatching, normalized
 
 
 def jacobian_term(student_grad: torch.Tensor, teacher_grad: torch.Tensor) -> torch.Tensor:
-    """mean over rows of ‖ĝ_T − ĝ_S‖² with ĝ = g/‖g‖₂ (0 for identical gradient directions)."""
-    return ((normalized(teacher_grad) - normalized(student_grad)) ** 2).sum(1).mean()
+    """mean over rows of ‖ĝ_T − ĝ_S‖² with ĝ = g/‖g‖₂ (0 for identical gradient directions). Inputs are
+    (rows, columns); a student's may carry a leading stack dimension (kdx.models.stacked): one mean each."""
+    return ((normalized(teacher_grad) - normalized(student_grad)) ** 2).sum(-1).mean(-1)
 
 
 class Jacobian(GradientMatching):
@@ -21,6 +22,7 @@ class Jacobian(GradientMatching):
     Teacher gradients on the training rows are computed once per seed."""
 
     name = "jacobian"
+    matching = "jacobian"
 
     def signals(self, teacher, X, y, n_classes, column_feature, output) -> TeacherSignals:
         logits, W, grad = self.teacher_pass(teacher, X, output)

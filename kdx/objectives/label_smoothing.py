@@ -36,6 +36,7 @@ class LabelSmoothing(Objective):
 
     name = "label_smoothing"
     soft_labels = True
+    stacks = True
 
     def __init__(self, tau: float = 4.0, alpha: float = 0.5, epsilon: float | None = None):
         super().__init__(tau, alpha)
@@ -54,8 +55,17 @@ class LabelSmoothing(Objective):
         return TeacherSignals({}, {"epsilon": np.asarray(epsilon, dtype=np.float32)},
                               resolved={"epsilon": epsilon, "teacher_entropy": entropy})
 
+    def signals_key(self) -> tuple:
+        return (*super().signals_key(), self.tau, self.epsilon)
+
     def loss(self, net, x, y, batch, constants, epoch):
         return F.cross_entropy(net(x), y, label_smoothing=float(constants["epsilon"]))
+
+    def stacked_loss(self, signals):
+        from kdx.models.stacked import StudentLoss
+
+        # The float32 ε the loss above uses, so that stacked and alone train the same loss.
+        return StudentLoss(epsilon=float(signals.constants["epsilon"]), resolved=signals.resolved)
 
     def soft_targets(self, y, signals, n_classes):
         eps = signals.resolved["epsilon"]
