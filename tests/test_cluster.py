@@ -1,6 +1,8 @@
 """A τ sweep through hydra/launcher=slurm against a real Slurm controller (scripts/slurm-local.sh start):
-both jobs scheduled by Slurm, one artifact cache shared between them, the sweep report written; a job
-cancelled with scancel is reported as missing in one line, and rerunning the same command fills it in."""
+the students the jobs share trained by one Slurm job before the array, both jobs scheduled by Slurm, one
+artifact cache shared between them, the sweep report written; a job cancelled with scancel is reported as
+missing in one line, and rerunning the same command fills it in; a cancelled grouped pass leaves the
+students to the jobs."""
 
 from __future__ import annotations
 
@@ -49,14 +51,42 @@ def test_slurm_sweep_shares_the_cache_and_writes_the_report(tmp_path, cache):
     # Both jobs ran as tasks of one Slurm job array: submitit's per-task logs name the Slurm job id.
     logs = sorted((sweep / ".submitit").glob("*_*/*_0_log.out"))
     assert len(logs) == 2 and all("job_id=" in p.read_text() for p in logs)
+    # Before them, one Slurm job (not an array task) trained the teacher and the students the jobs share.
+    folders = [p for p in (sweep / ".submitit").iterdir() if p.is_dir()]
+    arrays = {p.name.split("_")[0] for p in folders if "_" in p.name}
+    grouped = [p for p in folders if "_" not in p.name and p.name not in arrays]
+    assert len(grouped) == 1 and list(grouped[0].glob("*_result.pkl")), sorted(folders)
+    (group,) = json.loads((sweep / "trained_together.json").read_text())
+    assert group["students_per_pass"] == [3, 3]  # per seed: the no-KD student and each job's KD student
     summaries = _summaries(sweep)
     assert all(s["complete"] for s in summaries)
-    # One cache on the shared filesystem: each seed's teacher was trained by one job and reused by the other.
-    computed = [label for s in summaries for label in s["cache"]["computed"] if label.startswith("teacher seed")]
-    reused = [label for s in summaries for label in s["cache"]["reused"] if label.startswith("teacher seed")]
-    assert sorted(computed + reused) == ["teacher seed 0", "teacher seed 0", "teacher seed 1", "teacher seed 1"]
-    assert sorted(computed) == ["teacher seed 0", "teacher seed 1"]  # each trained once, by one of the jobs
+    # One cache on the shared filesystem: every model was trained once, by the grouped pass, and found there.
+    for s in summaries:
+        assert not [label for label in s["cache"]["computed"] if "measurements" not in label], s["cache"]
+        assert {"teacher seed 0", "teacher seed 1", "student_kd seed 0"} <= set(s["cache"]["reused"])
     assert "2 complete run(s) of 2 found" in (sweep / "report.md").read_text()
+
+
+def test_a_cancelled_grouped_pass_leaves_the_students_to_the_jobs(tmp_path):
+    process = subprocess.Popen(_sweep(tmp_path, "sweep", tmp_path / "cache"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    cancelled = None
+    deadline = time.time() + 300
+    while cancelled is None and time.time() < deadline and process.poll() is None:
+        found = subprocess.run(["squeue", "-h", "-n", "kdx-grouped-pass", "-o", "%i"], capture_output=True,
+                               text=True).stdout.split()
+        if found:
+            cancelled = found[0]
+            subprocess.run(["scancel", cancelled], check=True)
+        time.sleep(0.1)
+    stdout, stderr = process.communicate(timeout=600)
+    assert cancelled is not None, "the grouped pass never appeared in the queue"
+    assert process.returncode == 0, stderr[-3000:]
+    assert f"the grouped pass (Slurm job {cancelled}) ended without a result" in stdout + stderr
+    summaries = _summaries(tmp_path / "sweep")
+    assert all(s["complete"] for s in summaries)
+    computed = [label for s in summaries for label in s["cache"]["computed"] if label.startswith("student_kd seed")]
+    assert sorted(computed) == ["student_kd seed 0", "student_kd seed 0", "student_kd seed 1", "student_kd seed 1"]
 
 
 def test_a_cancelled_job_is_reported_missing_and_a_rerun_fills_it_in(tmp_path, cache):

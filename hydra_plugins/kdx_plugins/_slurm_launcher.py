@@ -1,4 +1,9 @@
-"""`hydra/launcher=slurm`: Hydra's submitit Slurm launcher, with two things a sweep needs from kdx.
+"""`hydra/launcher=slurm`: Hydra's submitit Slurm launcher, with what a sweep needs from kdx.
+
+- The students of jobs that differ only in kd.* are trained together (kdx.grouping) by one Slurm job
+  submitted before the job array, with the array's resources, into the shared cache (cache.dir on a
+  filesystem every node sees); the array's jobs then find them there. The submitting machine trains
+  nothing. If that job fails, the sweep goes on and each job trains its own students.
 
 - It learns whether a job ended from `squeue` when `sacct` is unavailable. submitit asks `sacct`, which
   needs Slurm's accounting database; on a cluster without one (scripts/slurm-local.sh, many small clusters)
@@ -18,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
+from omegaconf import OmegaConf
 from submitit.slurm.slurm import SlurmInfoWatcher
 
 log = logging.getLogger("kdx")
@@ -61,12 +68,41 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
         # submitit keeps one watcher per job class: this process's sweeps use the squeue fallback.
         slurm.SlurmJob.watcher = QueueWatcher(delay_s=60)
+        self._prefit(job_overrides)
         try:
             return super().launch(job_overrides, initial_job_idx)
         except UncompletedJobError as exc:
             sweep = Path(str(self.config.hydra.sweep.dir))
             _wait_for_the_others(sweep)
             self._stop(sweep, exc)
+
+    def _prefit(self, job_overrides) -> None:
+        """The grouped pass (kdx.grouping.prefit_sweep) as one Slurm job with the array's resources; waits
+        for it. Its failure is said in one line and leaves the students to the jobs."""
+        import submitit
+
+        from hydra_plugins.kdx_plugins.grouped_launchers import compose, record
+        from kdx.grouping import prefit_sweep
+
+        both = compose(self, job_overrides)
+        if both is None or not both[1][0].cache.enabled:  # without a cache the jobs could not find them
+            return
+        # The executor as Hydra's launcher builds the array's (submitit_launcher.BaseSubmititLauncher.launch).
+        executor = submitit.AutoExecutor(cluster="slurm", folder=self.params["submitit_folder"],
+                                         slurm_max_num_timeout=self.params.get("max_num_timeout", 0))
+        keys = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in keys else f"slurm_{k}": v for k, v in self.params.items()
+                                      if k not in ("submitit_folder", "max_num_timeout")})
+        executor.update_parameters(name="kdx-grouped-pass")
+        job = executor.submit(prefit_sweep, both[1])
+        log.info("Slurm job %s trains the students the sweep's jobs share (kdx.grouping)", job.job_id)
+        try:
+            record(self, job.result())
+        except Exception as exc:  # noqa: BLE001 — the jobs can always train their own students
+            state = re.search(r"state: ([A-Z_]+)", str(exc))
+            why = f"state {state.group(1)}" if state else type(exc).__name__
+            log.warning("kdx: the grouped pass (Slurm job %s) ended without a result (%s; its log: %s): each job "
+                        "trains its own students", job.job_id, why, job.paths.stderr)
 
     def _stop(self, sweep: Path, exc: Exception) -> None:
         from kdx.report import write_report

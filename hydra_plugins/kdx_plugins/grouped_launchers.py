@@ -3,7 +3,7 @@ jobs differing only in kd.* (kdx.grouping), then run every job exactly as Hydra 
 
 `hydra/launcher=grouped` (the default) and `hydra/launcher=joblib` name them (conf/hydra/launcher; the
 joblib one is in joblib_launcher.py, which needs kdx[parallel]); `train_together=false` turns grouping off.
-On Slurm each job trains its own students: a group's pass would otherwise run on the submitting machine.
+On Slurm (_slurm_launcher.py) the grouped pass is a Slurm job of its own, before the job array.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from omegaconf import open_dict
 log = logging.getLogger("hydra._internal.core_plugins.basic_launcher")  # Hydra's own lines, under its name
 
 
-def prefit(launcher, job_overrides) -> list | None:
-    """Compose every job's config as the launcher will, and train the students the jobs share. Returns
-    the composed configs (hydra node included, for a launcher to run them), or None when grouping is off."""
+def compose(launcher, job_overrides) -> tuple[list, list] | None:
+    """Every job's config composed as the launcher will: (with the hydra node, for a launcher to run them;
+    without it, for kdx.grouping), or None when grouping is off or there is nothing to group."""
     if not launcher.config.get("train_together", True) or len(job_overrides) < 2:
         return None
-    from kdx.grouping import prefit_sweep
-    from kdx.persist import write_json
-
     composed, configs = [], []
     for overrides in job_overrides:
         cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
@@ -35,10 +32,27 @@ def prefit(launcher, job_overrides) -> list | None:
         with open_dict(plain):
             del plain["hydra"]
         configs.append(plain)
-    records = prefit_sweep(configs)
-    if records:  # the sweep report reads it
+    return composed, configs
+
+
+def record(launcher, records: list) -> None:
+    """The grouped passes' records, which the sweep report reads."""
+    from kdx.persist import write_json
+
+    if records:
         write_json(Path(launcher.config.hydra.sweep.dir) / "trained_together.json", records)
-    return composed
+
+
+def prefit(launcher, job_overrides) -> list | None:
+    """Compose every job's config as the launcher will, and train the students the jobs share. Returns
+    the composed configs (hydra node included, for a launcher to run them), or None when grouping is off."""
+    both = compose(launcher, job_overrides)
+    if both is None:
+        return None
+    from kdx.grouping import prefit_sweep
+
+    record(launcher, prefit_sweep(both[1]))
+    return both[0]
 
 
 class BasicLauncher(HydraBasicLauncher):
