@@ -40,6 +40,18 @@ def _sweep(tmp_path: Path, name: str, cache: Path) -> list[str]:
             "profile.repeats=5", f"cache.dir={cache}", f"hydra.sweep.dir={tmp_path / name}"]
 
 
+def _cancel_when(process: subprocess.Popen, find, limit_s: float = 300) -> str | None:
+    """Poll `find()` for a Slurm job id while the sweep runs; scancel the first one found and return it."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline and process.poll() is None:
+        job = find()
+        if job is not None:
+            subprocess.run(["scancel", job], check=True)
+            return job
+        time.sleep(0.1)
+    return None
+
+
 def _summaries(sweep: Path) -> list[dict]:
     return [json.loads((sweep / str(k) / "summary.json").read_text()) for k in (0, 1)]
 
@@ -70,15 +82,13 @@ def test_slurm_sweep_shares_the_cache_and_writes_the_report(tmp_path, cache):
 def test_a_cancelled_grouped_pass_leaves_the_students_to_the_jobs(tmp_path):
     process = subprocess.Popen(_sweep(tmp_path, "sweep", tmp_path / "cache"), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    cancelled = None
-    deadline = time.time() + 300
-    while cancelled is None and time.time() < deadline and process.poll() is None:
+
+    def grouped_pass() -> str | None:
         found = subprocess.run(["squeue", "-h", "-n", "kdx-grouped-pass", "-o", "%i"], capture_output=True,
                                text=True).stdout.split()
-        if found:
-            cancelled = found[0]
-            subprocess.run(["scancel", cancelled], check=True)
-        time.sleep(0.1)
+        return found[0] if found else None
+
+    cancelled = _cancel_when(process, grouped_pass)
     stdout, stderr = process.communicate(timeout=600)
     assert cancelled is not None, "the grouped pass never appeared in the queue"
     assert process.returncode == 0, stderr[-3000:]
@@ -93,17 +103,14 @@ def test_a_cancelled_job_is_reported_missing_and_a_rerun_fills_it_in(tmp_path, c
     sweep = tmp_path / "sweep"
     process = subprocess.Popen(_sweep(tmp_path, "sweep", cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, cwd=tmp_path)
-    cancelled = None
-    deadline = time.time() + 300
-    while cancelled is None and time.time() < deadline and process.poll() is None:
+
+    def second_job_running() -> str | None:
         ours = {p.name for p in (sweep / ".submitit").glob("*_*")} if (sweep / ".submitit").is_dir() else set()
         queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i %t"], capture_output=True, text=True).stdout.split("\n")
         running = [line.split()[0] for line in queue if line.endswith(" R") and line.split()[0] in ours]
-        second = [j for j in running if j.endswith("_1")]
-        if second:
-            cancelled = second[0]
-            subprocess.run(["scancel", cancelled], check=True)
-        time.sleep(0.3)
+        return next((j for j in running if j.endswith("_1")), None)
+
+    cancelled = _cancel_when(process, second_job_running)
     _, stderr = process.communicate(timeout=600)
     assert cancelled is not None, "job 1 never ran"
     assert process.returncode == 1
