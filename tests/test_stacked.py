@@ -180,12 +180,14 @@ def test_what_cannot_stack_is_refused():
         fit_stacked([_student(), _student()], [StudentLoss(), StudentLoss(2.0, 0.5)], X, y, Xv, yv, 3)
 
 
-def test_a_diverging_student_is_named():
+@pytest.mark.parametrize("loss, said", [(StudentLoss(2.0, 0.5), "τ=2, α=0.5"),
+                                        (StudentLoss(2.0, 0.5, dkd=(1.0, 8.0, 5)), "DKD τ=2, α=0.5")])
+def test_a_diverging_student_is_named(loss, said):
     X, y, Xv, yv, T = _task()
     bad = T.copy()
     bad[0, 0] = np.inf
-    with pytest.raises(TrainingError, match=r"student 1 \(τ=2, α=0.5, trained in a stacked pass\).*non-finite teacher"):
-        fit_stacked([_student(), _student()], [StudentLoss(), StudentLoss(2.0, 0.5)], X, y, Xv, yv, 3, bad)
+    with pytest.raises(TrainingError, match=rf"student 1 \({said}, trained in a stacked pass\).*non-finite teacher"):
+        fit_stacked([_student(), _student()], [StudentLoss(), loss], X, y, Xv, yv, 3, bad)
 
 
 def test_stacked_training_is_deterministic():
