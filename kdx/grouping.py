@@ -64,7 +64,16 @@ def prefit_sweep(configs: list[DictConfig]) -> list[dict]:
 def _prefit_group(members: list[DictConfig]) -> dict:
     from kdx.config import units_of, validate
     from kdx.efficiency import cpu_threads
-    from kdx.runner import Protocol, cache_for, check_teacher, load_data, resolve_threads, seed_data, train_together
+    from kdx.runner import (
+        Protocol,
+        cache_for,
+        check_teacher,
+        load_data,
+        model_families,
+        resolve_threads,
+        seed_data,
+        train_together,
+    )
 
     for cfg in members:
         validate(cfg)
@@ -80,7 +89,8 @@ def _prefit_group(members: list[DictConfig]) -> dict:
             everyone += [Protocol(cfg, data, cache, pretrained) for cfg in members[1:]]
         # Jobs whose objective has no stacked form train their KD student themselves; one whose objective
         # does not apply here (e.g. dkd on a binary task, jacobian with a tree teacher) says so when it runs.
-        protocols = [p for p, cfg in zip(everyone, members) if p.objective.stacks and _applies(cfg, data)]
+        families = model_families(first)  # the same for the whole group: only kd.* differs
+        protocols = [p for p in everyone if p.objective.stacks and _applies(p.objective, data.n_classes, families)]
         if not protocols:
             return {"jobs": len(members), "skipped": "no job's objective applies here and has a stacked form"}
         lead = protocols[0]
@@ -116,13 +126,12 @@ def _prefit_group(members: list[DictConfig]) -> dict:
     return {"jobs": len(members), "students_per_pass": passes, "jobs_stacked": len(protocols)}
 
 
-def _applies(cfg: DictConfig, data) -> bool:
-    """Whether the job's objective applies to this task and these models (kdx.runner.check_objective)."""
+def _applies(objective, n_classes: int, families: tuple[str, str]) -> bool:
+    """Whether a job's objective applies to this task and these models (as kdx.runner.check_objective)."""
     from kdx.errors import ConfigError
-    from kdx.runner import check_objective
 
     try:
-        check_objective(cfg, data)
+        objective.check(n_classes, *families)
     except ConfigError:
         return False
     return True

@@ -213,23 +213,24 @@ def _load_model(folder: Path) -> Classifier:
     if key not in _LOADED:
         while len(_LOADED) >= _LOADED_KEEP:
             _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = load_model(next(p for p in folder.iterdir() if p.stem == "model"))
+        _LOADED[key] = load_model(_model_file(folder))
     return _LOADED[key]
+
+
+def _model_file(folder: Path) -> Path | None:
+    """The file `_save_model` wrote in a cache entry (its suffix is the model's format)."""
+    return next((p for p in folder.iterdir() if p.stem == "model"), None)
 
 
 def checkpoint(model: Classifier, folder: Path, name: str, cached: Path | None) -> Path:
     """`model` saved as `folder/name.<ext>`: a copy of its cache entry's file when it has one (the same
     bytes model.save wrote there; re-serializing a 200-tree GBT costs 0.05 s per job and seed), else saved."""
-    source = None if cached is None else next((p for p in cached.iterdir() if p.stem == "model"), None)
+    source = None if cached is None else _model_file(cached)
     if source is None:
         return save_atomically(model, folder, name)
     target = folder / f"{name}{source.suffix}"
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
-    try:
+    with atomic_file(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -517,7 +518,7 @@ class Protocol:
         for this run's objective or, in a stacked pass, another of its group's."""
         output = resolve_output(self.cfg.explain.output, self.data.n_classes)
         return (objective or self.objective).signals(teacher, sd.X["train"], sd.y["train"], self.data.n_classes,
-                                      sd.preprocessor.column_feature_, output)
+                                                     sd.preprocessor.column_feature_, output)
 
     def fit_students(self, seed: int, sd: SeedData, teacher: Classifier,
                      keys: dict[str, str]) -> dict[str, tuple[Classifier, bool]]:
@@ -632,8 +633,12 @@ def _finished(out_dir: Path, cfg: DictConfig, data_fingerprint: str) -> RunResul
 def check_objective(cfg: DictConfig, data: TabularData) -> None:
     """Refuse a distillation objective that does not apply to this task or these models, before any
     training (e.g. kd=dkd on a binary task, kd=jacobian with a tree teacher or student)."""
-    families = [build_model(role, cfg[role], 0, "cpu", cfg.limits).family for role in ("teacher", "student")]
-    build_objective(cfg.kd).check(data.n_classes, *families)
+    build_objective(cfg.kd).check(data.n_classes, *model_families(cfg))
+
+
+def model_families(cfg: DictConfig) -> tuple[str, str]:
+    """The teacher's and the student's model family (torch, a booster's, ...), as the objectives check them."""
+    return tuple(build_model(role, cfg[role], 0, "cpu", cfg.limits).family for role in ("teacher", "student"))
 
 
 def check_teacher(cfg: DictConfig, data: TabularData):

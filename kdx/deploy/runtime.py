@@ -48,8 +48,11 @@ class DeployedModel:
     def run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, feed)
 
+    def probabilities(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.run(feed)[0]
+
     def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
-        return self.run(self.feed(rows))[0]
+        return self.probabilities(self.feed(rows))
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         return self.run(self.feed(rows))[1]
@@ -60,7 +63,7 @@ def parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, rows: 
     """Largest absolute difference between onnxruntime's probabilities on raw `rows` and kdx's. `encoded`,
     `feed`: `rows` as `pre` encodes them and as onnxruntime's inputs, when the caller has them already."""
     ours = model.predict_proba(pre.transform(rows) if encoded is None else encoded)
-    theirs = deployed.run(deployed.feed(rows) if feed is None else feed)[0]
+    theirs = deployed.probabilities(deployed.feed(rows) if feed is None else feed)
     if theirs.shape != ours.shape:
         raise ExportError(f"the exported model gives {theirs.shape[1]} probabilities per row, kdx {ours.shape[1]}")
     return float(np.max(np.abs(theirs.astype(np.float64) - ours))) if len(rows) else 0.0
@@ -83,9 +86,8 @@ def measure_deployed(model: Classifier, pre: Preprocessor, rows: pd.DataFrame, s
     `kdx.efficiency.profile_model` times with the same seed, warm-up and repeats. `encoded`, `feed`: `rows`
     encoded by `pre` and as onnxruntime's inputs (the same for every model of a seed: the runner makes them
     once; reading and encoding Adult's test rows costs 0.25-0.5 s, exporting a student 0.02 s)."""
-    schema = Schema.of(pre)
-    deployed = DeployedModel(export_model(model, pre, class_names), schema, threads=settings.threads)
-    feed = raw_feed(rows, schema) if feed is None else feed
+    deployed = DeployedModel(export_model(model, pre, class_names), Schema.of(pre), threads=settings.threads)
+    feed = deployed.feed(rows) if feed is None else feed
     out = {"onnx_bytes": deployed.n_bytes, "onnx_parity": parity(deployed, model, pre, rows, encoded, feed)}
     return {**out, **time_deployed(deployed, rows, settings, seed, feed)} if timed else out
 
