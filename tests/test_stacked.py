@@ -107,6 +107,35 @@ def test_every_objective_matches_its_one_by_one_training_in_one_stack():
     assert all(not torch.equal(firsts[i], firsts[j]) for i in range(len(firsts)) for j in range(i))
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_stacked_cross_entropy_kl_gradient_is_autograds(classes):
+    """The stack's CE + Hinton term with its gradient written out equals, student by student, the loss
+    kdx.kd.kd_loss computes for one (torch's cross-entropy and KL) and autograd's gradient of it, in float64;
+    also the no-KD student (w = 0) and label smoothing's CE weight α·(1 − ε)."""
+    from kdx.kd import kd_loss
+    from kdx.models.stacked import _CrossEntropyKL
+
+    torch.manual_seed(0)
+    rows, tau = 9, torch.tensor([1.0, 4.0, 2.5, 1.0], dtype=torch.float64)
+    alpha = torch.tensor([1.0, 0.3, 0.8, 1.0], dtype=torch.float64)
+    ce_weight = alpha * torch.tensor([1.0, 1.0, 1.0, 0.8], dtype=torch.float64)  # the last: ε = 0.2
+    kl_weight = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64) * (1 - alpha) * tau**2
+    logits = (3 * torch.randn(4, classes, rows, dtype=torch.float64)).requires_grad_()
+    teacher, y = 3 * torch.randn(rows, classes, dtype=torch.float64), torch.randint(0, classes, (rows,))
+    ours = _CrossEntropyKL.apply(logits, y, teacher, ce_weight, tau, kl_weight)
+    weights = torch.randn(4, dtype=torch.float64)  # an upstream gradient that is not all ones
+    (grad,) = torch.autograd.grad((ours * weights).sum(), logits)
+    for k in range(4):
+        z = logits[k].detach().T.clone().requires_grad_()
+        if kl_weight[k]:
+            theirs = kd_loss(z, teacher, y, float(tau[k]), float(alpha[k]))
+        else:
+            theirs = ce_weight[k] * torch.nn.functional.cross_entropy(z, y)
+        (expected,) = torch.autograd.grad(theirs * weights[k], z)
+        torch.testing.assert_close(ours[k], theirs.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(grad[k].T, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_stacked_input_gradients_are_autograds():
     """The stack's input gradients (the chain rule written out) equal autograd's, student by student, for
     MLPs of 0, 1 and 2 hidden layers."""
@@ -115,11 +144,12 @@ def test_stacked_input_gradients_are_autograds():
     torch.manual_seed(0)
     for hidden in ([], [6], [6, 5]):
         sizes = [4 + 1, *hidden, 3]
-        params = []
+        params = []  # in the stack's layout (stacked._layout): the output layer class-major
         for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            params.append(torch.randn(3, a, b))
+            last = j and j == len(sizes) - 2
+            params.append(torch.randn(3, b, a) if last else torch.randn(3, a, b))
             if j:
-                params.append(torch.randn(3, 1, b))
+                params.append(torch.randn(3, b, 1) if last else torch.randn(3, 1, b))
         x = _augment(torch.randn(7, 4))
         w = torch.randn(7, 3)
         acts = []
@@ -127,7 +157,7 @@ def test_stacked_input_gradients_are_autograds():
         ours = _input_gradients(params, acts, torch.tensor([0, 2]), w)
         for row, k in enumerate((0, 2)):
             leaf = x.clone().requires_grad_()
-            z = _forward([p[k:k + 1] for p in params], leaf)[0]
+            z = _forward([p[k:k + 1] for p in params], leaf)[0].T
             (theirs,) = torch.autograd.grad((z * w).sum(), leaf)
             torch.testing.assert_close(ours[row], theirs[:, :-1])
 

@@ -94,11 +94,8 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
     template = build_mlp(X.shape[1], spec.hidden, n_classes).to(device)  # the same init as one-by-one
     linears = [m for m in template if isinstance(m, torch.nn.Linear)]
     count = len(models)
-    # Layer weights as (K, in, out) and biases as (K, 1, out): x @ W + b for every student at once. The first
-    # layer's bias is its weights' last row, against a column of ones appended to the rows (_augment).
-    params = [t for lin in linears for t in (lin.weight.detach().T.contiguous(), lin.bias.detach()[None, :])]
-    params = [torch.cat(params[:2])] + params[2:]
-    params = [p.unsqueeze(0).repeat(count, *([1] * p.dim())).requires_grad_() for p in params]
+    # Every layer's weights and biases of all K students as one tensor each (K, ...), laid out by _layout.
+    params = [p.unsqueeze(0).repeat(count, *([1] * p.dim())).requires_grad_() for p in _layout(linears)]
     Xt = _augment(torch.as_tensor(X, dtype=torch.float32, device=device))
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     Xv = _augment(torch.as_tensor(X_val, dtype=torch.float32, device=device))
@@ -106,7 +103,8 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
     Tt = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=device)
     rows = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.rows.items()}
     constants = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.constants.items()}
-    terms = _Terms(losses, device)
+    # With non-finite teacher logits the KD students diverge (and are named); the others must not see them.
+    terms = _Terms(losses, device, masked=Tt is not None and not bool(torch.isfinite(Tt).all()))
     active = list(range(count))  # model index of each stack row
     opt = _adam(params, spec)
     order = torch.Generator().manual_seed(spec.seed)
@@ -119,20 +117,20 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
     for epoch in range(1, spec.epochs + 1):
         started = time.perf_counter()
         perm = torch.randperm(len(Xt), generator=order).to(device)
+        # The epoch's rows in its order, once: a minibatch is then a slice, not three gathers a step.
+        Xe, ye, Te = Xt[perm], yt[perm], None if Tt is None else Tt[perm]
+        rows_e = {k: v[perm] for k, v in rows.items()}
         for i in range(0, len(perm), spec.batch_size):
-            idx = perm[i : i + spec.batch_size]
-            x = Xt[idx]
+            batch = slice(i, i + spec.batch_size)
+            x = Xe[batch]
             acts = [] if len(terms.matching) else None
             logits = _forward(params, x, acts)
-            loss = terms(logits, yt[idx], None if Tt is None else Tt[idx], epoch,
-                         (params, x, acts, {k: v[idx] for k, v in rows.items()}, constants))
+            loss = terms(logits, ye[batch], None if Te is None else Te[batch], epoch,
+                         (params, x, acts, {k: v[batch] for k, v in rows_e.items()}, constants))
             opt.zero_grad()
             loss.sum().backward()
             opt.step()
-        with torch.no_grad():
-            logits_v = _forward(params, Xv)
-            val = F.cross_entropy(logits_v.transpose(1, 2), yv.expand(len(active), -1), reduction="none").mean(1)
-        val = val.tolist()
+        val = _validation_loss(params, Xv, yv).tolist()
         share = (time.perf_counter() - started) / len(active)
         keep = []
         for row, k in enumerate(active):
@@ -163,10 +161,15 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
         net = build_mlp(X.shape[1], spec.hidden, n_classes)
         state = best_state[k]
         with torch.no_grad():
-            first = state[0]
-            for j, lin in enumerate(m for m in net if isinstance(m, torch.nn.Linear)):
-                weight, bias = (first[:-1], first[-1]) if j == 0 else (state[2 * j - 1], state[2 * j][0])
-                lin.weight.copy_(weight.T.cpu())
+            linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+            for j, lin in enumerate(linears):
+                if j == 0:
+                    weight, bias = state[0][:-1].T, state[0][-1]
+                elif j == len(linears) - 1:
+                    weight, bias = state[2 * j - 1], state[2 * j][:, 0]
+                else:
+                    weight, bias = state[2 * j - 1].T, state[2 * j][0]
+                lin.weight.copy_(weight.cpu())
                 lin.bias.copy_(bias.cpu())
         model.net_ = net.eval()
         model.history_ = {
@@ -181,20 +184,55 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
 
 
+def _layout(linears: list[torch.nn.Linear]) -> list[torch.Tensor]:
+    """One student's layers as the stack keeps them: the first layer (in + 1, out), its bias the last row
+    (against the ones column of _augment); hidden layers' weights (in, out) and biases (1, out), for
+    `a @ W + b`; the output layer class-major, weight (classes, in) and bias (classes, 1), for
+    `W @ aᵀ + b`, so that the logits come out (classes, rows) (see _forward)."""
+    params = []
+    for j, lin in enumerate(linears):
+        weight, bias = lin.weight.detach(), lin.bias.detach()
+        if j == 0:
+            params.append(torch.cat([weight.T, bias[None, :]]))
+        elif j == len(linears) - 1:
+            params += [weight.clone(), bias[:, None].clone()]
+        else:
+            params += [weight.T.contiguous(), bias[None, :].clone()]
+    return params
+
+
 def _forward(params: list[torch.Tensor], x: torch.Tensor, acts: list | None = None) -> torch.Tensor:
-    """Logits (K, rows, classes) of the K stacked students on the shared rows `x` (augmented). `acts`, when
-    given, receives each hidden layer's activations (for the input gradients, _input_gradients)."""
+    """Logits (K, classes, rows) of the K stacked students on the shared rows `x` (augmented), in _layout.
+    `acts`, when given, receives each hidden layer's activations (for the input gradients)."""
     # The shared rows as a stride-0 batch (no copy). The first layer's bias rides in its matmul instead of
     # being broadcast into the widest activation first (3 % faster a step, 2 and 31 students, measured A/B);
     # later biases are added inside the matmul; ReLU in place (the matmul's backward does not need its
-    # output). Measured fastest on CPU of the variants tried (tests/benchmarks/bench_students.py).
+    # output). The logits come out class-major: every softmax over classes then runs across rows (torch's
+    # kernel over a last dimension of 2 classes does one short row at a time: 10x slower), and the output
+    # layer's matmul is 3x faster that way round (measured, 31 students, batch 256).
     h = torch.bmm(x.expand(params[0].shape[0], -1, -1), params[0])
+    if len(params) == 1:  # no hidden layer
+        return h.transpose(1, 2).contiguous()
     for j in range(1, len(params), 2):
         a = torch.relu_(h)
         if acts is not None:
             acts.append(a)
+        if j == len(params) - 2:
+            return torch.baddbmm(params[j + 1], params[j], a.transpose(1, 2))
         h = torch.baddbmm(params[j + 1], a, params[j])
-    return h
+
+
+def _validation_loss(params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Each stacked student's mean cross-entropy (K,) on the validation rows, `chunk` rows at a time: the
+    whole set's activations at once (31 students × 10k rows × 64 units: 81 MB) go through memory, a chunk's
+    stay in cache (2x faster a pass, measured)."""
+    total = torch.zeros(params[0].shape[0], dtype=X.dtype, device=X.device)
+    with torch.no_grad():
+        for start in range(0, len(X), chunk):
+            logits = _forward(params, X[start : start + chunk])
+            rows = y[start : start + chunk]
+            total += F.cross_entropy(logits, rows.expand(len(logits), -1), reduction="none").sum(1)
+    return total / len(X)
 
 
 def _input_gradients(params: list[torch.Tensor], acts: list[torch.Tensor], rows: torch.Tensor,
@@ -206,28 +244,70 @@ def _input_gradients(params: list[torch.Tensor], acts: list[torch.Tensor], rows:
     student_pass, one student), without differentiating the whole stack twice; the masks are constants
     (ReLU's derivative is 0 almost everywhere)."""
     weights = [params[0]] + params[1::2]
-    g = torch.matmul(w[None], weights[-1][rows].transpose(1, 2))
+    last = weights[-1][rows]  # class-major (K, classes, in), unless it is the first layer
+    g = torch.matmul(w[None], last if len(weights) > 1 else last.transpose(1, 2))
     for layer in range(len(weights) - 2, -1, -1):
         g = torch.matmul(g * (acts[layer][rows] > 0), weights[layer][rows].transpose(1, 2))
     return g[..., :-1]  # the appended ones column (the first layer's bias) is not an input
 
 
+class _CrossEntropyKL(torch.autograd.Function):
+    """Per student k (K,): `c_k·CE + w_k·KL(softmax(z_T/τ_k) ‖ softmax(z_k/τ_k))` on logits (K, classes,
+    rows), batch means (w_k = 0: no KL term; `teacher` None: no student has one). The gradient is written out,
+    `(c_k·(p − onehot) + (w_k/τ_k)·(q − p_T)) / rows` with p = softmax(z), q = softmax(z/τ), and computed
+    with the losses: autograd takes about 35 small ops a step for the same (0.3 ms at 31 students, a tenth
+    of the step, measured). Tested against autograd (tests/test_stacked.py)."""
+
+    @staticmethod
+    def forward(ctx, logits, y, teacher, ce_weight, tau, kl_weight, masked=False):
+        rows = logits.shape[2]
+        onehot = torch.zeros_like(logits[0]).scatter_(0, y[None], 1.0)
+        log_p = F.log_softmax(logits, dim=1)
+        loss = ce_weight * -(log_p * onehot).sum(1).mean(1)
+        grad = (log_p.exp_() - onehot) * (ce_weight / rows)[:, None, None]
+        if teacher is not None:
+            scale = tau[:, None, None]
+            log_q = F.log_softmax(logits / scale, dim=1)
+            log_t = F.log_softmax(teacher.T[None] / scale, dim=1)
+            p_t = log_t.exp()
+            kl = kl_weight * (p_t * (log_t - log_q)).sum((1, 2)) / rows
+            kl_grad = (log_q.exp_() - p_t) * (kl_weight / tau / rows)[:, None, None]
+            if masked:  # non-finite teacher logits: weight 0 would still pass NaN to the students without KL
+                has = kl_weight > 0
+                kl, kl_grad = torch.where(has, kl, 0.0), torch.where(has[:, None, None], kl_grad, 0.0)
+            loss = loss + kl
+            grad += kl_grad
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss[:, None, None], None, None, None, None, None, None
+
+
 class _Terms:
     """The stack's losses as tensors, one entry per stack row, so that every student's loss is one
-    computation whatever the mix of objectives: each term is computed only for the rows that have it (a
-    no-KD student never sees the teacher, as when trained alone)."""
+    computation whatever the mix of objectives. CE and Hinton's term are computed for every row and count
+    only where a student has them (a no-KD student never sees the teacher, as when trained alone); the other
+    terms only for the rows that have them."""
 
-    def __init__(self, losses: list[StudentLoss], device):
+    def __init__(self, losses: list[StudentLoss], device, masked: bool = False):
         def column(values, dtype=torch.float32):
             return torch.tensor(values, dtype=dtype, device=device)
 
-        self.losses = losses
+        self.losses, self.masked = losses, masked
         dkd = [loss.dkd or (0.0, 0.0, 0) for loss in losses]
         self.tau, self.alpha = column([x.tau for x in losses]), column([x.alpha for x in losses])
         self.epsilon = column([x.epsilon for x in losses])
         self.dkd_a, self.dkd_b = column([d[0] for d in dkd]), column([d[1] for d in dkd])
         self.warmup = column([d[2] for d in dkd])
-        self.kl = column([i for i, x in enumerate(losses) if x.uses_teacher and not x.dkd], torch.long)
+        # _CrossEntropyKL's weights: CE's α·(1 − ε) (label smoothing's ε·mean −log p is added apart) and
+        # Hinton's (1 − α)·τ², 0 for the students without that term
+        self.ce_weight = self.alpha * (1 - self.epsilon)
+        hinton = column([x.uses_teacher and not x.dkd for x in losses])
+        self.kl_weight = hinton * (1 - self.alpha) * self.tau**2
+        self.hinton = bool(hinton.any())
         self.decoupled = column([i for i, x in enumerate(losses) if x.uses_teacher and x.dkd], torch.long)
         self.smoothed = column([i for i, x in enumerate(losses) if x.epsilon > 0], torch.long)
         self.lam = column([x.lam for x in losses])
@@ -239,30 +319,23 @@ class _Terms:
                                    if losses[i].matching == "attribution"], torch.long)
 
     def keep(self, rows: list[int]) -> _Terms:
-        return _Terms([self.losses[r] for r in rows], self.tau.device)
+        return _Terms([self.losses[r] for r in rows], self.tau.device, self.masked)
 
     def __call__(self, logits, y, teacher, epoch: int, inputs=None) -> torch.Tensor:
-        """Each student's loss (K,) on the minibatch: logits (K, rows, classes), the teacher's (rows, classes);
-        for input-gradient terms `inputs` = (the stack's parameters, the rows, the hidden activations, this
-        minibatch's rows of the teacher's signals, their constants)."""
-        count, rows, _ = logits.shape
-        ce = F.cross_entropy(logits.transpose(1, 2), y.expand(count, -1), reduction="none").mean(1)
+        """Each student's loss (K,) on the minibatch: logits (K, classes, rows) (_forward), the teacher's
+        (rows, classes); for input-gradient terms `inputs` = (the stack's parameters, the rows, the hidden
+        activations, this minibatch's rows of the teacher's signals, their constants)."""
+        # α·CE and Hinton's term (kdx.kd.kd_loss) for every student that has them, in one function
+        loss = _CrossEntropyKL.apply(logits, y, teacher if self.hinton else None, self.ce_weight, self.tau,
+                                     self.kl_weight, self.masked)
         if len(self.smoothed):  # torch's label_smoothing: (1 − ε)·CE + ε·mean over classes of −log p
-            s, eps = self.smoothed, self.epsilon[self.smoothed]
-            uniform = -F.log_softmax(logits[s], dim=-1).mean((1, 2))
-            ce = ce.index_copy(0, s, (1 - eps) * ce[s] + eps * uniform)
-        loss = self.alpha * ce
-        if len(self.kl):  # Hinton's term, as kdx.kd.kd_loss computes it for one
-            r = self.kl
-            scale = self.tau[r, None, None]
-            log_s = F.log_softmax(logits[r] / scale, dim=-1)
-            log_t = F.log_softmax(teacher[None] / scale, dim=-1)
-            kl = (log_t.exp() * (log_t - log_s)).sum((1, 2)) / rows
-            loss = loss.index_add(0, r, (1 - self.alpha[r]) * self.tau[r] ** 2 * kl)
+            s = self.smoothed
+            uniform = -F.log_softmax(logits[s], dim=1).mean((1, 2))
+            loss = loss.index_add(0, s, self.alpha[s] * self.epsilon[s] * uniform)
         if len(self.decoupled):  # DKD's term, as kdx.objectives.dkd.DKD.loss computes it for one
             r = self.decoupled
             tau = self.tau[r]
-            tckd, nckd, _ = dkd_terms(logits[r], teacher[None], y, tau[:, None, None])
+            tckd, nckd, _ = dkd_terms(logits[r].transpose(1, 2), teacher[None], y, tau[:, None, None])
             warmup = self.warmup[r]
             ramp = torch.where(warmup > 0, (epoch / warmup.clamp_min(1)).clamp(max=1.0), 1.0)
             kd = tau**2 * ramp * (self.dkd_a[r] * tckd.mean(1) + self.dkd_b[r] * nckd.mean(1))
