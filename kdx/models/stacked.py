@@ -159,18 +159,7 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
 
     for k, model in enumerate(models):
         net = build_mlp(X.shape[1], spec.hidden, n_classes)
-        state = best_state[k]
-        with torch.no_grad():
-            linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-            for j, lin in enumerate(linears):
-                if j == 0:
-                    weight, bias = state[0][:-1].T, state[0][-1]
-                elif j == len(linears) - 1:
-                    weight, bias = state[2 * j - 1], state[2 * j][:, 0]
-                else:
-                    weight, bias = state[2 * j - 1].T, state[2 * j][0]
-                lin.weight.copy_(weight.cpu())
-                lin.bias.copy_(bias.cpu())
+        _unlayout(best_state[k], [m for m in net if isinstance(m, torch.nn.Linear)])
         model.net_ = net.eval()
         model.history_ = {
             "best_epoch": best_epoch[k], "epochs_run": len(curves[k]), "best_val_ce": best[k], "val_ce": curves[k],
@@ -199,6 +188,20 @@ def _layout(linears: list[torch.nn.Linear]) -> list[torch.Tensor]:
         else:
             params += [weight.T.contiguous(), bias[None, :].clone()]
     return params
+
+
+@torch.no_grad()
+def _unlayout(params: list[torch.Tensor], linears: list[torch.nn.Linear]) -> None:
+    """The inverse of _layout: one student's tensors in the stack's layout copied into its layers."""
+    for j, lin in enumerate(linears):
+        if j == 0:
+            weight, bias = params[0][:-1].T, params[0][-1]
+        elif j == len(linears) - 1:
+            weight, bias = params[2 * j - 1], params[2 * j][:, 0]
+        else:
+            weight, bias = params[2 * j - 1].T, params[2 * j][0]
+        lin.weight.copy_(weight.cpu())
+        lin.bias.copy_(bias.cpu())
 
 
 def _forward(params: list[torch.Tensor], x: torch.Tensor, acts: list | None = None) -> torch.Tensor:
