@@ -153,7 +153,7 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
         if not keep:
             break
         if len(keep) < len(active):
-            params, opt = _compact(params, opt, keep, spec)
+            params, opt = _compact(params, opt, keep)
             terms = terms.keep(keep)
             active = [active[row] for row in keep]
 
@@ -365,7 +365,7 @@ def _adam(params, spec: MLPClassifier) -> Adam:
     return Adam(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
 
 
-def _compact(params, opt: Adam, keep: list[int], spec: MLPClassifier):
+def _compact(params, opt: Adam, keep: list[int]):
     """The stack without the students that stopped: their rows of every parameter and of Adam's state."""
     rows = torch.tensor(keep, device=params[0].device)
     new = [p.detach()[rows].clone().requires_grad_() for p in params]
