@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from kdx.errors import TrainingError
-from kdx.models.mlp import MLPClassifier
+from kdx.models.mlp import MLPClassifier, build_mlp
 from kdx.models.stacked import StudentLoss, fit_stacked, stackable
 
 
@@ -134,6 +134,34 @@ def test_stacked_cross_entropy_kl_gradient_is_autograds(classes):
         (expected,) = torch.autograd.grad(theirs * weights[k], z)
         torch.testing.assert_close(ours[k], theirs.detach(), rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(grad[k].T, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("hidden", [[], [16], [16, 8], [12, 8, 6]])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_plain_step_computes_autograds_gradients_bit_for_bit(hidden, classes):
+    """The step of CE and Hinton students with the backward pass written out (_plain_step) leaves in every
+    stacked parameter's .grad exactly what autograd's backward of the same losses leaves; also with
+    non-finite teacher logits, which only the KD students' gradients see."""
+    from kdx.models.stacked import _augment, _forward, _layout, _plain_step, _Terms
+
+    torch.manual_seed(0)
+    linears = [m for m in build_mlp(7, hidden, classes) if isinstance(m, torch.nn.Linear)]
+    losses = [StudentLoss(), StudentLoss(2.0, 0.3), StudentLoss(4.0, 0.7)]
+    x, y = _augment(torch.randn(33, 7)), torch.randint(0, classes, (33,))
+    diverged = torch.randn(33, classes).index_fill(0, torch.tensor([5]), float("inf"))
+    for teacher, masked in ((torch.randn(33, classes), False), (diverged, True)):
+        params = [(p + 0.1 * torch.randn(len(losses), *p.shape)).requires_grad_() for p in _layout(linears)]
+        terms = _Terms(losses, "cpu", masked=masked)
+        assert terms.plain
+        terms(_forward(params, x), y, teacher, 1).sum().backward()
+        expected = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        _plain_step(params, x, y, teacher, terms)
+        for p, g in zip(params, expected):  # bit for bit (the KD students' NaN where autograd's are)
+            torch.testing.assert_close(p.grad, g, rtol=0, atol=0, equal_nan=True)
+        assert all(bool(torch.isfinite(p.grad[0]).all()) for p in params)  # the no-KD student never sees it
+    assert not _Terms([StudentLoss(), StudentLoss(epsilon=0.1)], "cpu").plain  # label smoothing: autograd
 
 
 def test_stacked_input_gradients_are_autograds():
