@@ -391,15 +391,17 @@ def test_kdx_adam_is_torch_adam_bit_for_bit(fused, weight_decay):
     from kdx.models.adam import Adam
 
     torch.manual_seed(0)
-    ours = [torch.randn(5, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
+    # sizes with vectorized bodies and scalar tails; three parameters (ours updates all in one call per op)
+    ours = [torch.randn(37, 29, requires_grad=True), torch.randn(29, requires_grad=True),
+            torch.randn(29, 3, requires_grad=True)]
     theirs = [p.detach().clone().requires_grad_() for p in ours]
     opts = (Adam(ours, lr=0.01, weight_decay=weight_decay, fused=fused),
             torch.optim.Adam(theirs, lr=0.01, weight_decay=weight_decay, fused=fused))
-    x = torch.randn(7, 5)
+    x = torch.randn(7, 37)
     for _ in range(50):
         for params, opt in zip((ours, theirs), opts):
             opt.zero_grad()
-            ((x @ params[0] + params[1]) ** 2).sum().backward()
+            (torch.tanh(x @ params[0] + params[1]) @ params[2]).square().sum().backward()
             opt.step()
     assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
 

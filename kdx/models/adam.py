@@ -37,13 +37,17 @@ class Adam:
             return
         bias1 = 1 - beta1**self.steps
         bias2_sqrt = (1 - beta2**self.steps) ** 0.5
-        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
-            if self.weight_decay != 0:
-                g = g.add(p, alpha=self.weight_decay)
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
-            p.addcdiv_(m, denom, value=-(self.lr / bias1))
+        # torch's single-tensor update, each op over all parameters at once (_foreach_*: the same
+        # elementwise arithmetic, one call instead of one per parameter)
+        if self.weight_decay != 0:
+            grads = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, bias2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, self.exp_avg, denom, value=-(self.lr / bias1))
 
     def keep(self, params: list[torch.Tensor], rows: torch.Tensor) -> Adam:
         """The optimizer of `params` (rows `rows` of this one's parameters), its moments and step carried over."""
