@@ -54,13 +54,13 @@ def deeplift(net: nn.Sequential, X: np.ndarray, background: np.ndarray, output_w
         for i in range(len(layers) - 1, -1, -1):
             if isinstance(layers[i], nn.Linear):
                 m = m @ layers[i].weight
-            else:
+            else:  # Δrelu/Δz, from the activations already computed; the gradient where |Δz| < EPS
                 zx, zr = acts[i][:, None, :], ref[i][None, :, :]
                 dz = zx - zr
                 small = dz.abs() < EPS
-                ratio = torch.where(small, (zx > 0).to(dz.dtype).expand_as(dz),
-                                    (torch.relu(zx) - torch.relu(zr)) / torch.where(small, 1.0, dz))
-                m = m * ratio
+                ratio = (acts[i + 1][:, None, :] - ref[i + 1][None, :, :]).div_(dz)  # inf/nan only where small
+                rule = torch.where(small, (zx > 0).to(dz.dtype), ratio)
+                m = m.mul_(rule) if m.is_contiguous() else m * rule  # in place unless m is W_out's broadcast
         out[start : start + len(xs)] = ((xs[:, None, :] - R[None, :, :]) * m).double().mean(1).numpy()
     return out
 
