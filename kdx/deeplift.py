@@ -50,7 +50,7 @@ def deeplift(net: nn.Sequential, X: np.ndarray, background: np.ndarray, output_w
     for start in range(0, len(X), rows_per_chunk):
         xs = torch.as_tensor(X[start : start + rows_per_chunk], dtype=torch.float32)
         acts = _forward(layers, xs)
-        m = W_out[start : start + len(xs), None, :].expand(len(xs), len(R), -1)
+        m = W_out[start : start + len(xs), None, :].expand(len(xs), len(R), -1).clone()  # updated in place
         for i in range(len(layers) - 1, -1, -1):
             if isinstance(layers[i], nn.Linear):
                 m = m @ layers[i].weight
@@ -60,7 +60,7 @@ def deeplift(net: nn.Sequential, X: np.ndarray, background: np.ndarray, output_w
                 small = dz.abs() < EPS
                 ratio = (acts[i + 1][:, None, :] - ref[i + 1][None, :, :]).div_(dz)  # inf/nan only where small
                 rule = torch.where(small, (zx > 0).to(dz.dtype), ratio)
-                m = m.mul_(rule) if m.is_contiguous() else m * rule  # in place unless m is W_out's broadcast
+                m.mul_(rule)
         out[start : start + len(xs)] = ((xs[:, None, :] - R[None, :, :]) * m).double().mean(1).numpy()
     return out
 
