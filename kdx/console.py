@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kdx.summary import format_mean_sd
@@ -66,6 +67,8 @@ def print_run(console: Console, summary: dict, out_dir, comparisons: pd.DataFram
             console.print(line, highlight=False)
     for student, stat in summary.get("accuracy_retention", {}).items():
         console.print(f"accuracy retention {student}/teacher: {format_mean_sd(stat)}")
+    for line in summary.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False)
     console.print(f"wall time {summary['wall_seconds']:.1f} s, trained on {summary['device']}; "
                   f"outputs in [bold]{out_dir}[/bold]")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from scipy.special import log_softmax, softmax
+from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
 FIDELITY_METRICS = ("accuracy", "ece", "nll", "macro_f1")
@@ -39,4 +41,34 @@ def fidelity(logits: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str, f
         "ece": expected_calibration_error(proba, y, n_bins),
         "nll": negative_log_likelihood(logits, y),
         "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(proba.shape[1]), zero_division=0)),
+    }
+
+
+SANITY_P = 0.01  # a teacher is stopped only when the evidence against it is this strong (one-sided sign test)
+
+
+def _sign_test(better: np.ndarray, worse: np.ndarray) -> float:
+    """One-sided exact sign test over the rows where exactly one of two predictors is right: p-value of 'the
+    first is right more often than the second' under equal chances."""
+    wins, losses = int((better & ~worse).sum()), int((worse & ~better).sum())
+    return 1.0 if wins + losses == 0 else float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
+
+
+def label_sanity(pred: np.ndarray, y: np.ndarray, majority: int, n_classes: int) -> dict:
+    """How a predictor's labels compare with always predicting the `majority` class, and with its own outputs
+    relabelled by the permutation of classes that scores best on these rows (the assignment maximizing the
+    diagonal of the confusion matrix). `mapping[i]`: the class that prediction i becomes under it.
+    `p_below_majority` / `p_permuted`: one-sided sign tests that the majority rule / the permuted outputs are
+    right more often than the predictor as it is."""
+    pred, y = np.asarray(pred), np.asarray(y)
+    confusion = np.zeros((n_classes, n_classes))
+    np.add.at(confusion, (pred, y), 1)
+    rows, cols = linear_sum_assignment(-confusion)
+    mapping = np.empty(n_classes, dtype=int)
+    mapping[rows] = cols
+    correct, by_majority, permuted = pred == y, y == majority, mapping[pred] == y
+    return {
+        "accuracy": float(correct.mean()), "majority_accuracy": float(by_majority.mean()),
+        "permuted_accuracy": float(permuted.mean()), "mapping": mapping,
+        "p_below_majority": _sign_test(by_majority, correct), "p_permuted": _sign_test(permuted, correct),
     }

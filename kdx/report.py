@@ -341,6 +341,31 @@ def _rules_section(runs: list[RunRecord], max_lines: int = 60) -> list[str]:
     return (["## Readable students: rules and fidelity to the teacher", "", *out]) if out else []
 
 
+def _warning_lines(runs) -> list[str]:
+    """Flags a run raised about its own results (kdx.summary.sanity_warnings), first, where nobody misses them."""
+    flagged = [(r.label, w) for r in runs for w in (r.summary or {}).get("warnings", [])]
+    if not flagged:
+        return []
+    return ["", "**Warnings** (read these before any figure below):", "",
+            *[f"- {label}: {line}" for label, line in flagged]]
+
+
+def _data_lines(runs) -> list[str]:
+    """The data section: what each dataset's columns became (identifiers, free text, dates, constant columns
+    dropped), as the run said before training."""
+    seen, out = set(), []
+    for r in runs:
+        data = (r.summary or {}).get("dataset", {})
+        notes = data.get("column_notes", [])
+        if not notes or data.get("name") in seen:
+            continue
+        seen.add(data.get("name"))
+        out += ["", f"**Data: {data.get('name')}** ({data.get('rows')} rows, {len(data.get('features', []))} "
+                "feature columns used). Notes on its columns, made before training:", "",
+                *[f"- {n}" for n in notes]]
+    return out
+
+
 def _teacher_and_game_lines(runs) -> list[str]:
     """Where a run's teacher came from (a pretrained file) and which game its attributions are from."""
     lines = []
@@ -448,6 +473,8 @@ def build_report(collection: Collection, figures: bool = True) -> str:
         lines += ["", f"Seeds {first.get('seeds')}; machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs; "
                   f"latency with {first.get('profile', {}) and first['profile'].get('threads')} thread(s); "
                   f"torch {first.get('versions', {}).get('torch')}, shap {first.get('versions', {}).get('shap')}."]
+    lines += _warning_lines(runs)
+    lines += _data_lines(runs)
     lines += _teacher_and_game_lines(runs)
     stats_first = first.get("stats", {})
     test_line = ("the corrected resampled t-test (Nadeau & Bengio 2003: the variance of the mean difference is "

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import joblib
@@ -39,7 +39,7 @@ from kdx.explain import (
     resolve_output,
     resolve_players,
 )
-from kdx.metrics import fidelity
+from kdx.metrics import SANITY_P, fidelity, label_sanity
 from kdx.models import Classifier, load_model
 from kdx.models.mlp import resolve_device
 from kdx.models.stacked import StudentLoss, fit_stacked, stackable
@@ -63,7 +63,7 @@ from kdx.raw import RawCodec
 from kdx.shapley import MAX_EXACT_COLUMNS
 from kdx.split import Split, make_split
 from kdx.stats import compare_models, split_ratio
-from kdx.summary import summarize
+from kdx.summary import sanity_warnings, summarize
 from kdx.timing import Stages
 
 log = logging.getLogger("kdx")
@@ -89,10 +89,8 @@ def subsample(data: TabularData, rows: int, seed: int = 0) -> TabularData:
         take = min(len(members), max(3, round(rows * len(members) / len(data.y))))
         keep.append(rng.choice(members, size=take, replace=False))
     idx = np.sort(np.concatenate(keep))
-    return TabularData(
-        data.name, data.X.iloc[idx].reset_index(drop=True), data.y[idx], data.class_names,
-        data.numeric, data.categorical, data.source, {**data.notes, "subsampled_rows": int(len(idx))},
-    )
+    return replace(data, X=data.X.iloc[idx].reset_index(drop=True), y=data.y[idx],
+                   notes={**data.notes, "subsampled_rows": int(len(idx))})
 
 
 def load_data(cfg: DictConfig) -> TabularData:
@@ -187,6 +185,29 @@ def train_together(node: DictConfig, seed: int, device: str, limits: DictConfig,
         check_finite(model, sd, name)
         model.history_["resolved"] = loss.resolved
     return dict(enumerate(models))
+
+
+def check_pretrained(teacher, sd: SeedData, data: TabularData, seed: int) -> dict:
+    """A teacher read from a file, checked on the seed's validation rows before anything is distilled from it:
+    one line and a stop where it is worse than always predicting the training majority class, or where its
+    outputs in another order of the classes score better (sign tests at SANITY_P: the classes are read in the
+    wrong order, or the model is not a model of this data)."""
+    majority = int(np.bincount(sd.y["train"], minlength=data.n_classes).argmax())
+    check = label_sanity(teacher.predict(sd.X["val"]), sd.y["val"], majority, data.n_classes)
+    where = f"teacher.path={teacher.path.name} (seed {seed}, {len(sd.y['val'])} validation rows)"
+    names = data.class_names
+    if (check["mapping"] != np.arange(data.n_classes)).any() and check["p_permuted"] < SANITY_P:
+        labels = getattr(teacher, "output_labels_", names)
+        suggested = [names[check["mapping"][names.index(label)]] for label in labels]
+        raise DataError(f"{where}: accuracy {check['accuracy']:.4f}, but {check['permuted_accuracy']:.4f} with its "
+                        f"outputs read as other classes: its classes are likely in another order than kdx reads "
+                        f"them ({list(labels)}); if the model's outputs are {suggested}, set teacher.classes="
+                        f"[{', '.join(suggested)}]")
+    if check["accuracy"] < check["majority_accuracy"] and check["p_below_majority"] < SANITY_P:
+        raise DataError(f"{where}: accuracy {check['accuracy']:.4f}, below always predicting '{names[majority]}' "
+                        f"({check['majority_accuracy']:.4f}): the model is likely not trained on this data, these "
+                        "columns or this label coding; check teacher.path, the dataset and teacher.classes")
+    return check
 
 
 def check_finite(model: Classifier, sd: SeedData, label: str) -> None:
@@ -397,6 +418,7 @@ class Protocol:
             "code": code_fingerprint(),
         }
         self.split_sizes: dict[int, dict[str, int]] = {}
+        self.majority_accuracy: dict[int, float] = {}  # per seed: always predicting train's majority, on test
         self.stages = stages or Stages()
         self.threads: dict[int, int] = {}  # torch threads per seed (threads=auto follows the idle cores)
         self.measure_settings = {
@@ -551,6 +573,8 @@ class Protocol:
                               f"limited to {MAX_EXACT_COLUMNS}; {data.name} has {columns}: use "
                               "explain.method=permutation")
         self.split_sizes[seed] = sd.split.sizes()
+        majority = np.bincount(sd.y["train"], minlength=data.n_classes).argmax()
+        self.majority_accuracy[seed] = float((sd.y["test"] == majority).mean())
         with atomic_file(seed_dir / "split.npz") as tmp:
             np.savez_compressed(tmp, train=sd.split.train, val=sd.split.val, test=sd.split.test)
         with atomic_file(seed_dir / "preprocessor.joblib") as tmp:
@@ -562,6 +586,7 @@ class Protocol:
                                           raw_parts=raw_parts)
         if self.raw_teacher:
             self.teacher_columns, self.teacher_format = teacher.columns_, teacher.file.format
+            check_pretrained(teacher, sd, data, seed)
         with self.stages("student training"):
             models = {"teacher": (teacher, reused_t), **self.fit_students(seed, sd, teacher, keys)}
         ctx = None
@@ -779,6 +804,9 @@ def _finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict],
     objective_columns = ["seed", "model", "P", "C", "I", "val_P", "val_I",
                          *[c for c in scored.columns if c.startswith(("J_", "val_J_"))]]
     write_csv(out_dir / OBJECTIVE_FILE, scored[objective_columns])
+    warnings = sanity_warnings(metrics, protocol.majority_accuracy)
+    for line in warnings:
+        log.warning("%s", line)
     summary = {
         "complete": True,
         "data_fingerprint": protocol.base["data"],
@@ -786,6 +814,8 @@ def _finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict],
         "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
                     "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source},
         "seeds": seeds,
+        "warnings": warnings,
+        "majority_accuracy": {seed: protocol.majority_accuracy[seed] for seed in seeds},
         "split": {**protocol.split_args, "seeds": seeds_of(cfg), "units": len(seeds), "test_train_ratio": ratio},
         "split_sizes": {seed: protocol.split_sizes[seed] for seed in seeds},
         "kd": {"tau": protocol.tau, "alpha": protocol.alpha, "method": protocol.objective.name,

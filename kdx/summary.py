@@ -39,3 +39,31 @@ def format_mean_sd(stat: dict | None, spec: str = ".4f") -> str:
     if stat.get("sd") is None or np.isnan(stat["sd"]):
         return f"{stat['mean']:{spec}}"
     return f"{stat['mean']:{spec}} ± {stat['sd']:{spec}}"
+
+
+RETENTION_FLAG = 1.5  # a student this many times as accurate as its teacher says the teacher is broken
+
+
+def sanity_warnings(metrics: pd.DataFrame, majority_accuracy: dict[int, float]) -> list[str]:
+    """Lines flagging results that say more about a broken teacher than about distillation: a teacher below
+    the majority-class rate (always predicting the training set's most frequent class) on a seed's test rows,
+    a student whose accuracy is over RETENTION_FLAG times the teacher's."""
+    if "accuracy" not in metrics.columns:
+        return []
+    acc = metrics.pivot(index="seed", columns="model", values="accuracy")
+    out = []
+    if "teacher" in acc.columns:
+        low = [(s, a, majority_accuracy[s]) for s, a in acc["teacher"].items()
+               if s in majority_accuracy and a < majority_accuracy[s]]
+        if low:
+            shown = ", ".join(f"seed {s}: {a:.4f} < {b:.4f}" for s, a, b in low)
+            out.append(f"teacher accuracy below chance (the majority-class rate of the test rows) on {len(low)} of "
+                       f"{len(acc)} seed(s) ({shown}): check the teacher before reading anything else")
+        for student in (m for m in pd.unique(metrics.model) if m != "teacher"):
+            ratio = acc[student] / acc["teacher"]
+            high = ratio[ratio > RETENTION_FLAG]
+            if len(high):
+                out.append(f"accuracy retention {student}/teacher above {RETENTION_FLAG:g} on {len(high)} seed(s) "
+                           f"(up to {high.max():.2f}): the student beats its teacher by far, which says the teacher "
+                           "is broken (wrong class order, other data), not that distillation worked")
+    return out

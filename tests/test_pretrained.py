@@ -4,6 +4,7 @@ are refused in one line, the feature game is the same game in raw and encoded sp
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -160,7 +161,9 @@ def _teacher(path: Path, data, **kwargs) -> PretrainedTeacher:
 def test_each_format_reproduces_the_object_that_saved_it(fmt, table, tmp_path):
     frame, data, _ = table
     path, proba = SAVERS[fmt](frame, tmp_path)
-    teacher = _teacher(path, data, allow_pickle=fmt == "pickle")
+    # XGBoost and LightGBM files do not name their classes: the labels are given in output order
+    unnamed = fmt.startswith(("xgboost", "lightgbm"))
+    teacher = _teacher(path, data, allow_pickle=fmt == "pickle", classes=list(data.class_names) if unnamed else None)
     X = _features(frame)
     ours = softmax(teacher.logits_frame(X), axis=1)
     np.testing.assert_allclose(ours, proba(X), atol=1e-6)
@@ -247,7 +250,7 @@ def test_mismatches_are_one_line(tmp_path):
     recoded = frame.assign(plan=(frame.plan == "pro").astype(float))  # a category the data has as a number
     recoded.to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(DataError, match="the teacher reads 'plan' as categorical, csv has it as numeric"):
-        _teacher(four, load_csv(tmp_path / "r.csv", "label"))
+        _teacher(four, load_csv(tmp_path / "r.csv", "label"), classes=["c0", "c1"])
     # Without column names and with categorical data, kdx cannot tell which column is which
     import xgboost as xgb
 
@@ -359,8 +362,9 @@ def test_run_with_a_saved_xgboost_teacher(tmp_path, compose_cfg):
     frame.to_csv(tmp_path / "t.csv", index=False)
     path, proba = _save_xgboost(frame, tmp_path)
     args = ("dataset=csv", f"dataset.path={tmp_path / 't.csv'}", "dataset.target=label", "teacher=pretrained",
-            f"teacher.path={path}", "student=tree", "+smoke=on", "limits.rows=null", "explain.rows=20",
-            "explain.background=10", "explain.permutations=2", "profile.repeats=5", "save_checkpoints=true")
+            f"teacher.path={path}", "student=tree", "teacher.classes=[c0,c1]", "+smoke=on", "limits.rows=null",
+            "explain.rows=20", "explain.background=10", "explain.permutations=2", "profile.repeats=5",
+            "save_checkpoints=true")
     result = run(compose_cfg(*args), tmp_path / "run")
     m = result.metrics.set_index(["seed", "model"])
     summary = result.summary
@@ -452,7 +456,8 @@ def test_cli_run_and_refusal(tmp_path):
     frame.to_csv(tmp_path / "t.csv", index=False)
     path, _ = _save_xgboost(frame, tmp_path)
     base = [sys.executable, "-m", "kdx", "run", "dataset=csv", f"dataset.path={tmp_path / 't.csv'}",
-            "dataset.target=label", "teacher=pretrained", "student=logreg", "+smoke=on", "explain.rows=10",
+            "dataset.target=label", "teacher=pretrained", "teacher.classes=[c0,c1]", "student=logreg", "+smoke=on",
+            "explain.rows=10",
             "explain.background=8", "explain.permutations=2"]
     ok = subprocess.run([*base, f"teacher.path={path}", f"hydra.run.dir={tmp_path / 'out'}"], capture_output=True,
                         text=True, timeout=600, cwd=tmp_path)
@@ -464,3 +469,130 @@ def test_cli_run_and_refusal(tmp_path):
     assert refused.returncode == 2
     lines = [line for line in refused.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "loading a pickle runs code from the file" in lines[0], refused.stderr
+
+
+def _xgb_file(X, y, path: Path) -> Path:
+    import xgboost as xgb
+
+    xgb.XGBClassifier(n_estimators=30, max_depth=3).fit(X, y).save_model(path)
+    return path
+
+
+def _numeric_table(labels: np.ndarray, n: int = 400, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    code = np.digitize(X.a + 0.3 * rng.normal(size=n), np.quantile(X.a, np.linspace(0, 1, len(labels) + 1)[1:-1]))
+    return X, code, np.asarray(labels, dtype=object)[code]
+
+
+@BOOSTERS
+def test_a_file_without_class_names_is_matched_by_value_or_refused(tmp_path):
+    """A booster file's outputs are positions 0..C-1: matched by value where the labels are those integers
+    (never by sorted string order), refused where they are not, unless teacher.classes names them."""
+    from kdx.datasets import TabularData
+
+    X, code, _ = _numeric_table(range(12))
+    path = _xgb_file(X, code, tmp_path / "m.json")
+    # Labels 0..11 whose names sort as strings ("10" before "2"): output k must be the class whose label is k
+    names = tuple(sorted(str(k) for k in range(12)))
+    data = TabularData("ints", X, np.searchsorted(names, code.astype(str)), names, ("a", "b"), ())
+    teacher = _teacher(path, data)
+    assert teacher.output_labels_ == tuple(str(k) for k in range(12))
+    predicted = np.asarray(names)[teacher.logits_frame(X).argmax(1)]
+    import xgboost as xgb
+
+    booster = xgb.XGBClassifier()
+    booster.load_model(path)
+    np.testing.assert_array_equal(predicted, booster.predict(X).astype(str))
+    assert (predicted == code.astype(str)).mean() > 0.5
+    X.assign(y=np.asarray(["no", "yes"])[code % 2]).to_csv(tmp_path / "words.csv", index=False)
+    words = load_csv(tmp_path / "words.csv", "y")
+    binary = _xgb_file(X, code % 2, tmp_path / "b.json")
+    with pytest.raises(DataError, match=r"does not name its classes .* not the integers 0..1.*teacher.classes="):
+        _teacher(binary, words)
+    assert _teacher(binary, words, classes=["no", "yes"]).order_ is None
+    assert list(_teacher(binary, words, classes=["yes", "no"]).order_) == [1, 0]
+    with pytest.raises(DataError, match=r"teacher.classes=\['no', 'maybe'\] must list each of csv's 2 labels"):
+        _teacher(binary, words, classes=["no", "maybe"])
+    with pytest.raises(ConfigError, match="teacher.classes must list"):
+        PretrainedTeacher(str(binary), classes="no")
+
+
+@DEPLOY
+def test_a_file_that_names_its_classes_cannot_be_contradicted(tmp_path):
+    import skops.io as sio
+
+    frame = _table(2)
+    sio.dump(_pipeline(frame), tmp_path / "m.skops")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    data = load_csv(tmp_path / "t.csv", "label")
+    assert _teacher(tmp_path / "m.skops", data, classes=["c0", "c1"]).order_ is None
+    with pytest.raises(DataError, match=r"the file names its classes \['c0', 'c1'\].*contradicts it"):
+        _teacher(tmp_path / "m.skops", data, classes=["c1", "c0"])
+
+
+def _breast_cancer_files(folder: Path) -> tuple[Path, Path]:
+    """The issue's case: Breast Cancer with its target written as words (0 = malignant, 1 = benign, as in
+    scikit-learn), an XGBoost model trained on the 0/1 target and saved in its own format."""
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    table = bunch.data.assign(diagnosis=bunch.target.map({0: "malignant", 1: "benign"}))
+    table.to_csv(folder / "bc.csv", index=False)
+    return folder / "bc.csv", _xgb_file(bunch.data, bunch.target, folder / "teacher.json")
+
+
+def _cli(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kdx", "run", *args, f"hydra.run.dir={folder / 'out'}"],
+                          capture_output=True, text=True, timeout=600, cwd=folder)
+
+
+@BOOSTERS
+@pytest.mark.slow
+def test_a_teacher_with_reversed_classes_is_never_distilled_from(tmp_path):
+    """Through the real CLI with a real XGBoost file: no class names and word labels is refused; the wrong
+    order given by hand is stopped by the check on validation rows; the right order runs, and the teacher
+    scores what the model scores."""
+    csv, model = _breast_cancer_files(tmp_path)
+    base = ["dataset=csv", f"dataset.path={csv}", "dataset.target=diagnosis", "teacher=pretrained",
+            f"teacher.path={model}", "student=logreg", "seeds=[0]", "profile.enabled=false", "explain.enabled=false"]
+    for extra, expected in (([], "does not name its classes"),
+                            (["teacher.classes=[benign,malignant]"], "classes are likely in another order")):
+        refused = _cli(tmp_path, *base, *extra)
+        lines = [line for line in refused.stderr.splitlines() if line.startswith("kdx: error:")]
+        assert refused.returncode == 2 and len(lines) == 1 and expected in lines[0], refused.stderr[-2000:]
+        assert "Traceback" not in refused.stderr
+        if extra:
+            assert "teacher.classes=[malignant, benign]" in lines[0]
+    ok = _cli(tmp_path, *base, "teacher.classes=[malignant,benign]")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["metrics"]["teacher"]["accuracy"]["mean"] > 0.9 and summary["warnings"] == []
+
+
+def test_sanity_check_against_majority_and_permutations():
+    from kdx.metrics import label_sanity
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    good = np.where(rng.random(300) < 0.8, y, rng.integers(0, 3, 300))
+    check = label_sanity(good, y, majority=0, n_classes=3)
+    assert (check["mapping"] == [0, 1, 2]).all() and check["p_permuted"] == 1.0 and check["p_below_majority"] > 0.5
+    rotated = (good + 1) % 3  # every class read as the next one
+    check = label_sanity(rotated, y, majority=0, n_classes=3)
+    assert (check["mapping"] == [2, 0, 1]).all() and check["permuted_accuracy"] == pytest.approx((good == y).mean())
+    assert check["p_permuted"] < 1e-10
+    constant_wrong = np.full(300, 1)
+    check = label_sanity(constant_wrong, np.where(rng.random(300) < 0.9, 0, 1), majority=0, n_classes=2)
+    assert check["p_below_majority"] < 1e-10
+
+
+def test_sanity_warnings_flag_a_teacher_below_chance_and_a_retention_above_1_5():
+    from kdx.summary import sanity_warnings
+
+    metrics = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "model": ["teacher", "student_nokd", "student_kd"] * 2,
+                            "accuracy": [0.3, 0.9, 0.8, 0.95, 0.9, 0.91]})
+    lines = sanity_warnings(metrics, {0: 0.6, 1: 0.6})
+    assert len(lines) == 3 and "below chance" in lines[0] and "seed 0: 0.3000 < 0.6000" in lines[0]
+    assert "student_nokd/teacher above 1.5 on 1 seed(s) (up to 3.00)" in lines[1]
+    assert sanity_warnings(metrics[metrics.seed == 1], {1: 0.6}) == []

@@ -14,7 +14,9 @@ from kdx.errors import DataError
 class TabularData:
     """Raw features, integer-coded labels and what is known about the columns.
 
-    `X` keeps the original (unencoded) columns; `y[i]` indexes `class_names`.
+    `X` keeps the original (unencoded) columns; `y[i]` indexes `class_names`. `label_values`: the integer each
+    class has in the source when the source codes its labels as integers and names them apart (scikit-learn's
+    Breast Cancer: 0 = malignant); None when the class names are the labels as written.
     """
 
     name: str
@@ -25,6 +27,7 @@ class TabularData:
     categorical: tuple[str, ...]
     source: str = ""
     notes: dict = field(default_factory=dict)
+    label_values: tuple[int, ...] | None = None
 
     @property
     def n_classes(self) -> int:
@@ -33,6 +36,22 @@ class TabularData:
     @property
     def features(self) -> tuple[str, ...]:
         return tuple(self.X.columns)
+
+    def integer_labels(self) -> tuple[int, ...] | None:
+        """The labels as the integers they are in the source (in `class_names` order), or None where some label
+        is not a whole number ("yes", "2.5")."""
+        if self.label_values is not None:
+            return tuple(int(v) for v in self.label_values)
+        values = []
+        for name in self.class_names:
+            try:
+                number = float(name)
+            except ValueError:
+                return None
+            if not number.is_integer():
+                return None
+            values.append(int(number))
+        return tuple(values)
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.y, minlength=self.n_classes)

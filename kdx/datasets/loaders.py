@@ -97,6 +97,7 @@ def load_breast_cancer() -> TabularData:
     return TabularData(
         "breast_cancer", X, y, tuple(str(c) for c in bunch.target_names), numeric, (),
         "Breast Cancer Wisconsin (Diagnostic), Wolberg et al., via scikit-learn",
+        label_values=tuple(int(v) for v in np.unique(y)),
     )
 
 

@@ -37,14 +37,16 @@ def _prefix(X: np.ndarray, part: np.ndarray) -> bool:
 class PretrainedTeacher(Classifier):
     """`path`: an XGBoost (.json/.ubj), LightGBM (.txt) or CatBoost (.cbm) model, a scikit-learn estimator or
     Pipeline saved with skops (.skops), an ONNX classifier (.onnx), or — only with `allow_pickle` — a pickle
-    or joblib file. `trusted_types`: skops types to trust beyond skops' defaults."""
+    or joblib file. `trusted_types`: skops types to trust beyond skops' defaults. `classes`: the dataset's labels
+    in the order of the model's outputs, for a file that does not name its classes (booster formats) when the
+    labels are not the integers 0..C-1 the model was trained on."""
 
     family = "pretrained"
     input_space = "raw"
     trains = False
 
     def __init__(self, path: str | None = None, allow_pickle: bool = False, trusted_types: list[str] | None = None,
-                 seed: int = 0, device: str = "cpu"):
+                 classes: list | None = None, seed: int = 0, device: str = "cpu"):
         if path in (None, "", "???"):
             raise ConfigError("teacher=pretrained needs teacher.path=FILE (an XGBoost .json/.ubj, LightGBM .txt, "
                               "CatBoost .cbm, skops .skops or ONNX .onnx model)")
@@ -53,6 +55,10 @@ class PretrainedTeacher(Classifier):
         self.path = Path(str(path)).expanduser()
         self.allow_pickle = allow_pickle
         self.trusted_types = tuple(trusted_types or ())
+        if classes is not None and (isinstance(classes, (str, int, float)) or len(classes) < 2):
+            raise ConfigError(f"teacher.classes must list the dataset's labels in the model's output order, e.g. "
+                              f"teacher.classes=[malignant, benign]; got {classes!r}")
+        self.classes = None if classes is None else tuple(str(c) for c in classes)
         self.seed, self.device = seed, device
         start = time.perf_counter()
         self.file: TeacherFile = read_teacher_file(self.path, allow_pickle, self.trusted_types)
@@ -107,14 +113,41 @@ class PretrainedTeacher(Classifier):
         if probe.shape[1] != data.n_classes:
             raise DataError(f"{where}: the teacher has {probe.shape[1]} classes, {data.name} has {data.n_classes} "
                             f"({', '.join(data.class_names)})")
-        labels = f.classes
-        if labels is not None and tuple(labels) != tuple(data.class_names):
-            if set(labels) == set(data.class_names):
-                self.order_ = np.array([labels.index(c) for c in data.class_names])
-            elif tuple(labels) != tuple(str(k) for k in range(data.n_classes)):
-                raise DataError(f"{where}: the teacher's classes {list(labels)} are not {data.name}'s "
-                                f"{list(data.class_names)}")
+        labels = self._output_labels(data, where)
+        order = np.array([labels.index(c) for c in data.class_names])
+        self.order_ = None if (order == np.arange(len(order))).all() else order
+        self.output_labels_ = labels
         return self
+
+    def _output_labels(self, data, where: str) -> tuple[str, ...]:
+        """The dataset's class names in the order of the model's outputs. A file that names its classes
+        (scikit-learn, ONNX, CatBoost trained on labels) is matched by name; a file whose outputs are only
+        positions 0..C-1 (XGBoost, LightGBM) is matched by value where the dataset's labels are exactly the
+        integers 0..C-1, and otherwise needs teacher.classes: nothing is guessed from sorted names."""
+        names, n = tuple(data.class_names), data.n_classes
+        positions = tuple(str(k) for k in range(n))
+        named = self.file.classes
+        if named is not None and tuple(named) == positions and set(named) != set(names):
+            named = None  # labels 0..C-1 recorded by the file are positions, not the dataset's names
+        if self.classes is not None:
+            if len(self.classes) != n or set(self.classes) != set(names):
+                raise DataError(f"{where}: teacher.classes={list(self.classes)} must list each of {data.name}'s "
+                                f"{n} labels {list(names)} once, in the model's output order")
+            if named is not None and tuple(named) != self.classes:
+                raise DataError(f"{where}: the file names its classes {list(named)} in that order; teacher.classes="
+                                f"{list(self.classes)} contradicts it: drop teacher.classes")
+            return self.classes
+        if named is not None:
+            if set(named) != set(names):
+                raise DataError(f"{where}: the teacher's classes {list(named)} are not {data.name}'s {list(names)}")
+            return tuple(named)
+        values = data.integer_labels()
+        if values is not None and sorted(values) == list(range(n)):
+            return tuple(names[values.index(k)] for k in range(n))  # output k is the class whose label is k
+        raise DataError(f"{where}: the file does not name its classes (its outputs are 0..{n - 1}) and {data.name}'s "
+                        f"labels {list(names)} are not the integers 0..{n - 1}, so kdx cannot tell which output is "
+                        f"which: give the labels in the model's output order, e.g. teacher.classes="
+                        f"[{', '.join(names[::-1] if n == 2 else names)}]")
 
     def bind(self, preprocessor, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> PretrainedTeacher:
         """This seed's preprocessing (to decode encoded rows) and its data rows: name → (encoded, raw codes)."""
@@ -213,7 +246,7 @@ class PretrainedTeacher(Classifier):
 
     def get_params(self) -> dict:
         return {"path": str(self.path), "allow_pickle": self.allow_pickle, "trusted_types": list(self.trusted_types),
-                "sha256": self.sha256}
+                "classes": None if self.classes is None else list(self.classes), "sha256": self.sha256}
 
     def save(self, stem: Path) -> Path:
         import joblib

@@ -47,7 +47,7 @@ def _threads() -> int:
 class TeacherFile:
     """A loaded model file. `feature_names`: the input columns it records (None: it takes the dataset's
     columns in order); `categorical`: which of them it reads as categories (None: not recorded);
-    `classes`: the labels of its outputs in order (None: 0..C-1 = the dataset's sorted class names)."""
+    `classes`: the labels of its outputs in order (None: the file does not name them; see PretrainedTeacher)."""
 
     format = ""
     categories_as = "object"  # how categorical columns reach the model (kdx.raw.RawCodec.frame)
