@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from kdx.errors import ConfigError
+from kdx.persist import no_space, out_of_space
 
 T = TypeVar("T")
 DONE = "COMPLETE"
@@ -125,8 +126,13 @@ class ArtifactCache:
                 (tmp / DONE).write_text(json.dumps(_checksums(tmp), indent=1))
                 shutil.rmtree(entry, ignore_errors=True)
                 os.replace(tmp, entry)
-            except BaseException:
+            except BaseException as exc:
+                full = out_of_space(exc, tmp)
                 shutil.rmtree(tmp, ignore_errors=True)
+                if full:
+                    raise no_space(self.root, f"the cache entry of {label or kind}", "the next run with space "
+                                   "computes it again; free space, point cache.dir (or KDX_CACHE) elsewhere, or set "
+                                   "cache.enabled=false") from None
                 raise
             self.misses.append(label or kind)
             return value, False

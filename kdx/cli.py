@@ -183,7 +183,7 @@ def _hydra_run(argv: list[str]) -> None:
     @hydra.main(version_base="1.3", config_path="pkg://kdx.conf", config_name="config")
     def _main(cfg: DictConfig) -> float | None:
         # Imported per job: the parent of a parallel sweep only launches, and torch takes seconds to import.
-        from kdx.console import print_run
+        from kdx.console import print_run, print_summary
         from kdx.errors import NotApplicable
         from kdx.runner import run
 
@@ -204,7 +204,11 @@ def _hydra_run(argv: list[str]) -> None:
             if "writing file" not in str(exc):  # torch.save on a full disk
                 raise
             _fail(f"cannot write a checkpoint under {out_dir}: {str(exc).splitlines()[0]} (disk full?)")
-        print_run(Console(width=None if sys.stdout.isatty() else 140), result.summary, out_dir, result.comparisons)
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        if cfg.get("console", "summary") == "full":
+            print_run(console, result.summary, out_dir, result.comparisons)
+        else:
+            print_summary(console, result.summary, out_dir, result.metrics, result.comparisons)
         return result.summary["metrics"]["student_kd"]["val_accuracy"]["mean"]
 
     argv = expand_seed_range(argv)

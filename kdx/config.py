@@ -138,6 +138,8 @@ def validate(cfg: DictConfig) -> None:
     if ex.get("method") not in METHODS:
         raise ConfigError(f"explain.method must be one of {', '.join(METHODS)}, got {ex.get('method')!r}")
     _validate_stats(cfg.stats)
+    if cfg.get("console", "summary") not in ("summary", "full"):
+        raise ConfigError(f"console must be summary or full, got {cfg.get('console')!r}")
     if cfg.get("on_inapplicable_objective", "fail") not in ("fail", "skip"):
         raise ConfigError(f"on_inapplicable_objective must be fail or skip, got {cfg.on_inapplicable_objective!r}")
     resample = ex.get("categorical_resample")

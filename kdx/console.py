@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kdx.claims import claims_for_run, seeds_to_decide
 from kdx.summary import format_mean_sd
 
 MAIN_COLUMNS = (("accuracy", "accuracy"), ("ece", "ECE"), ("nll", "NLL"), ("macro_f1", "macro-F1"),
@@ -50,7 +54,75 @@ def results_table(summary: dict, columns=MAIN_COLUMNS, what: str = "test split")
     return table
 
 
+SUMMARY_COLUMNS = (("accuracy", "accuracy", ".4f"), ("ece", "ECE", ".4f"), ("cosine", "cosine", ".3f"),
+                   ("stability", "stability", ".3f"), ("params", "params", ".0f"), ("latency_ms", "latency ms", ".3f"))
+
+
+def _mean_sd(stat: dict | None, spec: str) -> str:
+    """The mean, with ± sd only where it is not zero to the shown precision (params, shared latencies)."""
+    if stat is None or stat.get("mean") is None or np.isnan(stat["mean"]):
+        return "—"
+    sd = stat.get("sd")
+    shown = f"{stat['mean']:{spec}}"
+    return shown if sd is None or np.isnan(sd) or f"{sd:{spec}}".strip("0.") == "" else f"{shown} ± {sd:{spec}}"
+
+
+def _claim_line(v, seeds: int) -> str:
+    """One claim verdict in one line: the verdict word, the claim, and in a few words why an inconclusive one is
+    (the seeds it would need at this variance); the report has the test and figures of each."""
+    word, _, why = v.verdict.partition(" (")
+    reasons = []
+    if "against the claim" in why:
+        reasons.append("Δ against it")
+    needs = re.search(r"needs ≈ (\d+) seeds", why)
+    if needs:
+        reasons.append(f"needs ≈ {needs[1]} seeds, has {seeds}")
+    elif "fewer than 3" in why:
+        reasons.append("fewer than 3 seeds: no test")
+    elif "no number" in why:
+        reasons.append("more seeds cannot decide it")
+    elif why:
+        reasons.append(why.rstrip(")").split(";")[0])
+    return f"  {word:<12} {v.claim}" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def print_summary(console: Console, summary: dict, out_dir, metrics: pd.DataFrame | None = None,
+                  comparisons: pd.DataFrame | None = None) -> None:
+    """The default end of a run (console=summary): one screen — the pair, one line per model, the study's claims
+    one line each, warnings, and where the full tables are."""
+    cfg, seeds = summary["config"], summary.get("seeds", [])
+    kd = summary["kd"]
+    console.print(f"[bold]{summary['dataset']['name']}[/bold]: {cfg['teacher']['name']} → {cfg['student']['name']}, "
+                  f"kd={kd['method']} τ={kd['tau']:g} α={kd['alpha']:g}; test split, mean ± sd over {len(seeds)} "
+                  "seed(s)", highlight=False)
+    present = [(k, label, spec) for k, label, spec in SUMMARY_COLUMNS
+               if any(k in m for m in summary["metrics"].values())]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("model")
+    for _, label, _ in present:
+        table.add_column(label, justify="right")
+    for model, stats in summary["metrics"].items():
+        table.add_row(model, *(_mean_sd(stats.get(k), spec) for k, _, spec in present))
+    console.print(table)
+    if metrics is not None and comparisons is not None and len(comparisons):
+        alpha = summary["stats"]["alpha"]
+        verdicts = claims_for_run(metrics, comparisons, alpha, summary["stats"].get("test_train_ratio", 0.0))
+        first = comparisons.iloc[0]
+        test = "corrected resampled t-test" if first.get("test", "paired") == "corrected" else "paired t-test"
+        family = int(first.get("family_size") or 0)
+        adjusted = f", Holm over {family} tests" if first.get("correction") == "holm" and family else ""
+        console.print(f"The study's claims ({test}{adjusted}, α = {alpha:g}):", highlight=False)
+        for v in verdicts:
+            console.print(escape(_claim_line(v, len(seeds))), highlight=False, overflow="ellipsis", no_wrap=True)
+    for line in summary.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False)
+    console.print(f"{summary['wall_seconds']:.1f} s on {summary['device']}; every table and figure: report.md in the "
+                  "run folder (console=full prints the tables here):", highlight=False)
+    console.print(f"  [bold]{out_dir}[/bold]", highlight=False, soft_wrap=True)
+
+
 def print_run(console: Console, summary: dict, out_dir, comparisons: pd.DataFrame | None = None) -> None:
+    """console=full: every table of the run (fidelity, efficiency, alignment, statistics)."""
     console.print(results_table(summary))
     if summary.get("profile"):
         p = summary["profile"]
@@ -107,8 +179,6 @@ def stats_table(comparisons: pd.DataFrame, alpha: float, metrics=KEY_STATS) -> T
 def underpowered_lines(comparisons: pd.DataFrame, alpha: float = 0.05,
                        metrics=("accuracy", "cosine", "stability")) -> list[str]:
     """For the key KD-vs-no-KD comparisons that are not significant: the seeds that would decide them."""
-    from kdx.claims import seeds_to_decide
-
     out = []
     for _, r in comparisons[(comparisons.a == "student_nokd") & comparisons.metric.isin(metrics)].iterrows():
         if r["significant"] or r["sd_diff"] is None or pd.isna(r["sd_diff"]) or r["sd_diff"] == 0:

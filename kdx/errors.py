@@ -27,3 +27,7 @@ class ExportError(KdxError):
 
 class MissingExtra(KdxError):
     """An optional capability needs an extra that is not installed: the message names it."""
+
+
+class NoSpace(KdxError):
+    """A write failed because the disk under the cache or the run folder is full: the message names the folder."""

@@ -7,9 +7,10 @@ from rich.console import Console
 from rich.table import Table
 
 from kdx.config import split_settings
+from kdx.errors import DataError
 from kdx.loading import load_run
 from kdx.metrics import FIDELITY_METRICS, fidelity
-from kdx.runner import MODELS, load_data
+from kdx.runner import MODELS, fingerprint, load_data
 from kdx.split import make_split
 
 
@@ -18,10 +19,16 @@ def evaluate_run(path) -> dict:
     run = load_run(path)
     cfg = run.config
     data = load_data(cfg)
+    check_same_data(run, data)
     recorded = run.metrics.set_index(["seed", "model"])
     rows, worst = [], 0.0
     for seed in run.seeds:
         split = run.split(seed)
+        top = max(int(part.max()) for part in (split.train, split.val, split.test) if len(part))
+        if top >= len(data.y):  # a run with no summary.json (interrupted) has no fingerprint to compare
+            raise DataError(f"{run.path}: seed {seed}'s split reaches row {top} but "
+                            f"{data.name} now has {len(data.y)} rows: the data changed since the run; restore the "
+                            "file the run used, or rerun it")
         rederived = make_split(data.y, seed, class_names=data.class_names, **split_settings(cfg))
         same_split = all(np.array_equal(a, b) for a, b in zip(
             (split.train, split.val, split.test), (rederived.train, rederived.val, rederived.test)))
@@ -35,6 +42,19 @@ def evaluate_run(path) -> dict:
             rows.append({"seed": seed, "model": name, "accuracy_recorded": recorded.loc[(seed, name), "accuracy"],
                          "accuracy_now": now["accuracy"], "max_abs_diff": diff, "split_reproduced": same_split})
     return {"path": str(run.path), "complete": run.complete, "rows": rows, "max_abs_diff": worst}
+
+
+def check_same_data(run, data) -> None:
+    """The data a run's config names must be the data it ran on (summary.json's fingerprint): otherwise its
+    recorded metrics cannot be recomputed, and one line says so."""
+    recorded = (run.summary or {}).get("data_fingerprint")
+    if recorded is None or recorded == fingerprint(data):
+        return
+    then = (run.summary.get("dataset") or {}).get("rows")
+    size = f"{then} rows then, {len(data.y)} now" if then != len(data.y) else f"{len(data.y)} rows, other values"
+    where = run.config.dataset.get("path") or data.name
+    raise DataError(f"{run.path}: the data no longer matches the run ({where}: {size}; its fingerprint differs from "
+                    "summary.json's data_fingerprint): restore the file the run used, or rerun the run on the new data")
 
 
 def print_evaluation(console: Console, report: dict, tolerance: float) -> None:

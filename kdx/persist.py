@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdx.errors import DataError
+from kdx.errors import DataError, NoSpace
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -20,6 +21,33 @@ STATS_FILE = "stats.csv"
 OBJECTIVE_FILE = "objective.csv"
 NOT_APPLICABLE_FILE = "not_applicable.txt"  # a job whose objective does not apply (methods sweeps)
 CLASSES_FILE = "classes.json"  # under checkpoints/: class names in logit order
+RUN_FOLDER_ADVICE = ("free space or choose another hydra.run.dir; the seeds already finished are in metrics.csv "
+                     "if it could be written")
+
+
+NEARLY_FULL = 1 << 20  # bytes: a failed write on a filesystem with less room than this ran out of space
+
+
+def out_of_space(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for want of disk space: an OSError ENOSPC/EDQUOT anywhere in its chain, or a
+    library's own error (torch's zip writer: "unexpected pos ...") while `folder`'s filesystem is full."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit
+        return False
+    try:
+        stat = os.statvfs(next(p for p in (Path(folder), *Path(folder).parents) if p.exists()))
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < NEARLY_FULL
+
+
+def no_space(folder: Path, what: str, advice: str) -> NoSpace:
+    """The one-line error for a write that ran out of disk space under `folder`."""
+    return NoSpace(f"no space left on the disk of {folder} writing {what}: nothing half-written was kept; {advice}")
 
 
 def _umask() -> int:
@@ -37,8 +65,11 @@ def _atomic_write(path: Path, write) -> None:
         with os.fdopen(fd, "w", newline="") as fh:
             write(fh)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = out_of_space(exc, path.parent)
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise no_space(path.parent, path.name, RUN_FOLDER_ADVICE) from None
         raise
 
 
@@ -52,6 +83,11 @@ def atomic_file(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as exc:
+        if out_of_space(exc, path.parent):
+            tmp.unlink(missing_ok=True)
+            raise no_space(path.parent, path.name, RUN_FOLDER_ADVICE) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -51,9 +51,12 @@ from kdx.persist import (
     METRICS_FILE,
     NOT_APPLICABLE_FILE,
     OBJECTIVE_FILE,
+    RUN_FOLDER_ADVICE,
     STATS_FILE,
     SUMMARY_FILE,
     atomic_file,
+    no_space,
+    out_of_space,
     write_csv,
     write_json,
     write_text,
@@ -288,6 +291,11 @@ def save_atomically(model: Classifier, folder: Path, name: str) -> Path:
         target = folder / written.name
         os.replace(written, target)
         return target
+    except Exception as exc:
+        if out_of_space(exc, tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise no_space(folder, f"the checkpoint {name}", RUN_FOLDER_ADVICE) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -750,6 +758,8 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
                           "(use explain.output=centred)")
     log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
              data.n_classes, data.class_counts())
+    for note in data.notes.get("columns", []):
+        log.warning("%s: %s", data.name, note)
     cache = cache_for(cfg)
     protocol = Protocol(cfg, data, cache, pretrained, stages)
     write_json(out_dir / "checkpoints" / CLASSES_FILE, list(data.class_names))
@@ -812,7 +822,9 @@ def _finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict],
         "data_fingerprint": protocol.base["data"],
         "code": protocol.base["code"],
         "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
-                    "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source},
+                    "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source,
+                    "column_notes": data.notes.get("columns", []),
+                    "dropped_constant": data.notes.get("dropped_constant", [])},
         "seeds": seeds,
         "warnings": warnings,
         "majority_accuracy": {seed: protocol.majority_accuracy[seed] for seed in seeds},

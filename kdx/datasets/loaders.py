@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
 import logging
+import lzma
+import warnings
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -115,14 +119,51 @@ def _as_list(value) -> list[str] | None:
     return [str(v) for v in value]
 
 
-def _sniff(file: Path, encoding: str) -> str:
+# Compressed tables are recognised by their first bytes, whatever the file is called (pandas' names).
+MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"),
+         (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+def _compression(file: Path) -> str | None:
+    with open(file, "rb") as fh:
+        head = fh.read(8)
+    return next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+
+
+def _first_line(file: Path, compression: str | None, encoding: str) -> str:
+    """The header line of a text table, decompressed (a zip archive's only member)."""
+    try:
+        if compression == "zip":
+            with zipfile.ZipFile(file) as archive:
+                members = [m for m in archive.namelist() if not m.endswith("/")]
+                if len(members) != 1:
+                    raise DataError(f"{file.name} is a zip archive of {len(members)} files; kdx reads a zip holding "
+                                    "exactly one table")
+                with archive.open(members[0]) as raw:
+                    return io.TextIOWrapper(raw, encoding=encoding, errors="replace").readline()
+        if compression == "zstd":
+            return ""  # pandas reads it (with the zstandard package); the delimiter is then sniffed by pandas
+        opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open, None: open}[compression]
+        with opener(file, "rt", encoding=encoding, errors="replace") as fh:
+            return fh.readline()
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{file.name} looks {compression}-compressed but cannot be decompressed ({exc}); "
+                        "is it truncated?") from None
+
+
+def _sniff(file: Path, compression: str | None, encoding: str) -> str | None:
     """The delimiter of a text table: the most frequent of , ; tab | in the header line (never a letter)."""
-    with open(file, encoding=encoding, errors="replace") as fh:
-        header = fh.readline()
+    header = _first_line(file, compression, encoding)
+    if compression == "zstd":
+        return None
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(counts, key=counts.get)
     if counts[best] == 0:
-        raise DataError(f"{file.name} has a single column (no , ; tab or | in its header {header.strip()[:60]!r}): "
+        shown = header.strip()[:60]
+        if any(not c.isprintable() for c in shown):
+            raise DataError(f"{file.name} is not a text table (its first bytes are binary) nor a compressed one kdx "
+                            "recognises (gzip, bz2, xz, zip, zstd) or Parquet (.parquet)")
+        raise DataError(f"{file.name} has a single column (no , ; tab or | in its header {shown!r}): "
                         "kdx needs feature columns and a target; set dataset.sep if the delimiter is another one")
     return best
 
@@ -139,14 +180,19 @@ def _read_table(file: Path, sep: str | None, encoding: str) -> pd.DataFrame:
             raise DataError(f"cannot read Parquet file {file}: {str(exc).splitlines()[0]}") from None
     if file.stat().st_size == 0:
         raise DataError(f"{file} is empty")
+    compression = _compression(file)
     try:
-        return pd.read_csv(file, sep=sep or _sniff(file, encoding), encoding=encoding)
+        return pd.read_csv(file, sep=sep or _sniff(file, compression, encoding), encoding=encoding,
+                           compression=compression, engine=None if sep or compression != "zstd" else "python")
     except LookupError:
         raise DataError(f"unknown dataset.encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"cannot decode {file.name} as {encoding} ({exc.reason} at byte {exc.start}); set "
                         "dataset.encoding, e.g. dataset.encoding=latin-1") from None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except ImportError as exc:  # zstd needs the zstandard package
+        raise DataError(f"cannot read {file.name}: {str(exc).splitlines()[0]}") from None
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read CSV {file}: {first}") from None
 
@@ -191,6 +237,73 @@ def _check_target(raw: pd.Series, name: str) -> None:
                         "distils classifiers: bin it into classes or pick a class column")
 
 
+IDENTIFIER_SHARE = 0.5  # a text column with a distinct value in at least this share of rows looks like an id
+FREE_TEXT_LENGTH = 25  # characters: text values this long on average, mostly with spaces, look like free text
+DATE_SHARE = 0.9  # a text column whose values parse as dates in at least this share is a date column
+SAMPLE = 500  # values looked at per column for the date and free-text checks
+
+
+def _looks_like_dates(values: pd.Series) -> bool:
+    sample = values.astype(str).head(SAMPLE)
+    if sample.str.fullmatch(r"[+-]?\d+([.,]\d+)?").mean() > 0.5:  # plain numbers are not dates
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= DATE_SHARE)
+
+
+def column_notes(df: pd.DataFrame, categorical: list[str], numeric: list[str]) -> tuple[list[str], list[str]]:
+    """Columns a user's table brings that one-hot encoding would turn into noise, each with one line to read
+    before training: (notes, constant columns to drop). Identifiers and free text are only named (the user
+    decides: dataset.drop), dates are named with the choice to drop or parse them (dataset.parse_dates), and
+    constant columns are dropped — and listed, so no column leaves unsaid."""
+    notes, constant = [], []
+    rows = len(df)
+    for c in df.columns:
+        values = df[c].dropna()
+        if values.empty:  # an entirely empty column is refused by check_features (a wrong delimiter, often)
+            continue
+        if df[c].nunique(dropna=False) == 1:
+            constant.append(c)
+            notes.append(f"column '{c}' holds one value ({values.iloc[0]!r}) in every row: constant, so dropped")
+            continue
+        distinct = values.nunique()
+        if c in categorical:
+            if _looks_like_dates(values):
+                notes.append(f"column '{c}' holds dates: as a category every date is a one-hot column ({distinct}); "
+                             f"drop it with dataset.drop=[{c}] or parse it into days with dataset.parse_dates=[{c}]")
+                continue
+            text = values.astype(str).head(SAMPLE)
+            if text.str.len().mean() >= FREE_TEXT_LENGTH and text.str.contains(" ").mean() > 0.5:
+                notes.append(f"column '{c}' looks like free text ({distinct} distinct values, "
+                             f"{text.str.len().mean():.0f} characters on average): each text becomes a one-hot "
+                             f"column; drop it with dataset.drop=[{c}]")
+            elif distinct >= IDENTIFIER_SHARE * rows and distinct > 20:
+                notes.append(f"column '{c}' has a distinct value in {distinct / rows:.0%} of rows: an identifier? it "
+                             f"becomes {distinct} one-hot columns; drop it with dataset.drop=[{c}]")
+        elif c in numeric and distinct == len(values) == rows and rows > 20 \
+                and pd.api.types.is_integer_dtype(values) and (values.is_monotonic_increasing or
+                                                               values.is_monotonic_decreasing):
+            notes.append(f"column '{c}' numbers the rows (distinct, in order): a row number or identifier? drop it "
+                         f"with dataset.drop=[{c}]")
+    return notes, constant
+
+
+def _parse_dates(df: pd.DataFrame, columns: list[str], name: str) -> None:
+    """dataset.parse_dates: each listed column becomes a number, days since 1970-01-01 (unparseable: missing)."""
+    for c in columns:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.to_datetime(df[c], errors="coerce", format="mixed")
+        if parsed.notna().sum() == 0 and df[c].notna().any():
+            raise DataError(f"{name}: dataset.parse_dates names '{c}', but none of its values is a date "
+                            f"(e.g. {df[c].dropna().iloc[0]!r})")
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert(None)
+        df[c] = (parsed - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+
+
 def load_csv(
     path: str | Path | None,
     target: str | None,
@@ -200,6 +313,7 @@ def load_csv(
     sep: str | None = None,
     name: str = "csv",
     encoding: str = "utf-8-sig",
+    parse_dates: list[str] | None = None,
 ) -> TabularData:
     """A user's table (CSV, or Parquet by extension): numeric and categorical columns detected from dtypes
     unless listed explicitly. A UTF-8 byte-order mark is ignored (the default encoding utf-8-sig)."""
@@ -209,6 +323,7 @@ def load_csv(
         raise DataError("dataset=csv needs dataset.target=COLUMN (the label column)")
     target = str(target)  # dataset.target=2024 arrives as an int
     numeric, categorical, drop = _as_list(numeric), _as_list(categorical), _as_list(drop) or []
+    dates = _as_list(parse_dates) or []
     file = Path(str(path)).expanduser()
     if file.is_dir():
         raise DataError(f"dataset.path {file} is a directory, not a file")
@@ -222,14 +337,19 @@ def load_csv(
         raise DataError(f"target column '{target}' not in {file.name}; columns are {list(df.columns)}")
     if target in drop:
         raise DataError(f"dataset.drop names the target column '{target}'; remove it from dataset.drop")
-    unknown = [c for c in drop + (numeric or []) + (categorical or []) if c not in df.columns]
+    unknown = [c for c in drop + dates + (numeric or []) + (categorical or []) if c not in df.columns]
     if unknown:
-        raise DataError(f"dataset.drop/numeric/categorical name column(s) {unknown} not found in {file.name}; "
-                        f"columns are {list(df.columns)}")
+        raise DataError(f"dataset.drop/numeric/categorical/parse_dates name column(s) {unknown} not found in "
+                        f"{file.name}; columns are {list(df.columns)}")
+    if target in dates:
+        raise DataError(f"dataset.parse_dates names the target column '{target}'; remove it from dataset.parse_dates")
     _check_target(df[target], name)
     y, classes = encode_labels(df.pop(target), name)
     df = df.drop(columns=drop)
-    listed = set(numeric or []) | set(categorical or [])
+    _parse_dates(df, dates, name)
+    if numeric is not None:
+        numeric = [*numeric, *(c for c in dates if c not in numeric)]
+    listed = set(numeric or []) | set(categorical or []) | set(dates)
     if numeric is not None:
         _coerce_numeric(df, numeric, name)
     else:
@@ -241,13 +361,18 @@ def load_csv(
                             f"be read as categorical; list it as dataset.numeric=[{c}, ...] (unparseable cells "
                             f"become missing) or dataset.categorical=[{c}] to keep it categorical")
         numeric = [c for c in df.columns if c not in listed and pd.api.types.is_numeric_dtype(df[c])
-                   and not pd.api.types.is_bool_dtype(df[c])]
+                   and not pd.api.types.is_bool_dtype(df[c])] + dates
     if categorical is None:
         categorical = [c for c in df.columns if c not in set(numeric)]
     overlap = set(numeric) & set(categorical)
     if overlap:
         raise DataError(f"column(s) {sorted(overlap)} listed as both numeric and categorical")
+    notes, constant = column_notes(df[[c for c in df.columns if c in set(numeric) | set(categorical)]],
+                                   categorical, numeric)
+    numeric = [c for c in numeric if c not in constant]
+    categorical = [c for c in categorical if c not in constant]
     X = df[[c for c in df.columns if c in set(numeric) | set(categorical)]]
     check_features(X, tuple(numeric), tuple(categorical), name)
     X = X.astype({c: "object" for c in categorical})
-    return TabularData(name, X, y, classes, tuple(numeric), tuple(categorical), str(file))
+    return TabularData(name, X, y, classes, tuple(numeric), tuple(categorical), str(file),
+                       notes={"columns": notes, "dropped_constant": constant} if notes else {})

@@ -8,6 +8,7 @@ category as written. predictions.csv gets the predicted label and one probabilit
 Written by `kdx export`.
 """
 
+import argparse
 import csv
 import json
 import sys
@@ -34,16 +35,26 @@ def feed_for(session, rows):
     return feed
 
 
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python score.py", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("rows", help="CSV of rows to score, with a header naming the model's feature columns")
+    parser.add_argument("predictions", nargs="?", help="CSV to write (default: standard output)")
+    return parser.parse_args(argv)
+
+
 def main(argv):
-    if len(argv) not in (1, 2):
-        sys.exit(__doc__)
+    args = parse(argv)
     session = ort.InferenceSession(str(Path(__file__).resolve().parent / "model.onnx"),
                                    providers=["CPUExecutionProvider"])
     classes = json.loads(session.get_modelmeta().custom_metadata_map["classes"])
-    with open(argv[0], newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(args.rows, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        sys.exit(f"score.py: cannot read {args.rows}: {getattr(exc, 'strerror', None) or exc}")
     probabilities, labels = session.run(None, feed_for(session, rows))
-    out = open(argv[1], "w", newline="") if len(argv) == 2 else sys.stdout
+    out = open(args.predictions, "w", newline="") if args.predictions else sys.stdout
     writer = csv.writer(out)
     writer.writerow(["label", *[f"p_{c}" for c in classes]])
     for label, p in zip(labels, probabilities):
