@@ -186,6 +186,7 @@ def test_output_folder_under_a_file(tmp_path):
 
 
 def test_a_failed_checkpoint_write_leaves_no_file(tmp_path):
+    from kdx.errors import NoSpace
     from kdx.runner import save_atomically
 
     class Failing:
@@ -194,7 +195,7 @@ def test_a_failed_checkpoint_write_leaves_no_file(tmp_path):
             path.write_bytes(b"partial")
             raise OSError(28, "No space left on device", str(path))
 
-    with pytest.raises(OSError):
+    with pytest.raises(NoSpace, match=f"no space left on the disk of {tmp_path} writing the checkpoint student_kd"):
         save_atomically(Failing(), tmp_path, "student_kd")
     assert list(tmp_path.iterdir()) == []
 

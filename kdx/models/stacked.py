@@ -254,7 +254,9 @@ def _backward(params: list[torch.Tensor], x: torch.Tensor, acts: list[torch.Tens
     grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
     grads[-1] = grad.sum(2, keepdim=True)
     grads[-2] = torch.bmm(grad, acts[-1])
-    d = torch.bmm(grad.transpose(1, 2), params[-2])  # ∂/∂(last hidden activations), (K, rows, units)
+    # ∂/∂(last hidden activations), (K, rows, units): as autograd computes it for `W @ aᵀ`, (Wᵀ @ grad)ᵀ, not
+    # gradᵀ @ W — the same numbers, summed in another order by some CPUs' kernels (AMD EPYC's here)
+    d = torch.bmm(params[-2].transpose(1, 2), grad).transpose(1, 2)
     for j in range(len(params) - 4, 0, -2):  # hidden layers, last first: relu(a @ params[j] + params[j + 1])
         d = torch.ops.aten.threshold_backward(d, acts[(j + 1) // 2], 0)
         grads[j + 1] = d.sum(1, keepdim=True)
