@@ -34,10 +34,10 @@ test-fast: install  ## skips the end-to-end CLI runs
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
-	$(BIN)/python tests/benchmarks/run_benchmarks.py $(ARGS)
+	$(BIN)/python benchmarks/run_benchmarks.py $(ARGS)
 
 lint: install
-	$(BIN)/ruff check kdx tests hydra_plugins
+	$(BIN)/ruff check kdx tests benchmarks hydra_plugins
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

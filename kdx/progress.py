@@ -1,7 +1,7 @@
 """What a run is doing now: seed k of n, stage, epoch, ETA.
 
 On a terminal a one-line rich display, redrawn by rich's own thread 4 times a second (the work only sets
-fields, so it costs the run nothing measurable: tests/benchmarks/bench_stages.py); elsewhere (a pipe, a
+fields, so it costs the run nothing measurable: benchmarks/bench_stages.py); elsewhere (a pipe, a
 file, CI) nothing but the per-seed log line the runner writes anyway; nothing at all when kdx's log is
 silenced (hydra/job_logging=disabled, or logging above INFO). Training loops report epochs through
 `epoch()`, which does nothing unless a display is active.

@@ -319,7 +319,7 @@ def save_attributions(path: Path, explanations: dict[str, ModelExplanation], cla
 def resolve_threads(setting, parallel_jobs: int = 1) -> int:
     """torch/BLAS threads for this job: an explicit number, or (auto) the cores it may use divided among the
     jobs that run at the same time, and never more than the cores other processes leave idle: threads that
-    wait for a core at every parallel region collapse throughput (measured: tests/benchmarks/bench_load.py)."""
+    wait for a core at every parallel region collapse throughput (measured: benchmarks/bench_load.py)."""
     if setting not in (None, "auto"):
         if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
             raise ConfigError(f"threads must be a positive integer or auto, got {setting!r}")
@@ -851,7 +851,7 @@ def _finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict],
                                                             "onnx_resolved": protocol.deploying},
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,
-        # Seconds per stage over all seeds (statistics: up to this summary); tests/benchmarks/bench_stages.py.
+        # Seconds per stage over all seeds (statistics: up to this summary); benchmarks/bench_stages.py.
         "stages": {**protocol.stages.seconds, "statistics and summary": time.perf_counter() - begun},
         **summarize(metrics),
         "objective": {"cost": list(cfg.objective.cost),

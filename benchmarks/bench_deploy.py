@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import make_config  # noqa: E402
+from tests.conftest import make_config  # noqa: E402
 
 ROUNDS, BATCH = 20, 256
 CALLS = {1: 200, BATCH: 20}  # timed calls per round and path

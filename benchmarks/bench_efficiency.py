@@ -11,7 +11,7 @@ import numpy as np
 from kdx.efficiency import time_calls
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import make_config  # noqa: E402
+from tests.conftest import make_config  # noqa: E402
 
 PAIRS = ("adult", "breast_cancer", "wine_quality")
 

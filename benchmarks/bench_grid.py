@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.benchmarks.baseline import process_settings
+from benchmarks.baseline import process_settings
 
 PAIRS = ("breast_cancer", "wine_quality", "adult")
 

@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import make_config  # noqa: E402
-
 from kdx.alignment import cosine  # noqa: E402
 from kdx.building import build_dataset, build_model  # noqa: E402
 from kdx.explain import explain, explained_output, output_matrix  # noqa: E402
 from kdx.runner import prepare_seed  # noqa: E402
 from kdx.shapley import MAX_EXACT_COLUMNS  # noqa: E402
+from tests.conftest import make_config  # noqa: E402
 
 
 def _train(experiment: str):

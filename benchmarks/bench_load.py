@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.benchmarks.baseline import process_settings
+from benchmarks.baseline import process_settings
 
 BUSY = 3
 OVERRIDES = ("seeds=[0]",)

@@ -1,0 +1,110 @@
+"""The package's import graph, read from the source (ast): which kdx module imports which, where the loops
+are, and which imports hide inside functions. `python scripts/layers.py [--dot FILE]`.
+
+Used for docs/design.md's layer map; it reads files and runs none of them."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, known: set[str]) -> tuple[set[str], set[str]]:
+    """(imported at module level, imported inside functions) kdx modules of one file."""
+    tree = ast.parse(path.read_text())
+    top, inner = set(), set()
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rsplit(".", 1)[0]
+
+    def resolve(node) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        base = node.module or ""
+        if node.level:
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+        return [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+
+    def visit(node, depth: int) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = depth + isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                for name in resolve(child):
+                    if name.split(".")[0] == "kdx":
+                        while name not in known and "." in name:
+                            name = name.rsplit(".", 1)[0]
+                        (inner if depth else top).add(name)
+            visit(child, inside)
+
+    visit(tree, 0)
+    me = module_name(path)
+    return top - {me}, inner - {me}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+    counter = [0]
+
+    def strong(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            strong(v)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dot", type=Path, help="also write the graph (module level) as Graphviz dot")
+    args = parser.parse_args()
+    files = sorted((ROOT / "kdx").rglob("*.py"))
+    known = {module_name(f) for f in files}
+    top, inner = defaultdict(set), defaultdict(set)
+    for f in files:
+        top[module_name(f)], inner[module_name(f)] = imports(f, known)
+    every = {m: top[m] | inner[m] for m in known}
+    print(f"{len(known)} modules, {sum(map(len, top.values()))} module-level and "
+          f"{sum(map(len, inner.values()))} function-level imports of kdx modules")
+    for component in cycles(every):
+        print("loop (counting imports inside functions):", " ↔ ".join(component))
+    for component in cycles(top):
+        print("loop at module level:", " ↔ ".join(component))
+    for m in sorted(inner):
+        if inner[m]:
+            print(f"inside functions of {m}: {', '.join(sorted(inner[m]))}")
+    if args.dot:
+        lines = ["digraph kdx {", "  rankdir=LR;"]
+        lines += [f'  "{a}" -> "{b}";' for a in sorted(top) for b in sorted(top[a])]
+        args.dot.write_text("\n".join(lines + ["}"]) + "\n")
+
+
+if __name__ == "__main__":
+    main()
