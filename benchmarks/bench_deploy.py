@@ -49,11 +49,11 @@ def _model_only(model, n_features: int, threads: int = 1):
 def main() -> dict:
     import torch
 
-    from kdx.building import build_model, build_objective
+    from kdx.data.rows import load_data, prepare_seed
     from kdx.deploy.runtime import DeployedModel, export_model, parity
     from kdx.deploy.schema import Schema
-    from kdx.efficiency import cpu_threads, time_calls
-    from kdx.runner import load_data, prepare_seed
+    from kdx.measure.efficiency import cpu_threads, time_calls
+    from kdx.run.building import build_model, build_objective
 
     cfg = make_config("limits.epochs=3", "device=cpu")  # latency does not depend on how well a model learned
     data = load_data(cfg)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdx.efficiency import time_calls
+from kdx.measure.efficiency import time_calls
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import make_config  # noqa: E402
@@ -17,7 +17,7 @@ PAIRS = ("adult", "breast_cancer", "wine_quality")
 
 
 def main() -> dict:
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     empty = time_calls(lambda: None, 100, 1000).mean() * 1e6
     print(f"  harness overhead per timed call (empty function): {empty:.2f} µs")

@@ -7,15 +7,15 @@ import time
 
 import numpy as np
 
-from kdx.datasets import load_adult
+from kdx.data import load_adult
+from kdx.data.preprocess import Preprocessor
+from kdx.data.split import stratified_split
+from kdx.distill.objectives.attribution import Attribution
+from kdx.distill.objectives.dkd import DKD
+from kdx.distill.objectives.hinton import Hinton
+from kdx.distill.objectives.jacobian import Jacobian
+from kdx.distill.objectives.label_smoothing import LabelSmoothing
 from kdx.models import MLPClassifier
-from kdx.objectives.attribution import Attribution
-from kdx.objectives.dkd import DKD
-from kdx.objectives.hinton import Hinton
-from kdx.objectives.jacobian import Jacobian
-from kdx.objectives.label_smoothing import LabelSmoothing
-from kdx.preprocess import Preprocessor
-from kdx.split import stratified_split
 
 
 def _adult():

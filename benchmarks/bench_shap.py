@@ -22,11 +22,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kdx.alignment import cosine  # noqa: E402
-from kdx.building import build_dataset, build_model  # noqa: E402
-from kdx.explain import explain, explained_output, output_matrix  # noqa: E402
-from kdx.runner import prepare_seed  # noqa: E402
-from kdx.shapley import MAX_EXACT_COLUMNS  # noqa: E402
+from kdx.data.rows import (
+    build_dataset,  # noqa: E402
+    prepare_seed,  # noqa: E402
+)
+from kdx.measure.alignment import cosine  # noqa: E402
+from kdx.measure.explain import explain, explained_output, output_matrix  # noqa: E402
+from kdx.measure.shapley import MAX_EXACT_COLUMNS  # noqa: E402
+from kdx.run.building import build_model  # noqa: E402
 from tests.conftest import make_config  # noqa: E402
 
 

@@ -20,7 +20,8 @@ RUNS = {"default": (), "smoke": ("+smoke=on",)}
 
 def imports_seconds() -> float:
     """What the command line imports before its first seed, in a fresh interpreter."""
-    code = ("import time; t = time.perf_counter(); import kdx.cli, kdx.runner, kdx.report, kdx.console; "
+    code = ("import time; t = time.perf_counter(); import kdx.cli, kdx.run.protocol, kdx.analysis.report, "
+            "kdx.analysis.console; "
             "print(time.perf_counter() - t)")
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
@@ -39,10 +40,10 @@ def breakdown(tmp: Path, name: str, overrides: tuple[str, ...]) -> dict:
     # The report (tables and, unless the preset turns them off, figures) is written after the run; time it
     # again here on the same outputs, in this process, with its imports done.
     figures = "+smoke=on" not in overrides
-    from kdx.report import write_report
+    from kdx.analysis.report import write_report
 
     if figures:
-        import kdx.figures  # noqa: F401 — its import (matplotlib) belongs to the report's time
+        import kdx.analysis.figures  # noqa: F401 — its import (matplotlib) belongs to the report's time
 
     start = time.perf_counter()
     write_report(out, figures)

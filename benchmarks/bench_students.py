@@ -3,7 +3,7 @@
 - kdx 0.1's loop (torch.optim.Adam, nn.Sequential, one student at a time; reproduced here as it was),
 - today's one-by-one loop (MLPClassifier.fit),
 - the two students of a run (no KD, KD) in one stacked pass,
-- a τ/α grid's 30 KD students plus the no-KD student in one stacked pass (kdx.models.stacked),
+- a τ/α grid's 30 KD students plus the no-KD student in one stacked pass (kdx.distill.stacked),
 - a methods sweep's students (no KD and the objectives that apply to Adult: hinton, label_smoothing,
   jacobian, attribution; dkd needs 3+ classes) one by one vs in one stacked pass.
 
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdx.datasets import load_adult
-from kdx.kd import kd_loss
+from kdx.data import load_adult
+from kdx.data.preprocess import Preprocessor
+from kdx.data.split import stratified_split
+from kdx.distill.stacked import StudentLoss, fit_stacked
+from kdx.models.losses import kd_loss
 from kdx.models.mlp import MLPClassifier, build_mlp
-from kdx.models.stacked import StudentLoss, fit_stacked
-from kdx.preprocess import Preprocessor
-from kdx.split import stratified_split
 
 EPOCHS = 3
 ROUNDS = 3
@@ -114,11 +114,12 @@ def _methods(X, y, Xv, yv, pre) -> dict:
     gradients) trained for one epoch: the work per step does not depend on how good it is."""
     from omegaconf import OmegaConf
 
-    from kdx.objectives.attribution import Attribution
-    from kdx.objectives.hinton import Hinton
-    from kdx.objectives.jacobian import Jacobian
-    from kdx.objectives.label_smoothing import LabelSmoothing
-    from kdx.runner import SeedData, train_together
+    from kdx.data.rows import SeedData
+    from kdx.distill.objectives.attribution import Attribution
+    from kdx.distill.objectives.hinton import Hinton
+    from kdx.distill.objectives.jacobian import Jacobian
+    from kdx.distill.objectives.label_smoothing import LabelSmoothing
+    from kdx.run.protocol import train_together
 
     teacher = MLPClassifier(hidden=[128, 64], lr=0.002, epochs=1, seed=1).fit(X, y, Xv, yv, 2)
     objectives = [None, Hinton(), LabelSmoothing(), Jacobian(), Attribution()]

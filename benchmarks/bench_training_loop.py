@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from kdx.datasets import load_adult
-from kdx.kd import kd_loss
+from kdx.data import load_adult
+from kdx.data.preprocess import Preprocessor
+from kdx.data.split import stratified_split
+from kdx.models.losses import kd_loss
 from kdx.models.mlp import build_mlp
-from kdx.preprocess import Preprocessor
-from kdx.split import stratified_split
 
 
 def _adult_train():

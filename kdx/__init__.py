@@ -14,11 +14,11 @@ def __getattr__(name: str):
     # Imported on first use: torch and scikit-learn take seconds to import, and the command line (the
     # parent process of a parallel sweep, `kdx report`, `kdx --help`) does not need them.
     if name == "kd_loss":
-        from kdx.kd import kd_loss
+        from kdx.models.losses import kd_loss
 
         return kd_loss
     if name == "load_run":
-        from kdx.loading import load_run
+        from kdx.run.loading import load_run
 
         return load_run
     raise AttributeError(f"module 'kdx' has no attribute {name!r}")

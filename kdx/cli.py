@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from kdx import __version__
-from kdx.errors import KdxError
+from kdx.errors import KdxError, NotApplicable
+from kdx.run.resources import available_cores
 
 USAGE = """usage: kdx [--version] [--help] <command> [args]
 
@@ -153,8 +154,6 @@ def expand_seed_range(argv: list[str]) -> list[str]:
 
 def parallel_jobs(hydra_cfg) -> int:
     """How many jobs the launcher runs at the same time (for per-job thread counts)."""
-    from kdx.runner import available_cores
-
     launcher = hydra_cfg.get("launcher") or {}
     target = str(launcher.get("_target_", ""))
     if "joblib" in target:
@@ -183,9 +182,8 @@ def _hydra_run(argv: list[str]) -> None:
     @hydra.main(version_base="1.3", config_path="pkg://kdx.conf", config_name="config")
     def _main(cfg: DictConfig) -> float | None:
         # Imported per job: the parent of a parallel sweep only launches, and torch takes seconds to import.
-        from kdx.console import print_run, print_summary
-        from kdx.errors import NotApplicable
-        from kdx.runner import run
+        from kdx.analysis.console import print_run, print_summary
+        from kdx.run.protocol import run
 
         hydra_cfg = HydraConfig.get()
         out_dir = Path(hydra_cfg.runtime.output_dir)
@@ -227,7 +225,7 @@ def _eval(argv: list[str]) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted absolute difference")
     args = parser.parse_args(argv)
-    from kdx.evaluate import evaluate_run, print_evaluation
+    from kdx.run.evaluate import evaluate_run, print_evaluation
 
     report = evaluate_run(args.run_dir)
     print_evaluation(Console(), report, args.tolerance)
@@ -241,7 +239,7 @@ def _report(argv: list[str]) -> None:
     parser.add_argument("path", type=Path)
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
-    from kdx.report import write_report
+    from kdx.analysis.report import write_report
 
     target, collection = write_report(args.path, figures=not args.no_figures)
     console = Console()
@@ -265,7 +263,7 @@ def _export(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, help="folder to write (default: RUN_DIR/export/seed_S/MODEL)")
     parser.add_argument("--tolerance", type=float, default=1e-5, help="largest accepted |Δ probability|")
     args = parser.parse_args(argv)
-    from kdx.loading import load_run
+    from kdx.run.loading import load_run
 
     if not args.tolerance > 0:
         _fail(f"--tolerance must be > 0, got {args.tolerance:g}")

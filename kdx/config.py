@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from kdx.errors import ConfigError
+from kdx.errors import ConfigError, KdxError
 
 OUTPUTS = ("auto", "margin", "centred", "raw")
 METHODS = ("auto", "permutation", "exact")
@@ -16,7 +18,42 @@ COST_CHOICES = ("params", "flops", "latency_ms", "latency_batch_ms", "size_bytes
 # measured, so noisy: not for selection
 TIMED_COSTS = ("latency_ms", "latency_batch_ms", "peak_mb_batch", "ort_latency_ms", "ort_latency_batch_ms")
 
+SCHEMES = ("holdout", "repeated_cv")  # split.scheme (kdx.data.split)
+TESTS = ("corrected", "paired")  # stats.test (kdx.analysis.stats)
+CORRECTIONS = ("holm", "none")  # stats.correction
+# The metrics the statistics compare when present (alignment metrics exist for students only).
+COMPARED_METRICS = ("accuracy", "ece", "nll", "macro_f1", "latency_ms", "latency_batch_ms", "params", "flops",
+                    "size_bytes", "peak_mb_batch", "cosine", "cosine_global", "mad", "mad_total", "topk_agreement",
+                    "spearman", "stability")
 RUNNER_KEYS = ("name",)  # keys of dataset/teacher/student nodes that are not constructor arguments
+
+
+# Targets that configs written before the package's layers (run folders' config.yaml) name: still built.
+LEGACY_TARGETS = {f"kdx.datasets.{name}": f"kdx.data.{name}" for name in
+                  ("load_adult", "load_breast_cancer", "load_csv", "load_wine_quality")}
+LEGACY_TARGETS.update({f"kdx.objectives.{m}.{c}": f"kdx.distill.objectives.{m}.{c}" for m, c in (
+    ("hinton", "Hinton"), ("label_smoothing", "LabelSmoothing"), ("dkd", "DKD"), ("jacobian", "Jacobian"),
+    ("attribution", "Attribution"))})
+LEGACY_TARGETS["kdx.report.ReportCallback"] = "kdx.analysis.report.ReportCallback"
+
+
+def node_arguments(node: DictConfig) -> dict:
+    """A config node as constructor arguments (without the keys only kdx reads, e.g. name)."""
+    return {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in RUNNER_KEYS}
+
+
+def instantiate_node(role: str, params: dict, **extra):
+    """Build `params['_target_']` (Hydra), every failure one line naming the role and the key to check."""
+    params = {**params, "_target_": LEGACY_TARGETS.get(params.get("_target_"), params.get("_target_"))}
+    try:
+        return instantiate(params, **extra, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, KdxError):
+            raise type(cause)(f"{role}: {cause}") from None
+        if isinstance(cause, TypeError) and "argument" in str(cause):
+            raise ConfigError(f"{role}: {str(cause).split(': ', 1)[-1]} (check the keys under '{role}')") from None
+        raise ConfigError(f"{role}: cannot build {params.get('_target_')}: {cause}") from None
 
 
 def _number(value) -> bool:
@@ -52,22 +89,18 @@ def units_of(cfg: DictConfig) -> list[int]:
 
 
 def split_settings(cfg: DictConfig) -> dict:
-    """Keyword arguments of kdx.split.make_split for this run."""
+    """Keyword arguments of kdx.data.split.make_split for this run."""
     return {"scheme": cfg.split.get("scheme", "holdout"), "folds": cfg.split.get("folds", 5),
             "fractions": (cfg.split.train, cfg.split.val, cfg.split.test)}
 
 
-def stats_settings(cfg: DictConfig):
-    """kdx.stats.StatsSettings from the `stats` node."""
-    from kdx.stats import StatsSettings
-
+def stats_settings(cfg: DictConfig) -> dict:
+    """The `stats` node as keyword arguments of kdx.analysis.stats.StatsSettings."""
     node = OmegaConf.to_container(cfg.stats, resolve=True)
-    return StatsSettings(**{**node, "margins": dict(node.get("margins") or {})})
+    return {**node, "margins": dict(node.get("margins") or {})}
 
 
 def _validate_stats(stats: DictConfig) -> None:
-    from kdx.stats import CORRECTIONS, METRICS, TESTS
-
     for key in ("alpha", "confidence", "power"):
         value = stats.get(key)
         if not _number(value) or not 0 < value < 1:
@@ -80,8 +113,9 @@ def _validate_stats(stats: DictConfig) -> None:
     if not isinstance(margins, DictConfig):
         raise ConfigError(f"stats.margins must map metric names to margins, e.g. {{accuracy: 0.01}}; got {margins!r}")
     for metric, margin in margins.items():
-        if metric not in METRICS:
-            raise ConfigError(f"stats.margins.{metric}: not a compared metric; choose from {', '.join(METRICS)}")
+        if metric not in COMPARED_METRICS:
+            raise ConfigError(f"stats.margins.{metric}: not a compared metric; choose from "
+                              f"{', '.join(COMPARED_METRICS)}")
         if not _number(margin) or margin <= 0:
             raise ConfigError(f"stats.margins.{metric} must be a number > 0, got {margin!r}")
 
@@ -106,8 +140,6 @@ def validate(cfg: DictConfig) -> None:
     fractions = [cfg.split.get(k) for k in ("train", "val", "test")]
     if not all(_number(f) and 0 < f < 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise ConfigError(f"split.train/val/test must each be in (0, 1) and sum to 1, got {fractions}")
-    from kdx.split import SCHEMES
-
     if cfg.split.get("scheme", "holdout") not in SCHEMES:
         raise ConfigError(f"split.scheme must be one of {', '.join(SCHEMES)}, got {cfg.split.get('scheme')!r}")
     _int_at_least("split.folds", cfg.split.get("folds", 5), minimum=2)

@@ -11,6 +11,21 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The layers, lowest first: a module may import its own layer and those below it. The package root `kdx`
+# (its version and lazily imported public API) and the command line sit outside the order.
+LAYERS = ("utilities", "store", "config", "data", "models", "distill", "measure", "deploy", "analysis", "run", "entry")
+UTILITIES = {"kdx.errors", "kdx.environment", "kdx.progress", "kdx.timing"}
+
+
+def layer(module: str) -> str | None:
+    if module in UTILITIES:
+        return "utilities"
+    if module in ("kdx.cli", "kdx.__main__") or module.startswith("kdx.tracking"):
+        return "entry"
+    if module == "kdx.config":
+        return "config"
+    part = module.split(".")[1] if module.count(".") else None
+    return part if part in LAYERS else None
 
 
 def module_name(path: Path) -> str:
@@ -90,13 +105,20 @@ def main() -> None:
     top, inner = defaultdict(set), defaultdict(set)
     for f in files:
         top[module_name(f)], inner[module_name(f)] = imports(f, known)
-    every = {m: top[m] | inner[m] for m in known}
+    every = {m: (top[m] | inner[m]) - {"kdx"} for m in known if m != "kdx"}
     print(f"{len(known)} modules, {sum(map(len, top.values()))} module-level and "
           f"{sum(map(len, inner.values()))} function-level imports of kdx modules")
     for component in cycles(every):
         print("loop (counting imports inside functions):", " ↔ ".join(component))
     for component in cycles(top):
         print("loop at module level:", " ↔ ".join(component))
+    unplaced = sorted(m for m in known if m != "kdx" and layer(m) is None)
+    if unplaced:
+        print("in no layer:", ", ".join(unplaced))
+    for m in sorted(known):
+        for target in sorted((top[m] | inner[m]) - {"kdx", m}):
+            if layer(m) and layer(target) and LAYERS.index(layer(target)) > LAYERS.index(layer(m)):
+                print(f"upward: {m} ({layer(m)}) imports {target} ({layer(target)})")
     for m in sorted(inner):
         if inner[m]:
             print(f"inside functions of {m}: {', '.join(sorted(inner[m]))}")

@@ -187,7 +187,7 @@ def test_output_folder_under_a_file(tmp_path):
 
 def test_a_failed_checkpoint_write_leaves_no_file(tmp_path):
     from kdx.errors import NoSpace
-    from kdx.runner import save_atomically
+    from kdx.run.artefacts import save_atomically
 
     class Failing:
         def save(self, stem):

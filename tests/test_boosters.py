@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from conftest import TINY, make_config
 
-from kdx.building import build_model
 from kdx.errors import ConfigError, MissingExtra
-from kdx.explain import attributions, explain, output_matrix
+from kdx.measure.explain import attributions, explain, output_matrix
+from kdx.measure.shapley import exact_shapley
 from kdx.models import boosting
-from kdx.shapley import exact_shapley
+from kdx.run.building import build_model
 
 LIBRARIES = ("xgboost", "lightgbm", "catboost")
 pytestmark = pytest.mark.skipif(not all(boosting.installed(m) for m in LIBRARIES),
@@ -100,7 +100,7 @@ def test_early_stopping_uses_validation_and_is_off_by_default(library):
 
 
 def test_a_missing_library_is_one_line_naming_the_extra(monkeypatch, tmp_path):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     monkeypatch.setattr(boosting, "installed", lambda module: module != "lightgbm")
     with pytest.raises(MissingExtra, match=r"^teacher: teacher=lightgbm needs lightgbm: pip install "
@@ -109,7 +109,7 @@ def test_a_missing_library_is_one_line_naming_the_extra(monkeypatch, tmp_path):
 
 
 def test_gradient_objectives_refuse_a_booster_teacher(tmp_path):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     with pytest.raises(ConfigError, match="xgboost teacher"):
         run(make_config("teacher=xgboost", "kd=jacobian", *TINY), tmp_path)
@@ -117,7 +117,7 @@ def test_gradient_objectives_refuse_a_booster_teacher(tmp_path):
 
 @pytest.mark.parametrize("library,student", [("xgboost", "tree"), ("catboost", "shallow_mlp")])
 def test_a_run_with_a_booster_teacher(library, student, tmp_path):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     cfg = make_config("experiment=wine_quality", f"teacher={library}", f"student={student}", *TINY,
                       "explain.rows=30", "explain.background=20", "explain.stability_rows=5",

@@ -94,13 +94,13 @@ def test_wheel_ships_the_configs_and_the_data(tmp_path):
     assert res.returncode == 0, res.stderr
     names = zipfile.ZipFile(next(tmp_path.glob("kdx-*.whl"))).namelist()
     for expected in ("kdx/conf/config.yaml", "kdx/conf/dataset/adult.yaml", "kdx/conf/student/tree.yaml",
-                     "kdx/conf/hydra/launcher/slurm.yaml", "kdx/datasets/bundled/SHA256SUMS",
-                     "kdx/objectives/hinton.py", "kdx/deploy/graph.py", "kdx/deploy/score.py",
-                     "kdx/models/pretrained.py", "kdx/raw.py", "kdx/tracking/mlflow_tracker.py",
+                     "kdx/conf/hydra/launcher/slurm.yaml", "kdx/data/bundled/SHA256SUMS",
+                     "kdx/distill/objectives/hinton.py", "kdx/deploy/graph.py", "kdx/deploy/score.py",
+                     "kdx/models/pretrained.py", "kdx/data/raw.py", "kdx/tracking/mlflow_tracker.py",
                      "hydra_plugins/kdx_plugins/optuna_sweeper.py", "hydra_plugins/kdx_plugins/slurm_launcher.py",
                      "hydra_plugins/kdx_plugins/_slurm_launcher.py", "hydra_plugins/kdx_plugins/joblib_launcher.py",
                      "kdx/conf/tracking/mlflow.yaml", "kdx/conf/sweep/optuna.yaml",
-                     "kdx/datasets/bundled/adult.data.gz", "kdx/datasets/bundled/winequality-white.csv.gz"):
+                     "kdx/data/bundled/adult.data.gz", "kdx/data/bundled/winequality-white.csv.gz"):
         assert expected in names, expected
 
 

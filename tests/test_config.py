@@ -2,11 +2,12 @@ import itertools
 
 import pytest
 
-from kdx.building import build_dataset, build_model
 from kdx.cli import config_options
 from kdx.config import validate
+from kdx.data.rows import build_dataset
 from kdx.errors import ConfigError
 from kdx.models import Classifier
+from kdx.run.building import build_model
 
 OPTIONS = config_options()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdx.datasets import load_adult, load_breast_cancer, load_csv, load_wine_quality
-from kdx.datasets.loaders import read_bundled
+from kdx.data import load_adult, load_breast_cancer, load_csv, load_wine_quality
+from kdx.data.loaders import read_bundled
 from kdx.errors import DataError
 
 
@@ -37,7 +37,7 @@ def test_breast_cancer_shape():
 
 
 def _bundle_copy(tmp_path: Path) -> Path:
-    src = Path(str(resources.files("kdx.datasets").joinpath("bundled")))
+    src = Path(str(resources.files("kdx.data").joinpath("bundled")))
     dst = tmp_path / "bundled"
     shutil.copytree(src, dst)
     return dst

@@ -14,13 +14,13 @@ from conftest import TINY, make_config
 pytest.importorskip("onnxruntime", reason="kdx[deploy] is not installed")
 
 from kdx import deploy  # noqa: E402
-from kdx.building import build_model  # noqa: E402
 from kdx.cli import main as cli_main  # noqa: E402
+from kdx.data.preprocess import Preprocessor  # noqa: E402
 from kdx.deploy.runtime import DeployedModel, check_parity, export_model, parity  # noqa: E402
 from kdx.deploy.schema import Schema  # noqa: E402
 from kdx.errors import ExportError, MissingExtra  # noqa: E402
-from kdx.preprocess import Preprocessor  # noqa: E402
-from kdx.runner import run  # noqa: E402
+from kdx.run.building import build_model  # noqa: E402
+from kdx.run.protocol import run  # noqa: E402
 
 
 def mixed_rows(n: int, seed: int = 0, n_classes: int = 2) -> tuple[pd.DataFrame, np.ndarray]:
@@ -146,7 +146,7 @@ def test_runs_time_the_export_beside_torch(adult_run):
     kd, nokd = (m[m.model == name].set_index("seed") for name in ("student_kd", "student_nokd"))
     assert (kd.ort_latency_ms == nokd.ort_latency_ms).all()
     assert adult_run.summary["profile"]["onnx_resolved"] is True
-    from kdx.report import write_report
+    from kdx.analysis.report import write_report
 
     report, _ = write_report(adult_run.out_dir, figures=False)
     assert "| ONNX ms (b=1) |" in report.read_text()
@@ -206,7 +206,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 def test_exported_model_scores_a_csv_with_onnxruntime_only(adult_run, tmp_path):
     import kdx
-    from kdx.runner import load_data
+    from kdx.data.rows import load_data
 
     loaded = kdx.load_run(adult_run.out_dir)
     loaded.export(seed=0, model="student_kd", out=tmp_path / "ship")
@@ -253,7 +253,7 @@ def test_measuring_with_the_seeds_encoded_rows_and_feed_changes_nothing(monkeypa
     every model of the seed: parity is the same number, and the timed rows are the same rows."""
     import kdx.deploy.runtime as runtime
     from kdx.deploy.schema import raw_feed
-    from kdx.efficiency import ProfileSettings, profiled_rows
+    from kdx.measure.efficiency import ProfileSettings, profiled_rows
 
     frame, y = mixed_rows(300)
     pre = Preprocessor(("age", "income", "never"), ("city", "grade")).fit(frame.iloc[:200])

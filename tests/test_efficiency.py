@@ -3,8 +3,9 @@ import pytest
 import torch
 from torch.utils import benchmark
 
-from kdx.datasets import load_adult
-from kdx.efficiency import (
+from kdx.data import load_adult
+from kdx.data.preprocess import Preprocessor
+from kdx.measure.efficiency import (
     ProfileSettings,
     cpu_threads,
     peak_inference_bytes,
@@ -13,7 +14,6 @@ from kdx.efficiency import (
     time_calls,
 )
 from kdx.models import GBTClassifier, MLPClassifier
-from kdx.preprocess import Preprocessor
 
 
 def _fit(hidden, X, y, **kw):
@@ -116,7 +116,7 @@ def test_measuring_memory_does_not_import_torch_dynamo():
     import sys
 
     code = ("import sys, torch\n"
-            "from kdx.efficiency import peak_inference_bytes\n"
+            "from kdx.measure.efficiency import peak_inference_bytes\n"
             "assert peak_inference_bytes(lambda: torch.ones(1000) * 2) >= 4000\n"
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -143,7 +143,7 @@ def test_threads_are_fixed_and_restored():
 
 
 def test_run_records_efficiency(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     cfg = compose_cfg("experiment=breast_cancer", "seeds=[0]", "limits.n_estimators=10", "limits.epochs=3",
                       "profile.repeats=20", "profile.warmup=2")

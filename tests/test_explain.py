@@ -6,8 +6,8 @@ import pytest
 from scipy.spatial.distance import cosine as scipy_cosine_distance
 from scipy.stats import spearmanr
 
-from kdx.alignment import cosine, mad, spearman, stability, topk_agreement
-from kdx.explain import (
+from kdx.measure.alignment import cosine, mad, spearman, stability, topk_agreement
+from kdx.measure.explain import (
     ExplainSettings,
     align,
     attributions,
@@ -186,7 +186,7 @@ def test_stability_formula_and_exclusions():
 
 
 def test_run_writes_alignment_columns_and_attributions(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     cfg = compose_cfg("experiment=wine_quality", "+smoke=on", "seeds=[0]", "profile.enabled=false")
     result = run(cfg, tmp_path)

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdx.alignment import cosine, cosine_global, mad, mad_total, stability
-from kdx.explain import ExplainContext, ExplainSettings
+from kdx.analysis.tables import pareto_and_best
+from kdx.data.split import cv_split, make_split
+from kdx.measure.alignment import cosine, cosine_global, mad, mad_total, stability
+from kdx.measure.explain import ExplainContext, ExplainSettings
 from kdx.models import GBTClassifier, MLPClassifier, TreeClassifier
-from kdx.report import pareto_and_best
-from kdx.split import cv_split, make_split
 
 
 def test_mad_total_is_scale_free_and_bounded():

@@ -3,7 +3,7 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from kdx.metrics import expected_calibration_error, fidelity
+from kdx.measure.metrics import expected_calibration_error, fidelity
 
 
 def test_ece_hand_computed():

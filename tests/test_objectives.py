@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from kdx.building import build_objective
+from kdx.distill.objectives.attribution import Attribution, attribution_term
+from kdx.distill.objectives.dkd import DKD, dkd_terms
+from kdx.distill.objectives.hinton import Hinton
+from kdx.distill.objectives.jacobian import Jacobian, jacobian_term
+from kdx.distill.objectives.label_smoothing import LabelSmoothing, matching_epsilon, smoothed_entropy
 from kdx.errors import ConfigError
-from kdx.kd import kd_loss
 from kdx.models import MLPClassifier, TreeClassifier
-from kdx.objectives.attribution import Attribution, attribution_term
-from kdx.objectives.dkd import DKD, dkd_terms
-from kdx.objectives.hinton import Hinton
-from kdx.objectives.jacobian import Jacobian, jacobian_term
-from kdx.objectives.label_smoothing import LabelSmoothing, matching_epsilon, smoothed_entropy
+from kdx.models.losses import kd_loss
+from kdx.run.building import build_objective
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -95,7 +95,7 @@ def test_gradient_terms_are_zero_for_identical_models_and_pass_gradcheck():
     x = torch.randn(8, 5, dtype=torch.float64)
     w = torch.randn(8, 3, dtype=torch.float64)
     net = _mlp(0)
-    from kdx.objectives.gradients import input_gradients
+    from kdx.distill.objectives.gradients import input_gradients
 
     g = input_gradients(net, x, w, create_graph=True)
     assert jacobian_term(g, g.detach()).item() == pytest.approx(0.0, abs=1e-12)
@@ -180,7 +180,7 @@ def test_objectives_are_built_from_their_yaml():
         assert isinstance(obj, cls) and obj.name == name and obj.settings()["tau"] == 4.0
     assert isinstance(build_objective(OmegaConf.create({"tau": 2.0, "alpha": 0.1})), Hinton)  # kdx 0.1 configs
     with pytest.raises(ConfigError, match="kd.lam"):
-        build_objective(OmegaConf.create({"_target_": "kdx.objectives.jacobian.Jacobian", "lam": -1}))
+        build_objective(OmegaConf.create({"_target_": "kdx.distill.objectives.jacobian.Jacobian", "lam": -1}))
 
 
 @pytest.mark.slow

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
-from kdx.datasets import load_csv
+from kdx.data import load_csv
+from kdx.data.raw import RawCodec
 from kdx.errors import ConfigError, DataError, KdxError
 from kdx.models import boosting
 from kdx.models.pretrained import PretrainedTeacher
-from kdx.raw import RawCodec
 
 BOOSTERS = pytest.mark.skipif(not all(boosting.installed(m) for m in ("xgboost", "lightgbm", "catboost")),
                               reason="kdx[boosters] is not installed")
@@ -192,9 +192,9 @@ def test_onnx_matrix_model_on_a_numeric_dataset(tmp_path):
 def test_onnx_file_from_kdx_export_reads_raw_columns(tmp_path):
     """kdx export's convention (one input per raw column, strings for categories): a model exported from a
     kdx run can be the teacher of another."""
+    from kdx.data.preprocess import Preprocessor
     from kdx.deploy.runtime import export_model
     from kdx.models import MLPClassifier
-    from kdx.preprocess import Preprocessor
 
     frame = _table(3)
     frame.to_csv(tmp_path / "t.csv", index=False)
@@ -303,9 +303,9 @@ def test_the_feature_game_is_the_same_in_raw_and_encoded_space(tmp_path):
     from itertools import combinations
     from math import factorial
 
-    from kdx.explain import attributions, output_matrix
+    from kdx.data.preprocess import Preprocessor
+    from kdx.measure.explain import attributions, output_matrix
     from kdx.models import MLPClassifier
-    from kdx.preprocess import Preprocessor
 
     frame = _table(3, n=300)
     frame.to_csv(tmp_path / "t.csv", index=False)
@@ -356,7 +356,7 @@ def test_the_feature_game_is_the_same_in_raw_and_encoded_space(tmp_path):
 
 @BOOSTERS
 def test_run_with_a_saved_xgboost_teacher(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     frame = _table(2, n=600)
     frame.to_csv(tmp_path / "t.csv", index=False)
@@ -371,7 +371,7 @@ def test_run_with_a_saved_xgboost_teacher(tmp_path, compose_cfg):
     assert summary["explain"]["players_resolved"] == "features"
     assert summary["teacher"]["sha256"] and summary["teacher"]["format"] == "XGBoost model"
     # Its test metrics are those of the saved model on each seed's test rows: not retrained
-    from kdx.loading import load_run
+    from kdx.run.loading import load_run
 
     loaded = load_run(tmp_path / "run")
     split = loaded.split(0)
@@ -381,7 +381,7 @@ def test_run_with_a_saved_xgboost_teacher(tmp_path, compose_cfg):
     assert m.loc[(0, "teacher"), "accuracy"] == pytest.approx(expected)
     np.testing.assert_allclose(loaded.predict_proba(rows, "teacher", 0), proba(rows), atol=1e-6)
     assert m.xs("teacher", level="model").explainer.str.endswith("players = original features").all()
-    from kdx.evaluate import evaluate_run
+    from kdx.run.evaluate import evaluate_run
 
     assert evaluate_run(tmp_path / "run")["max_abs_diff"] < 1e-9  # its checkpoint reproduces its test metrics
     if boosting.installed("onnxruntime"):  # kdx exports the models it trains, not the user's
@@ -405,8 +405,8 @@ def test_run_with_a_saved_xgboost_teacher(tmp_path, compose_cfg):
 @DEPLOY
 def test_run_with_a_skops_pipeline_teacher_without_an_operation_count(tmp_path, compose_cfg):
     """scikit-learn has no operation count: J's cost uses the parameters only, for every row alike."""
-    from kdx.report import write_report
-    from kdx.runner import run
+    from kdx.analysis.report import write_report
+    from kdx.run.protocol import run
 
     frame = _table(3)
     frame.to_csv(tmp_path / "t.csv", index=False)
@@ -426,7 +426,7 @@ def test_attribution_files_name_the_features_in_the_order_of_their_values(tmp_pa
     the CSV's column order when the kinds interleave (Adult's do): the file must name them in that order."""
     import joblib as jl
 
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     run(compose_cfg("dataset=csv", f"dataset.path={tiny_csv}", "dataset.target=label", "dataset.drop=[id]",
                     "+smoke=on", "seeds=[0]", "profile.enabled=false"), tmp_path)
@@ -437,7 +437,7 @@ def test_attribution_files_name_the_features_in_the_order_of_their_values(tmp_pa
 
 
 def test_kd_objectives_that_need_gradients_refuse_a_pretrained_teacher(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     frame = _table(2)
     frame.to_csv(tmp_path / "t.csv", index=False)
@@ -489,7 +489,7 @@ def _numeric_table(labels: np.ndarray, n: int = 400, seed: int = 0):
 def test_a_file_without_class_names_is_matched_by_value_or_refused(tmp_path):
     """A booster file's outputs are positions 0..C-1: matched by value where the labels are those integers
     (never by sorted string order), refused where they are not, unless teacher.classes names them."""
-    from kdx.datasets import TabularData
+    from kdx.data import TabularData
 
     X, code, _ = _numeric_table(range(12))
     path = _xgb_file(X, code, tmp_path / "m.json")
@@ -571,7 +571,7 @@ def test_a_teacher_with_reversed_classes_is_never_distilled_from(tmp_path):
 
 
 def test_sanity_check_against_majority_and_permutations():
-    from kdx.metrics import label_sanity
+    from kdx.measure.metrics import label_sanity
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
@@ -588,7 +588,7 @@ def test_sanity_check_against_majority_and_permutations():
 
 
 def test_sanity_warnings_flag_a_teacher_below_chance_and_a_retention_above_1_5():
-    from kdx.summary import sanity_warnings
+    from kdx.analysis.summary import sanity_warnings
 
     metrics = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "model": ["teacher", "student_nokd", "student_kd"] * 2,
                             "accuracy": [0.3, 0.9, 0.8, 0.95, 0.9, 0.91]})

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdx.datasets import load_csv
+from kdx.data import load_csv
 from kdx.errors import DataError
 
 

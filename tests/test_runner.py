@@ -9,9 +9,10 @@ from conftest import TINY
 
 import kdx
 from kdx.errors import DataError
-from kdx.evaluate import evaluate_run
 from kdx.models import MLPClassifier
-from kdx.runner import MODELS, run
+from kdx.run.evaluate import evaluate_run
+from kdx.run.protocol import run
+from kdx.store.persist import MODELS
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_models_learn_breast_cancer(bc_run):
 
 
 def test_load_run_predicts_on_raw_rows(bc_run):
-    from kdx.datasets import load_breast_cancer
+    from kdx.data import load_breast_cancer
 
     loaded = kdx.load_run(bc_run.out_dir)
     data = load_breast_cancer()

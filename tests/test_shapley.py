@@ -1,4 +1,4 @@
-"""Model-agnostic exact and permutation Shapley values (kdx.shapley) against independent references."""
+"""Model-agnostic exact and permutation Shapley values (kdx.measure.shapley) against independent references."""
 
 import warnings
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from test_explain import _data, _margin, exact_interventional_shapley
 
-from kdx.alignment import cosine
 from kdx.errors import ConfigError
-from kdx.explain import explain, output_matrix
+from kdx.measure.alignment import cosine
+from kdx.measure.explain import explain, output_matrix
+from kdx.measure.shapley import antithetic_permutations, evaluations_per_row, exact_shapley, permutation_shapley
 from kdx.models import MLPClassifier
-from kdx.shapley import antithetic_permutations, evaluations_per_row, exact_shapley, permutation_shapley
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_method_exact_equals_the_enumerated_game_on_a_relu_net():
 
 
 def test_exact_refuses_too_many_columns(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     X = np.zeros((2, 17), dtype=np.float32)
     with pytest.raises(ConfigError, match="limited to 16 players: use explain.method=permutation"):
@@ -116,7 +116,7 @@ def test_exact_refuses_too_many_columns(tmp_path, compose_cfg):
 
 
 def test_run_with_permutation_method(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     cfg = compose_cfg("experiment=wine_quality", "+smoke=on", "seeds=[0]", "profile.enabled=false",
                       "explain.method=permutation", "explain.permutations=2", "explain.rows=40",

@@ -29,7 +29,7 @@ def test_stages_add_up_and_nest_without_double_counting():
 
 
 def test_a_run_records_its_stages(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     summary = run(compose_cfg("experiment=breast_cancer", "+smoke=on"), tmp_path).summary
     stages = summary["stages"]
@@ -89,7 +89,7 @@ def test_the_first_profiled_model_is_not_charged_for_an_import():
     counted as the first model's inference memory (61 MB for a model that needs 0.03 MB)."""
     code = """
 import numpy as np
-from kdx.efficiency import ProfileSettings, profile_model
+from kdx.measure.efficiency import ProfileSettings, profile_model
 from kdx.models.mlp import MLPClassifier
 X = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
 y = (X[:, 0] > 0).astype(int)
@@ -108,10 +108,11 @@ def test_checkpoints_are_the_cached_models_bytes_and_a_cached_model_is_read_once
     read again."""
     from conftest import TINY
 
-    import kdx.runner
-    from kdx.cache import DONE
+    import kdx.run.artefacts
     from kdx.models import load_model
-    from kdx.runner import _load_model, run
+    from kdx.run.artefacts import load_cached_model
+    from kdx.run.protocol import run
+    from kdx.store.cache import DONE
 
     cfg = compose_cfg("experiment=breast_cancer", *TINY, "profile.enabled=false", "explain.enabled=false")
     result = run(cfg, tmp_path / "a")
@@ -124,8 +125,8 @@ def test_checkpoints_are_the_cached_models_bytes_and_a_cached_model_is_read_once
         file = next(p for p in seed_dir.iterdir() if p.stem == name and not p.name.endswith(".txt"))
         assert file.read_bytes() in cached, name
         assert load_model(file).predict_proba(X).shape == (5, 2)
-    kdx.runner._LOADED.clear()
-    first = _load_model(entries[0])
-    assert _load_model(entries[0]) is first  # read once
+    kdx.run.artefacts._LOADED.clear()
+    first = load_cached_model(entries[0])
+    assert load_cached_model(entries[0]) is first  # read once
     (entries[0] / DONE).write_text((entries[0] / DONE).read_text() + " ")  # the entry was replaced
-    assert _load_model(entries[0]) is not first
+    assert load_cached_model(entries[0]) is not first

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdx.datasets import load_wine_quality
+from kdx.data import load_wine_quality
+from kdx.data.preprocess import Preprocessor
+from kdx.data.split import stratified_split
 from kdx.errors import DataError
-from kdx.preprocess import Preprocessor
-from kdx.split import stratified_split
 
 
 def test_split_sizes_disjoint_and_complete():
@@ -64,7 +64,7 @@ def test_a_numeric_column_empty_in_training_keeps_every_name_in_place():
     import numpy as np
     import pandas as pd
 
-    from kdx.preprocess import Preprocessor
+    from kdx.data.preprocess import Preprocessor
 
     train = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [np.nan] * 4, "c": [5.0, 6.0, 7.0, 8.0],
                           "city": ["x", "y", "x", "y"]})
@@ -82,7 +82,7 @@ def test_a_single_name_is_a_list_and_text_listed_as_numeric_is_named(tmp_path):
     import pandas as pd
     import pytest
 
-    from kdx.datasets.loaders import load_csv
+    from kdx.data.loaders import load_csv
     from kdx.errors import DataError
 
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Students trained as one stacked pass vs one by one (kdx.models.stacked).
+"""Students trained as one stacked pass vs one by one (kdx.distill.stacked).
 
 Tolerance: stacked and one-by-one training run the same arithmetic in a different order (batched vs
 single matmuls, fused vs per-op Adam), so they agree up to float32 rounding carried through training:
@@ -13,9 +13,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from kdx.distill.stacked import StudentLoss, fit_stacked, stackable
 from kdx.errors import TrainingError
 from kdx.models.mlp import MLPClassifier, build_mlp
-from kdx.models.stacked import StudentLoss, fit_stacked, stackable
 
 
 def _task(n=1200, d=12, classes=3, seed=0):
@@ -62,12 +62,13 @@ def test_every_objective_matches_its_one_by_one_training_in_one_stack():
     dkd (with and without its warm-up ramp), hinton, jacobian and attribution (input gradients through the
     stack) — each held to the tolerance above against the objective's own loss trained alone, with the
     signals the protocol gives it (an MLP teacher; encoded columns grouped into features)."""
-    from kdx.objectives.attribution import Attribution
-    from kdx.objectives.dkd import DKD
-    from kdx.objectives.hinton import Hinton
-    from kdx.objectives.jacobian import Jacobian
-    from kdx.objectives.label_smoothing import LabelSmoothing
-    from kdx.runner import SeedData, train_together
+    from kdx.data.rows import SeedData
+    from kdx.distill.objectives.attribution import Attribution
+    from kdx.distill.objectives.dkd import DKD
+    from kdx.distill.objectives.hinton import Hinton
+    from kdx.distill.objectives.jacobian import Jacobian
+    from kdx.distill.objectives.label_smoothing import LabelSmoothing
+    from kdx.run.protocol import train_together
 
     X, y, Xv, yv, _ = _task()
     teacher = MLPClassifier(hidden=[32, 16], lr=0.01, epochs=8, batch_size=64, patience=3, seed=0).fit(X, y, Xv, yv, 3)
@@ -110,10 +111,10 @@ def test_every_objective_matches_its_one_by_one_training_in_one_stack():
 @pytest.mark.parametrize("classes", [2, 3])
 def test_stacked_cross_entropy_kl_gradient_is_autograds(classes):
     """The stack's CE + Hinton term with its gradient written out equals, student by student, the loss
-    kdx.kd.kd_loss computes for one (torch's cross-entropy and KL) and autograd's gradient of it, in float64;
+    kdx.models.losses.kd_loss computes for one (torch's cross-entropy and KL) and autograd's gradient of it, in float64;
     also the no-KD student (w = 0) and label smoothing's CE weight α·(1 − ε)."""
-    from kdx.kd import kd_loss
-    from kdx.models.stacked import _CrossEntropyKL
+    from kdx.distill.stacked import _CrossEntropyKL
+    from kdx.models.losses import kd_loss
 
     torch.manual_seed(0)
     rows, tau = 9, torch.tensor([1.0, 4.0, 2.5, 1.0], dtype=torch.float64)
@@ -142,7 +143,7 @@ def test_a_plain_step_computes_autograds_gradients_bit_for_bit(hidden, classes):
     """The step of CE and Hinton students with the backward pass written out (_plain_step) leaves in every
     stacked parameter's .grad exactly what autograd's backward of the same losses leaves; also with
     non-finite teacher logits, which only the KD students' gradients see."""
-    from kdx.models.stacked import _augment, _forward, _layout, _plain_step, _Terms
+    from kdx.distill.stacked import _augment, _forward, _layout, _plain_step, _Terms
 
     torch.manual_seed(0)
     linears = [m for m in build_mlp(7, hidden, classes) if isinstance(m, torch.nn.Linear)]
@@ -167,7 +168,7 @@ def test_a_plain_step_computes_autograds_gradients_bit_for_bit(hidden, classes):
 def test_stacked_input_gradients_are_autograds():
     """The stack's input gradients (the chain rule written out) equal autograd's, student by student, for
     MLPs of 0, 1 and 2 hidden layers."""
-    from kdx.models.stacked import _augment, _forward, _input_gradients
+    from kdx.distill.stacked import _augment, _forward, _input_gradients
 
     torch.manual_seed(0)
     for hidden in ([], [6], [6, 5]):
@@ -194,8 +195,9 @@ def test_an_objective_without_a_stacked_form_trains_one_by_one():
     """A new objective is one module and one YAML; until it has a stacked form its students train alone."""
     import torch.nn.functional as F
 
-    from kdx.objectives.base import Objective
-    from kdx.runner import SeedData, train_together
+    from kdx.data.rows import SeedData
+    from kdx.distill.objectives.base import Objective
+    from kdx.run.protocol import train_together
 
     class Plain(Objective):
         name = "plain"
@@ -262,7 +264,7 @@ SMALL = ("experiment=breast_cancer", "+smoke=on")
 
 
 def test_a_run_trains_its_two_students_together_with_the_same_results(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     together = run(compose_cfg(*SMALL), tmp_path / "a").metrics.set_index(["seed", "model"])
     alone = run(compose_cfg(*SMALL, "train_together=false", "cache.enabled=false"),
@@ -277,7 +279,7 @@ def test_a_run_trains_its_two_students_together_with_the_same_results(tmp_path, 
 
 @pytest.mark.parametrize("objective", [("kd=label_smoothing",), ("kd=jacobian", "teacher=mlp4")])
 def test_a_run_trains_other_objectives_students_together_with_the_same_results(tmp_path, compose_cfg, objective):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     args = (*SMALL, "seeds=[0]", *objective)
     together = run(compose_cfg(*args), tmp_path / "a").metrics.set_index("model")
@@ -293,7 +295,7 @@ def test_a_run_trains_other_objectives_students_together_with_the_same_results(t
 
 
 def test_tree_students_and_dropout_train_one_by_one(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     for extra in (("student=tree",), ("experiment=wine_quality", "student.dropout=0.1")):
         m = run(compose_cfg(*SMALL, "seeds=[0]", *extra), tmp_path / extra[0]).metrics
@@ -301,7 +303,7 @@ def test_tree_students_and_dropout_train_one_by_one(tmp_path, compose_cfg):
 
 
 def test_grouping_ignores_only_kd(compose_cfg):
-    from kdx.grouping import group_key
+    from kdx.run.grouping import group_key
 
     assert group_key(compose_cfg(*SMALL, "kd.tau=2")) == group_key(compose_cfg(*SMALL, "kd.alpha=0.9"))
     assert group_key(compose_cfg(*SMALL)) != group_key(compose_cfg(*SMALL, "student.hidden=[8]"))
@@ -312,7 +314,7 @@ def test_the_grouped_pass_says_a_jobs_notes_once(compose_cfg, monkeypatch, caplo
     import logging
 
     from kdx import deploy
-    from kdx.grouping import prefit_sweep
+    from kdx.run.grouping import prefit_sweep
 
     monkeypatch.setattr(deploy, "available", lambda: False)  # as without kdx[deploy]
     monkeypatch.setattr(deploy, "missing_packages", lambda: ["onnxruntime"])

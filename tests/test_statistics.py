@@ -1,5 +1,5 @@
-"""Every statistic of kdx.stats and kdx.claims against an independent reference (scipy, statsmodels, the
-scikit-learn documentation's corrected t-test, hand-computed cases)."""
+"""Every statistic of kdx.analysis.stats and kdx.analysis.claims against an independent reference (scipy,
+statsmodels, the scikit-learn documentation's corrected t-test, hand-computed cases)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
-from kdx.claims import claims_for_run
-from kdx.stats import (
+from kdx.analysis.claims import claims_for_run
+from kdx.analysis.stats import (
     StatsSettings,
     compare_models,
     holm,

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from kdx.claims import tau_claim
-from kdx.objective import add_objective_terms, objective, pareto_mask
-from kdx.stats import StatsSettings, compare_models, paired_comparison
+from kdx.analysis.claims import tau_claim
+from kdx.analysis.stats import StatsSettings, compare_models, paired_comparison
+from kdx.analysis.tradeoff import add_objective_terms, objective, pareto_mask
 
 
 def test_paired_comparison_against_scipy_and_hand_values():
@@ -85,8 +85,8 @@ def test_tau_claim_decision():
 
 
 def test_report_from_a_real_run_has_every_table_and_figure(tmp_path, compose_cfg):
-    from kdx.report import write_report
-    from kdx.runner import run
+    from kdx.analysis.report import write_report
+    from kdx.run.protocol import run
 
     cfg = compose_cfg("experiment=breast_cancer", "+smoke=on", "seeds=[0,1,2]")
     run(cfg, tmp_path)

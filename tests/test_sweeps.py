@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kdx.cache import ArtifactCache, content_key
 from kdx.cli import parallel_jobs
-from kdx.runner import available_cores, resolve_threads, run, seed_order
+from kdx.run.protocol import run
+from kdx.run.resources import available_cores, resolve_threads, seed_order
+from kdx.store.cache import ArtifactCache, content_key
 
 SMALL = ("experiment=breast_cancer", "+smoke=on")
 
@@ -95,10 +96,10 @@ def test_finished_run_is_skipped(tmp_path, compose_cfg):
 
 
 def test_threads_follow_the_launcher(monkeypatch):
-    import kdx.runner
+    import kdx.run.resources
 
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
-    monkeypatch.setattr(kdx.runner, "recently_idle_cores", lambda: 64)  # a quiet machine (tested below)
+    monkeypatch.setattr(kdx.run.resources, "recently_idle_cores", lambda: 64)  # a quiet machine (tested below)
     cores = available_cores()
     assert cores == len(os.sched_getaffinity(0))
     assert resolve_threads("auto", 1) == cores and resolve_threads("auto", 2) == max(1, cores // 2)
@@ -116,15 +117,15 @@ def test_threads_never_exceed_the_idle_cores(monkeypatch):
     """Other processes busy on every core but one: threads=auto asks for one thread, whatever the jobs."""
     import subprocess as sp
 
-    import kdx.runner
+    import kdx.run.resources
 
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
-    monkeypatch.setattr(kdx.runner, "available_cores", lambda: 8)
-    monkeypatch.setattr(kdx.runner, "recently_idle_cores", lambda: 1)
+    monkeypatch.setattr(kdx.run.resources, "available_cores", lambda: 8)
+    monkeypatch.setattr(kdx.run.resources, "recently_idle_cores", lambda: 1)
     assert resolve_threads("auto", 1) == 1 and resolve_threads(4, 1) == 4  # an explicit count is obeyed
     # idle_cores itself: with a busy process on each of the cores this process may use, fewer are idle.
     monkeypatch.undo()
-    from kdx.runner import idle_cores
+    from kdx.run.resources import idle_cores
 
     cores = os.cpu_count() or 1
     busy = [sp.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
@@ -139,16 +140,16 @@ def test_threads_never_exceed_the_idle_cores(monkeypatch):
 
 def test_idle_cores_are_looked_at_again_only_when_the_last_look_is_stale(monkeypatch):
     """The jobs of a sweep in one process share a look at the machine younger than IDLE_LOOK_EVERY."""
-    import kdx.runner
+    import kdx.run.resources
 
     looks = []
-    monkeypatch.setattr(kdx.runner, "_IDLE_SEEN", [])
-    monkeypatch.setattr(kdx.runner, "idle_cores", lambda: looks.append(1) or len(looks))
-    assert kdx.runner.recently_idle_cores() == 1 and len(looks) == 1
-    assert kdx.runner.recently_idle_cores() == 1 and len(looks) == 1  # still fresh: the same answer
-    seen, cores = kdx.runner._IDLE_SEEN[0]
-    kdx.runner._IDLE_SEEN[0] = (seen - kdx.runner.IDLE_LOOK_EVERY - 1, cores)  # as if 11 s had passed
-    assert kdx.runner.recently_idle_cores() == 2 and len(looks) == 2  # stale: looked again
+    monkeypatch.setattr(kdx.run.resources, "_IDLE_SEEN", [])
+    monkeypatch.setattr(kdx.run.resources, "idle_cores", lambda: looks.append(1) or len(looks))
+    assert kdx.run.resources.recently_idle_cores() == 1 and len(looks) == 1
+    assert kdx.run.resources.recently_idle_cores() == 1 and len(looks) == 1  # still fresh: the same answer
+    seen, cores = kdx.run.resources._IDLE_SEEN[0]
+    kdx.run.resources._IDLE_SEEN[0] = (seen - kdx.run.resources.IDLE_LOOK_EVERY - 1, cores)  # as if 11 s had passed
+    assert kdx.run.resources.recently_idle_cores() == 2 and len(looks) == 2  # stale: looked again
 
 
 def _kdx(*args, **kw):

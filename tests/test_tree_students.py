@@ -4,7 +4,7 @@ from scipy.special import softmax
 from test_explain import exact_interventional_shapley
 
 from kdx.errors import ConfigError
-from kdx.explain import explain, output_matrix
+from kdx.measure.explain import explain, output_matrix
 from kdx.models import GBTClassifier, TreeClassifier
 from kdx.models.soft_targets import blended_targets, weighted_rows
 
@@ -75,8 +75,8 @@ def test_bad_tree_settings_are_named(kwargs, match):
 
 
 def test_tree_student_takes_part_in_every_measurement(tmp_path, compose_cfg):
-    from kdx.report import write_report
-    from kdx.runner import run
+    from kdx.analysis.report import write_report
+    from kdx.run.protocol import run
 
     cfg = compose_cfg("dataset=adult", "teacher=dnn", "student=tree", "+smoke=on", "limits.rows=600")
     result = run(cfg, tmp_path)
@@ -92,7 +92,7 @@ def test_tree_student_takes_part_in_every_measurement(tmp_path, compose_cfg):
 
 
 def test_small_gbt_student_distills(tmp_path, compose_cfg):
-    from kdx.runner import run
+    from kdx.run.protocol import run
 
     cfg = compose_cfg("experiment=breast_cancer", "student=small_gbt", "+smoke=on")
     m = run(cfg, tmp_path).metrics

@@ -1,6 +1,6 @@
 """`hydra/launcher=slurm`: Hydra's submitit Slurm launcher, with what a sweep needs from kdx.
 
-- The students of jobs that differ only in kd.* are trained together (kdx.grouping) by one Slurm job
+- The students of jobs that differ only in kd.* are trained together (kdx.run.grouping) by one Slurm job
   submitted before the job array, with the array's resources, into the shared cache (cache.dir on a
   filesystem every node sees); the array's jobs then find them there. The submitting machine trains
   nothing. If that job fails, the sweep goes on and each job trains its own students.
@@ -77,12 +77,12 @@ class SlurmLauncher(SubmititSlurmLauncher):
             self._stop(sweep, exc)
 
     def _prefit(self, job_overrides) -> None:
-        """The grouped pass (kdx.grouping.prefit_sweep) as one Slurm job with the array's resources; waits
+        """The grouped pass (kdx.run.grouping.prefit_sweep) as one Slurm job with the array's resources; waits
         for it. Its failure is said in one line and leaves the students to the jobs."""
         import submitit
 
         from hydra_plugins.kdx_plugins.grouped_launchers import compose, record
-        from kdx.grouping import prefit_sweep
+        from kdx.run.grouping import prefit_sweep
 
         both = compose(self, job_overrides)
         if both is None or not both[1][0].cache.enabled:  # without a cache the jobs could not find them
@@ -95,7 +95,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
                                       if k not in ("submitit_folder", "max_num_timeout")})
         executor.update_parameters(name="kdx-grouped-pass")
         job = executor.submit(prefit_sweep, both[1])
-        log.info("Slurm job %s trains the students the sweep's jobs share (kdx.grouping)", job.job_id)
+        log.info("Slurm job %s trains the students the sweep's jobs share (kdx.run.grouping)", job.job_id)
         try:
             record(self, job.result())
         except Exception as exc:  # noqa: BLE001 — the jobs can always train their own students
@@ -105,7 +105,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
                         "trains its own students", job.job_id, why, job.paths.stderr)
 
     def _stop(self, sweep: Path, exc: Exception) -> None:
-        from kdx.report import write_report
+        from kdx.analysis.report import write_report
 
         try:
             _, collection = write_report(sweep, figures=False)

@@ -1,5 +1,5 @@
 """kdx's default launchers: Hydra's basic and joblib launchers that first train together the students of
-jobs differing only in kd.* (kdx.grouping), then run every job exactly as Hydra would.
+jobs differing only in kd.* (kdx.run.grouping), then run every job exactly as Hydra would.
 
 `hydra/launcher=grouped` (the default) and `hydra/launcher=joblib` name them (conf/hydra/launcher; the
 joblib one is in joblib_launcher.py, which needs kdx[parallel]); `train_together=false` turns grouping off.
@@ -21,7 +21,7 @@ log = logging.getLogger("hydra._internal.core_plugins.basic_launcher")  # Hydra'
 
 def compose(launcher, job_overrides) -> tuple[list, list] | None:
     """Every job's config composed as the launcher will: (with the hydra node, for a launcher to run them;
-    without it, for kdx.grouping), or None when grouping is off or there is nothing to group."""
+    without it, for kdx.run.grouping), or None when grouping is off or there is nothing to group."""
     if not launcher.config.get("train_together", True) or len(job_overrides) < 2:
         return None
     composed, configs = [], []
@@ -37,7 +37,7 @@ def compose(launcher, job_overrides) -> tuple[list, list] | None:
 
 def record(launcher, records: list) -> None:
     """The grouped passes' records, which the sweep report reads."""
-    from kdx.persist import write_json
+    from kdx.store.persist import write_json
 
     if records:
         write_json(Path(launcher.config.hydra.sweep.dir) / "trained_together.json", records)
@@ -49,7 +49,7 @@ def prefit(launcher, job_overrides) -> list | None:
     both = compose(launcher, job_overrides)
     if both is None:
         return None
-    from kdx.grouping import prefit_sweep
+    from kdx.run.grouping import prefit_sweep
 
     record(launcher, prefit_sweep(both[1]))
     return both[0]

@@ -1,5 +1,5 @@
 """`hydra/launcher=joblib`: Hydra's joblib launcher that first trains together the students of jobs differing
-only in kd.* (kdx.grouping; see grouped_launchers.py).
+only in kd.* (kdx.run.grouping; see grouped_launchers.py).
 
 Without kdx[parallel] (hydra-joblib-launcher) this module defines nothing, so Hydra's start-up scan of the
 plugins stays quiet, and `kdx run` refuses hydra/launcher=joblib in one line naming the extra.

@@ -7,7 +7,8 @@ import datetime as dt
 
 import numpy as np
 
-from kdx.stats import mean_interval
+from kdx.measure.intervals import mean_interval
+from kdx.store.persist import write_json, write_text
 
 CARD_METRICS = ("accuracy", "macro_f1", "ece", "nll", "teacher_agreement", "cosine", "cosine_global", "mad_total",
                 "stability", "stability_worst")
@@ -135,7 +136,5 @@ def render(card: dict) -> str:
 
 
 def write_card(card: dict, folder) -> None:
-    from kdx.persist import write_json, write_text
-
     write_json(folder / "model_card.json", card)
     write_text(folder / "model_card.md", render(card))

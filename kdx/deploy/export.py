@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdx import deploy
+from kdx.data.rows import fingerprint, load_data
+from kdx.deploy.card import build_card, write_card
+from kdx.deploy.graph import ML_OPSET, OPSET
+from kdx.deploy.runtime import PARITY_TOLERANCE, DeployedModel, check_parity, export_model, time_deployed
+from kdx.deploy.schema import Schema
 from kdx.errors import DataError
-from kdx.persist import atomic_file, write_text
+from kdx.measure.efficiency import ProfileSettings
+from kdx.store.persist import atomic_file, write_text
 
 EXPORTABLE = ("student_kd", "student_nokd", "teacher")
 
@@ -26,16 +33,7 @@ def export_run(run, seed: int | None = None, model: str = "student_kd", out: Pat
                tolerance: float | None = None) -> Exported:
     """Export `model` of `seed` (default: the run's first seed) from a LoadedRun to `out` (default:
     RUN_DIR/export/seed_S/MODEL)."""
-    from kdx import deploy
-
     deploy.require("kdx export")
-    from kdx.deploy.card import build_card, write_card
-    from kdx.deploy.graph import ML_OPSET, OPSET
-    from kdx.deploy.runtime import PARITY_TOLERANCE, DeployedModel, check_parity, export_model, time_deployed
-    from kdx.deploy.schema import Schema
-    from kdx.efficiency import ProfileSettings
-    from kdx.runner import fingerprint, load_data
-
     tolerance = PARITY_TOLERANCE if tolerance is None else tolerance
     if model not in EXPORTABLE:
         raise DataError(f"--model must be one of {', '.join(EXPORTABLE)}, got {model!r}")

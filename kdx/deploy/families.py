@@ -12,6 +12,7 @@ import numpy as np
 from kdx.deploy.graph import ENCODED, ML_OPSET, OPSET, PROBA, _const
 from kdx.errors import ExportError
 from kdx.models import Classifier
+from kdx.models.tree import PROBA_FLOOR
 
 CONVERTERS: dict[str, Callable] = {}
 
@@ -95,8 +96,6 @@ def tree(model, n_features: int, n_classes: int):
     """skl2onnx's tree ensemble, then kdx's floor: p ← max(p, 1e-6) renormalized (softmax of the logits
     log(max(p, 1e-6)) that kdx predicts with)."""
     from onnx import helper
-
-    from kdx.models.tree import PROBA_FLOOR
 
     nodes, inits = _all_classes(model.model_.classes_, n_classes)
     nodes += [helper.make_node("Max", ["sk/full", "sk/floor"], ["sk/floored"]),

@@ -16,9 +16,9 @@ import json
 import numpy as np
 
 from kdx import __version__
+from kdx.data.preprocess import MISSING
 from kdx.deploy.schema import Schema
 from kdx.errors import ExportError
-from kdx.preprocess import MISSING
 
 OPSET = 17
 ML_OPSET = 3  # ai.onnx.ml: LabelEncoder-2, TreeEnsembleClassifier-3

@@ -5,21 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kdx.data.preprocess import Preprocessor
+from kdx.deploy import require
+from kdx.deploy.families import model_graph
 from kdx.deploy.graph import compose
 from kdx.deploy.schema import Schema, raw_feed
-from kdx.efficiency import ProfileSettings, profiled_rows, time_calls
 from kdx.errors import ExportError
+from kdx.measure.efficiency import ProfileSettings, profiled_rows, time_calls
 from kdx.models import Classifier
-from kdx.preprocess import Preprocessor
 
 PARITY_TOLERANCE = 1e-5
 
 
 def export_model(model: Classifier, pre: Preprocessor, class_names, metadata: dict[str, str] | None = None) -> bytes:
     """The serialized ONNX model of `model` behind `pre` (raw rows in, probabilities and label out)."""
-    from kdx.deploy import require
-    from kdx.deploy.families import model_graph
-
     require()
     schema = Schema.of(pre)
     return compose(schema, model_graph(model, pre.n_features_out, len(class_names)), list(class_names), metadata)
@@ -83,7 +82,7 @@ def measure_deployed(model: Classifier, pre: Preprocessor, rows: pd.DataFrame, s
                      feed: dict[str, np.ndarray] | None = None) -> dict:
     """The exported model's file size, its parity gap with kdx on raw `rows`, and (timed) its onnxruntime
     latency on raw rows, preprocessing included, at batch 1 and `settings.batch_size`: the rows that
-    `kdx.efficiency.profile_model` times with the same seed, warm-up and repeats. `encoded`, `feed`: `rows`
+    `kdx.measure.efficiency.profile_model` times with the same seed, warm-up and repeats. `encoded`, `feed`: `rows`
     encoded by `pre` and as onnxruntime's inputs (the same for every model of a seed: the runner makes them
     once; reading and encoding Adult's test rows costs 0.25-0.5 s, exporting a student 0.02 s)."""
     deployed = DeployedModel(export_model(model, pre, class_names), Schema.of(pre), threads=settings.threads)

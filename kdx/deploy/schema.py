@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from kdx.data.preprocess import MISSING, Preprocessor
 from kdx.errors import DataError
-from kdx.preprocess import MISSING, Preprocessor
 
 
 @dataclass(frozen=True)

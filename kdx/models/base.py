@@ -16,7 +16,7 @@ class Classifier(ABC):
 
     `fit` receives the validation rows for early stopping / checkpoint selection and, for distillation,
     the teacher's logits on the training rows with the KD temperature and weight (the study's loss), or a
-    distillation `objective` (kdx.objectives) with the teacher's per-seed `signals`.
+    distillation `objective` (kdx.distill.objectives) with the teacher's per-seed `signals`.
     """
 
     family: str = ""
@@ -82,16 +82,3 @@ def require_float(name: str, value, low: float, high: float | None = None, low_o
         raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
     return float(value)
 
-
-def load_model(path: Path) -> Classifier:
-    """Load a checkpoint written by `Classifier.save`."""
-    path = Path(path)
-    if path.suffix == ".pt":
-        from kdx.models.mlp import MLPClassifier
-
-        return MLPClassifier.load(path)
-    if path.suffix == ".joblib":
-        import joblib
-
-        return joblib.load(path)
-    raise ValueError(f"unknown checkpoint type: {path}")

@@ -61,7 +61,7 @@ class BoosterClassifier(Classifier):
 
     @staticmethod
     def threads() -> int:
-        # kdx sets torch's thread count to this job's share of the machine (kdx.runner.resolve_threads).
+        # kdx sets torch's thread count to this job's share of the machine (kdx.run.protocol.resolve_threads).
         return max(1, torch.get_num_threads())
 
     def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,

@@ -14,9 +14,9 @@ from torch import nn
 
 from kdx import progress
 from kdx.errors import ConfigError, TrainingError
-from kdx.kd import kd_loss
 from kdx.models.adam import Adam
 from kdx.models.base import Classifier, require_float, require_int
+from kdx.models.losses import kd_loss
 
 
 def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0) -> nn.Sequential:
@@ -82,7 +82,7 @@ class MLPClassifier(Classifier):
     def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
             signals=None):
         """Hard labels (no teacher), the study's KD loss (teacher_logits, tau, alpha), or any distillation
-        `objective` (kdx.objectives) with its per-seed teacher `signals`."""
+        `objective` (kdx.distill.objectives) with its per-seed teacher `signals`."""
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         net = build_mlp(X.shape[1], self.hidden, n_classes, self.dropout).to(device)

@@ -4,8 +4,8 @@ It reads the dataset's raw columns, as it did when it was trained. kdx's other m
 this one is given, per seed, the raw values of that seed's rows (`bind`): its logits on the training,
 validation and test rows are computed from the real raw rows, once per seed. Any other rows it is asked
 about in kdx's encoded space (perturbed copies for stability, rows timed for latency) are turned back into
-raw rows (kdx.raw.RawCodec.decode). In the Shapley game it is evaluated directly on raw rows mixed feature
-by feature (`raw_logits`), see kdx.explain.
+raw rows (kdx.data.raw.RawCodec.decode). In the Shapley game it is evaluated directly on raw rows mixed feature
+by feature (`raw_logits`), see kdx.measure.explain.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from kdx.cache import file_sha256
+from kdx.data.raw import RawCodec
 from kdx.errors import ConfigError, DataError, KdxError
 from kdx.models.base import Classifier
 from kdx.models.teacher_files import TeacherFile, read_teacher_file
-from kdx.raw import RawCodec
+from kdx.store.cache import file_sha256
 
 log = logging.getLogger("kdx")
 
@@ -170,7 +170,7 @@ class PretrainedTeacher(Classifier):
         return z if self.order_ is None else z[:, self.order_]
 
     def raw_logits(self, codes: np.ndarray) -> np.ndarray:
-        """Logits on raw rows given as a code matrix (kdx.raw)."""
+        """Logits on raw rows given as a code matrix (kdx.data.raw)."""
         return self._raw(codes)
 
     def _data_part(self, X: np.ndarray) -> str | None:
@@ -188,7 +188,7 @@ class PretrainedTeacher(Classifier):
 
     def perturbed(self, clean: np.ndarray, clean_encoded: np.ndarray, noisy_encoded: np.ndarray,
                   changed: np.ndarray) -> np.ndarray:
-        """Raw rows of perturbed copies of data rows (kdx.raw.RawCodec.perturb)."""
+        """Raw rows of perturbed copies of data rows (kdx.data.raw.RawCodec.perturb)."""
         return self.codec.perturb(clean, clean_encoded, noisy_encoded, self.pre, changed)
 
     def logits(self, X: np.ndarray) -> np.ndarray:

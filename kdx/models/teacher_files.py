@@ -41,7 +41,7 @@ def _need(module: str, what: str, extra: str) -> None:
 def _threads() -> int:
     import torch
 
-    return max(1, torch.get_num_threads())  # the run's share of the machine (kdx.runner.resolve_threads)
+    return max(1, torch.get_num_threads())  # the run's share of the machine (kdx.run.protocol.resolve_threads)
 
 
 class TeacherFile:
@@ -50,7 +50,7 @@ class TeacherFile:
     `classes`: the labels of its outputs in order (None: the file does not name them; see PretrainedTeacher)."""
 
     format = ""
-    categories_as = "object"  # how categorical columns reach the model (kdx.raw.RawCodec.frame)
+    categories_as = "object"  # how categorical columns reach the model (kdx.data.raw.RawCodec.frame)
     feature_names: tuple[str, ...] | None = None
     n_features: int | None = None
     categorical: tuple[str, ...] | None = None

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
 from kdx.models.base import Classifier, require_int
+from kdx.models.rules import tree_rules
 from kdx.models.soft_targets import blended_targets, weighted_rows
 
 PROBA_FLOOR = 1e-6  # leaves with a zero class probability get this before the log: logits stay finite
@@ -100,8 +101,6 @@ class TreeClassifier(Classifier):
 
     def rules(self, preprocessor, class_names) -> str:
         """The tree as if/else rules in the original features' units."""
-        from kdx.rules import tree_rules
-
         proba = self.node_proba()
         return tree_rules(self.model_, preprocessor, class_names, lambda node: proba[node])
 

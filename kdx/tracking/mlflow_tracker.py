@@ -185,7 +185,7 @@ class MLflowCallback(Callback):
                 _retry(lambda p=path: client.log_artifact(run_id, str(p)))
         status = getattr(getattr(job_return, "status", None), "name", "COMPLETED")
         _retry(lambda: client.set_terminated(run_id, "FINISHED" if status == "COMPLETED" else "FAILED"))
-        # A single run's report and figures are written after the job (kdx.report.ReportCallback.on_run_end).
+        # A single run's report and figures are written after the job (kdx.analysis.report.ReportCallback.on_run_end).
         (out / RUN_FILE).write_text(json.dumps({"uri": uri, "run_id": run_id}))
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:

@@ -1,6 +1,0 @@
-"""Tabular datasets: the study's three (bundled, checksummed) and a user's own CSV."""
-
-from kdx.datasets.base import TabularData
-from kdx.datasets.loaders import load_adult, load_breast_cancer, load_csv, load_wine_quality
-
-__all__ = ["TabularData", "load_adult", "load_breast_cancer", "load_csv", "load_wine_quality"]

@@ -1,0 +1,402 @@
+"""Many MLP students trained as one: stacked weights, one minibatch pass for all, per-student early stopping.
+
+Students that share data, seed and architecture (the no-KD and KD student of a seed, every KD student of a
+τ/α grid or of a methods sweep) have the same initialization and the same minibatch order; only their losses
+differ (any mix of kdx's objectives: StudentLoss). Training
+them one by one repeats the same per-step framework work K times for matrices too small to keep the CPU
+busy. Here layer l's weights of all K students are one (K, in, out) tensor: the first layer is one matmul
+of the shared minibatch with every student's weights, the others are batched matmuls, the K losses are
+summed (student k's parameters get exactly the gradient of its own loss) and one Adam steps all of them
+(Adam is elementwise, so stacking changes nothing but rounding). A student whose validation loss stopped
+improving leaves the stack; its best state is kept, as `MLPClassifier.fit` keeps it.
+
+Results equal one-by-one training up to floating-point rounding (batched vs single matmuls): tested in
+tests/test_stacked.py, with the tolerance stated there.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdx import progress
+from kdx.distill.objectives.attribution import attribution_term
+from kdx.distill.objectives.base import StudentLoss, TeacherSignals
+from kdx.distill.objectives.dkd import dkd_terms
+from kdx.distill.objectives.jacobian import jacobian_term
+from kdx.errors import TrainingError
+from kdx.models.adam import Adam
+from kdx.models.mlp import MLPClassifier, build_mlp, resolve_device
+
+
+def stackable(models: list) -> bool:
+    """Whether these students can train as one: MLPs (no dropout: per-student masks could not match
+    one-by-one training) with identical settings, seed included."""
+    if len(models) < 2 or not all(type(m) is MLPClassifier for m in models):
+        return False
+    first = models[0].get_params()
+    return models[0].dropout == 0 and all(m.get_params() == first for m in models[1:])
+
+
+def _check_stack(models: list, losses: list[StudentLoss], teacher_logits, signals) -> None:
+    if not stackable(models) or len(losses) != len(models):
+        raise ValueError("fit_stacked needs two or more MLP students with identical settings and one loss each")
+    if teacher_logits is None and any(loss.uses_teacher for loss in losses):
+        raise ValueError("teacher_logits are required when a student has alpha < 1")
+    if signals is None and any(loss.matching for loss in losses):
+        raise ValueError("signals (the teacher's input gradients) are required for jacobian/attribution students")
+
+
+def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.ndarray, y: np.ndarray,
+                X_val: np.ndarray, y_val: np.ndarray, n_classes: int, teacher_logits: np.ndarray | None = None,
+                names: list[str] | None = None, signals: TeacherSignals | None = None) -> list[MLPClassifier]:
+    """Fit every model in `models` (stackable) with its loss, as `MLPClassifier.fit` would one by one.
+
+    `names`: how error messages call each student. `signals`: the teacher's per-row arrays and constants the
+    input-gradient terms compare with (weights, teacher_grad, teacher_attr; mean, membership), as the
+    gradient objectives' `signals` give them.
+    Each model's history records `trained_together` (the stack size) and `fit_seconds`, its share of the
+    pass (each epoch's time divided among the students that trained in it)."""
+    _check_stack(models, losses, teacher_logits, signals)
+    spec = models[0]
+    device = resolve_device(spec.device)
+    torch.manual_seed(spec.seed)
+    template = build_mlp(X.shape[1], spec.hidden, n_classes).to(device)  # the same init as one-by-one
+    linears = [m for m in template if isinstance(m, torch.nn.Linear)]
+    count = len(models)
+    # Every layer's weights and biases of all K students as one tensor each (K, ...), laid out by _layout.
+    params = [p.unsqueeze(0).repeat(count, *([1] * p.dim())).requires_grad_() for p in _layout(linears)]
+    Xt = _augment(torch.as_tensor(X, dtype=torch.float32, device=device))
+    yt = torch.as_tensor(y, dtype=torch.long, device=device)
+    Xv = _augment(torch.as_tensor(X_val, dtype=torch.float32, device=device))
+    yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
+    Tt = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=device)
+    rows = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.rows.items()}
+    constants = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.constants.items()}
+    # With non-finite teacher logits the KD students diverge (and are named); the others must not see them.
+    terms = _Terms(losses, device, masked=Tt is not None and not bool(torch.isfinite(Tt).all()))
+    active = list(range(count))  # model index of each stack row
+    opt = _adam(params, spec)
+    order = torch.Generator().manual_seed(spec.seed)
+
+    best = [float("inf")] * count
+    best_state: list[list[torch.Tensor] | None] = [None] * count
+    best_epoch, stale = [0] * count, [0] * count
+    curves: list[list[float]] = [[] for _ in range(count)]
+    seconds = [0.0] * count
+    for epoch in range(1, spec.epochs + 1):
+        started = time.perf_counter()
+        perm = torch.randperm(len(Xt), generator=order).to(device)
+        # The epoch's rows in its order, once: a minibatch is then a slice, not three gathers a step.
+        Xe, ye, Te = Xt[perm], yt[perm], None if Tt is None else Tt[perm]
+        rows_e = {k: v[perm] for k, v in rows.items()}
+        _epoch(params, opt, terms, Xe, ye, Te, rows_e, constants, spec.batch_size, epoch)
+        val = _validation_loss(params, Xv, yv).tolist()
+        share = (time.perf_counter() - started) / len(active)
+        keep = []
+        for row, k in enumerate(active):
+            seconds[k] += share
+            if not np.isfinite(val[row]):
+                name = names[k] if names else f"student {k}"
+                teacher = teacher_logits if losses[k].uses_teacher else None
+                raise TrainingError(f"{name} ({losses[k].describe()}, trained in a stacked pass): "
+                                    + models[k]._divergence(epoch, float("nan"), X, teacher, losses[k].tau))
+            curves[k].append(val[row])
+            if val[row] < best[k]:
+                best[k], best_epoch[k], stale[k] = val[row], epoch, 0
+                best_state[k] = [p[row].detach().clone() for p in params]
+                keep.append(row)
+            else:
+                stale[k] += 1
+                if stale[k] < spec.patience:
+                    keep.append(row)
+        progress.epoch(epoch, spec.epochs)
+        if not keep:
+            break
+        if len(keep) < len(active):
+            params, opt = _compact(params, opt, keep)
+            terms = terms.keep(keep)
+            active = [active[row] for row in keep]
+
+    for k, model in enumerate(models):
+        net = build_mlp(X.shape[1], spec.hidden, n_classes)
+        _unlayout(best_state[k], [m for m in net if isinstance(m, torch.nn.Linear)])
+        model.net_ = net.eval()
+        model.history_ = {
+            "best_epoch": best_epoch[k], "epochs_run": len(curves[k]), "best_val_ce": best[k], "val_ce": curves[k],
+            "train_device": str(device), "fit_seconds": seconds[k], "trained_together": count,
+        }
+    return models
+
+
+def _epoch(params: list[torch.Tensor], opt, terms: _Terms, Xe: torch.Tensor, ye: torch.Tensor,
+           Te: torch.Tensor | None, rows_e: dict, constants: dict, batch_size: int, epoch: int) -> None:
+    """One epoch's minibatch steps over the epoch's rows (already in its order) for every stacked student."""
+    for i in range(0, len(Xe), batch_size):
+        batch = slice(i, i + batch_size)
+        x = Xe[batch]
+        opt.zero_grad()
+        if terms.plain:
+            _plain_step(params, x, ye[batch], None if Te is None else Te[batch], terms)
+        else:
+            acts = [] if len(terms.matching) else None
+            logits = _forward(params, x, acts)
+            loss = terms(logits, ye[batch], None if Te is None else Te[batch], epoch,
+                         (params, x, acts, {k: v[batch] for k, v in rows_e.items()}, constants))
+            loss.sum().backward()
+        opt.step()
+
+
+def _augment(x: torch.Tensor) -> torch.Tensor:
+    """Rows with a column of ones appended: the first layer's bias is then part of its matmul."""
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
+
+
+def _layout(linears: list[torch.nn.Linear]) -> list[torch.Tensor]:
+    """One student's layers as the stack keeps them: the first layer (in + 1, out), its bias the last row
+    (against the ones column of _augment); hidden layers' weights (in, out) and biases (1, out), for
+    `a @ W + b`; the output layer class-major, weight (classes, in) and bias (classes, 1), for
+    `W @ aᵀ + b`, so that the logits come out (classes, rows) (see _forward)."""
+    params = []
+    for j, lin in enumerate(linears):
+        weight, bias = lin.weight.detach(), lin.bias.detach()
+        if j == 0:
+            params.append(torch.cat([weight.T, bias[None, :]]))
+        elif j == len(linears) - 1:
+            params += [weight.clone(), bias[:, None].clone()]
+        else:
+            params += [weight.T.contiguous(), bias[None, :].clone()]
+    return params
+
+
+@torch.no_grad()
+def _unlayout(params: list[torch.Tensor], linears: list[torch.nn.Linear]) -> None:
+    """The inverse of _layout: one student's tensors in the stack's layout copied into its layers."""
+    for j, lin in enumerate(linears):
+        if j == 0:
+            weight, bias = params[0][:-1].T, params[0][-1]
+        elif j == len(linears) - 1:
+            weight, bias = params[2 * j - 1], params[2 * j][:, 0]
+        else:
+            weight, bias = params[2 * j - 1].T, params[2 * j][0]
+        lin.weight.copy_(weight.cpu())
+        lin.bias.copy_(bias.cpu())
+
+
+def _forward(params: list[torch.Tensor], x: torch.Tensor, acts: list | None = None) -> torch.Tensor:
+    """Logits (K, classes, rows) of the K stacked students on the shared rows `x` (augmented), in _layout.
+    `acts`, when given, receives each hidden layer's activations (for the input gradients)."""
+    # The shared rows as a stride-0 batch (no copy). The first layer's bias rides in its matmul instead of
+    # being broadcast into the widest activation first (3 % faster a step, 2 and 31 students, measured A/B);
+    # later biases are added inside the matmul; ReLU in place (the matmul's backward does not need its
+    # output). The logits come out class-major: every softmax over classes then runs across rows (torch's
+    # kernel over a last dimension of 2 classes does one short row at a time: 10x slower), and the output
+    # layer's matmul is 3x faster that way round (measured, 31 students, batch 256).
+    h = torch.bmm(x.expand(params[0].shape[0], -1, -1), params[0])
+    if len(params) == 1:  # no hidden layer
+        return h.transpose(1, 2).contiguous()
+    for j in range(1, len(params), 2):
+        a = torch.relu_(h)
+        if acts is not None:
+            acts.append(a)
+        if j == len(params) - 2:
+            return torch.baddbmm(params[j + 1], params[j], a.transpose(1, 2))
+        h = torch.baddbmm(params[j + 1], a, params[j])
+
+
+@torch.no_grad()
+def _plain_step(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None,
+                terms: _Terms) -> None:
+    """One step's gradients of students whose losses are all CE and Hinton's term (no KD, τ/α grids), into
+    each parameter's `.grad`: the logits' gradient as _CrossEntropyKL writes it, then the chain rule through
+    the layers written out (_backward). The same operations autograd runs for `_forward`, bit for bit, without
+    recording and walking a graph every step: an epoch of 31 students 0.465 → 0.360 s, of 2 students 1.2-1.5x
+    faster (interleaved A/B, Adult, 64-32)."""
+    acts: list[torch.Tensor] = []
+    logits = _forward(params, x, acts)
+    _, grad = _cross_entropy_kl(logits, y, teacher if terms.hinton else None, terms.ce_weight, terms.tau,
+                                terms.kl_weight, terms.masked, with_loss=False)
+    for p, g in zip(params, _backward(params, x, acts, grad)):
+        p.grad = g
+
+
+def _backward(params: list[torch.Tensor], x: torch.Tensor, acts: list[torch.Tensor],
+              grad: torch.Tensor) -> list[torch.Tensor]:
+    """The gradient of every stacked parameter (_layout) from the logits' (K, classes, rows), given the
+    rows `x` (augmented) and the hidden activations _forward recorded: what autograd computes for _forward,
+    op for op (tests/test_stacked.py compares them)."""
+    if len(params) == 1:  # no hidden layer: logits = (x @ W)ᵀ
+        return [torch.bmm(x.T.expand(len(grad), -1, -1), grad.transpose(1, 2))]
+    grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
+    grads[-1] = grad.sum(2, keepdim=True)
+    grads[-2] = torch.bmm(grad, acts[-1])
+    # ∂/∂(last hidden activations), (K, rows, units): as autograd computes it for `W @ aᵀ`, (Wᵀ @ grad)ᵀ, not
+    # gradᵀ @ W — the same numbers, summed in another order by some CPUs' kernels (AMD EPYC's here)
+    d = torch.bmm(params[-2].transpose(1, 2), grad).transpose(1, 2)
+    for j in range(len(params) - 4, 0, -2):  # hidden layers, last first: relu(a @ params[j] + params[j + 1])
+        d = torch.ops.aten.threshold_backward(d, acts[(j + 1) // 2], 0)
+        grads[j + 1] = d.sum(1, keepdim=True)
+        grads[j] = torch.bmm(acts[(j - 1) // 2].transpose(1, 2), d)
+        d = torch.bmm(d, params[j].transpose(1, 2))
+    d = torch.ops.aten.threshold_backward(d, acts[0], 0)
+    grads[0] = torch.bmm(x.T.expand(len(d), -1, -1), d)
+    return grads
+
+
+def _validation_loss(params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Each stacked student's mean cross-entropy (K,) on the validation rows, `chunk` rows at a time: the
+    whole set's activations at once (31 students × 10k rows × 64 units: 81 MB) go through memory, a chunk's
+    stay in cache (2x faster a pass, measured)."""
+    total = torch.zeros(params[0].shape[0], dtype=X.dtype, device=X.device)
+    with torch.no_grad():
+        for start in range(0, len(X), chunk):
+            logits = _forward(params, X[start : start + chunk])
+            rows = y[start : start + chunk]
+            total += F.cross_entropy(logits, rows.expand(len(logits), -1), reduction="none").sum(1)
+    return total / len(X)
+
+
+def _input_gradients(params: list[torch.Tensor], acts: list[torch.Tensor], rows: torch.Tensor,
+                     w: torch.Tensor) -> torch.Tensor:
+    """∂(z·w)/∂x (len(rows), batch, inputs) of the stack's students `rows`, differentiable in their weights.
+
+    The chain rule written out, for those students only: w·W_Lᵀ, then at each hidden layer the ReLU's
+    mask and that layer's Wᵀ. It is what double backpropagation computes (kdx.distill.objectives.gradients.
+    student_pass, one student), without differentiating the whole stack twice; the masks are constants
+    (ReLU's derivative is 0 almost everywhere)."""
+    weights = [params[0]] + params[1::2]
+    last = weights[-1][rows]  # class-major (K, classes, in), unless it is the first layer
+    g = torch.matmul(w[None], last if len(weights) > 1 else last.transpose(1, 2))
+    for layer in range(len(weights) - 2, -1, -1):
+        g = torch.matmul(g * (acts[layer][rows] > 0), weights[layer][rows].transpose(1, 2))
+    return g[..., :-1]  # the appended ones column (the first layer's bias) is not an input
+
+
+def _cross_entropy_kl(logits, y, teacher, ce_weight, tau, kl_weight, masked=False, with_loss=True):
+    """_CrossEntropyKL's losses (K,) (None without `with_loss`) and their gradient (K, classes, rows)."""
+    rows = logits.shape[2]
+    onehot = torch.zeros_like(logits[0]).scatter_(0, y[None], 1.0)
+    log_p = F.log_softmax(logits, dim=1)
+    loss = ce_weight * -(log_p * onehot).sum(1).mean(1) if with_loss else None
+    grad = (log_p.exp_() - onehot) * (ce_weight / rows)[:, None, None]
+    if teacher is not None:
+        scale = tau[:, None, None]
+        log_q = F.log_softmax(logits / scale, dim=1)
+        log_t = F.log_softmax(teacher.T[None] / scale, dim=1)
+        p_t = log_t.exp()
+        kl = kl_weight * (p_t * (log_t - log_q)).sum((1, 2)) / rows if with_loss else None
+        kl_grad = (log_q.exp_() - p_t) * (kl_weight / tau / rows)[:, None, None]  # log_q is q from here
+        if masked:  # non-finite teacher logits: weight 0 would still pass NaN to the students without KL
+            has = kl_weight > 0
+            kl_grad = torch.where(has[:, None, None], kl_grad, 0.0)
+            kl = torch.where(has, kl, 0.0) if with_loss else None
+        loss = loss + kl if with_loss else None
+        grad += kl_grad
+    return loss, grad
+
+
+class _CrossEntropyKL(torch.autograd.Function):
+    """Per student k (K,): `c_k·CE + w_k·KL(softmax(z_T/τ_k) ‖ softmax(z_k/τ_k))` on logits (K, classes,
+    rows), batch means (w_k = 0: no KL term; `teacher` None: no student has one). The gradient is written out,
+    `(c_k·(p − onehot) + (w_k/τ_k)·(q − p_T)) / rows` with p = softmax(z), q = softmax(z/τ), and computed
+    with the losses: autograd spent about 35 small ops a step on the same (at 31 students 0.45 ms of a ~3.4 ms
+    step; this form 0.31 ms, measured). Tested against autograd (tests/test_stacked.py)."""
+
+    @staticmethod
+    def forward(ctx, logits, y, teacher, ce_weight, tau, kl_weight, masked=False):
+        loss, grad = _cross_entropy_kl(logits, y, teacher, ce_weight, tau, kl_weight, masked)
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss[:, None, None], None, None, None, None, None, None
+
+
+class _Terms:
+    """The stack's losses as tensors, one entry per stack row, so that every student's loss is one
+    computation whatever the mix of objectives. CE and Hinton's term are computed for every row and count
+    only where a student has them (a no-KD student never sees the teacher, as when trained alone); the other
+    terms only for the rows that have them."""
+
+    def __init__(self, losses: list[StudentLoss], device, masked: bool = False):
+        def column(values, dtype=torch.float32):
+            return torch.tensor(values, dtype=dtype, device=device)
+
+        self.losses, self.masked = losses, masked
+        dkd = [loss.dkd or (0.0, 0.0, 0) for loss in losses]
+        self.tau, self.alpha = column([x.tau for x in losses]), column([x.alpha for x in losses])
+        self.epsilon = column([x.epsilon for x in losses])
+        self.dkd_a, self.dkd_b = column([d[0] for d in dkd]), column([d[1] for d in dkd])
+        self.warmup = column([d[2] for d in dkd])
+        # _CrossEntropyKL's weights: CE's α·(1 − ε) (label smoothing's ε·mean −log p is added apart) and
+        # Hinton's (1 − α)·τ², 0 for the students without that term
+        self.ce_weight = self.alpha * (1 - self.epsilon)
+        hinton = column([x.uses_teacher and not x.dkd for x in losses])
+        self.kl_weight = hinton * (1 - self.alpha) * self.tau**2
+        self.hinton = bool(hinton.any())
+        self.decoupled = column([i for i, x in enumerate(losses) if x.uses_teacher and x.dkd], torch.long)
+        self.smoothed = column([i for i, x in enumerate(losses) if x.epsilon > 0], torch.long)
+        self.lam = column([x.lam for x in losses])
+        self.matching = column([i for i, x in enumerate(losses) if x.matching], torch.long)
+        # positions within `matching` of the jacobian and attribution students
+        self.jacobian = column([j for j, i in enumerate(self.matching.tolist()) if losses[i].matching == "jacobian"],
+                               torch.long)
+        self.attribution = column([j for j, i in enumerate(self.matching.tolist())
+                                   if losses[i].matching == "attribution"], torch.long)
+        # only CE and Hinton's term: the step's gradients need no autograd (_plain_step)
+        self.plain = not (len(self.smoothed) or len(self.decoupled) or len(self.matching))
+
+    def keep(self, rows: list[int]) -> _Terms:
+        return _Terms([self.losses[r] for r in rows], self.tau.device, self.masked)
+
+    def __call__(self, logits, y, teacher, epoch: int, inputs=None) -> torch.Tensor:
+        """Each student's loss (K,) on the minibatch: logits (K, classes, rows) (_forward), the teacher's
+        (rows, classes); for input-gradient terms `inputs` = (the stack's parameters, the rows, the hidden
+        activations, this minibatch's rows of the teacher's signals, their constants)."""
+        # α·CE and Hinton's term (kdx.models.losses.kd_loss) for every student that has them, in one function
+        loss = _CrossEntropyKL.apply(logits, y, teacher if self.hinton else None, self.ce_weight, self.tau,
+                                     self.kl_weight, self.masked)
+        if len(self.smoothed):  # torch's label_smoothing: (1 − ε)·CE + ε·mean over classes of −log p
+            s = self.smoothed
+            uniform = -F.log_softmax(logits[s], dim=1).mean((1, 2))
+            loss = loss.index_add(0, s, self.alpha[s] * self.epsilon[s] * uniform)
+        if len(self.decoupled):  # DKD's term, as kdx.distill.objectives.dkd.DKD.loss computes it for one
+            r = self.decoupled
+            tau = self.tau[r]
+            tckd, nckd, _ = dkd_terms(logits[r].transpose(1, 2), teacher[None], y, tau[:, None, None])
+            warmup = self.warmup[r]
+            ramp = torch.where(warmup > 0, (epoch / warmup.clamp_min(1)).clamp(max=1.0), 1.0)
+            kd = tau**2 * ramp * (self.dkd_a[r] * tckd.mean(1) + self.dkd_b[r] * nckd.mean(1))
+            loss = loss.index_add(0, r, (1 - self.alpha[r]) * kd)
+        if len(self.matching):  # input-gradient terms, as kdx.distill.objectives.jacobian / attribution compute them
+            params, x, acts, batch, constants = inputs
+            r = self.matching
+            grad = _input_gradients(params, acts, r, batch["weights"])
+            if len(self.jacobian):
+                j = self.jacobian
+                term = jacobian_term(grad[j], batch["teacher_grad"])
+                loss = loss.index_add(0, r[j], self.lam[r[j]] * term)
+            if len(self.attribution):
+                a = self.attribution
+                attr = (grad[a] * (x[:, :-1] - constants["mean"])) @ constants["membership"]
+                term = attribution_term(attr, batch["teacher_attr"])
+                loss = loss.index_add(0, r[a], self.lam[r[a]] * term)
+        return loss
+
+
+def _adam(params, spec: MLPClassifier) -> Adam:
+    """Adam with its fused kernel (one op per step instead of about ten per parameter; the same update up to
+    rounding): at this size the optimizer's per-op overhead is a large share of a step."""
+    return Adam(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
+
+
+def _compact(params, opt: Adam, keep: list[int]):
+    """The stack without the students that stopped: their rows of every parameter and of Adam's state."""
+    rows = torch.tensor(keep, device=params[0].device)
+    new = [p.detach()[rows].clone().requires_grad_() for p in params]
+    return new, opt.keep(new, rows)

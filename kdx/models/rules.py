@@ -1,0 +1,42 @@
+"""A fitted decision tree as rules in the units of the original features (what a reviewer reads)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdx.data.preprocess import Preprocessor
+
+
+def _condition(pre: Preprocessor, column: int, threshold: float) -> tuple[str, str]:
+    """Texts of the left (≤) and right (>) branch of a split on an encoded column."""
+    name = pre.columns_[column]
+    if column < len(pre.numeric):
+        scaler = pre.numeric_scaler()
+        raw = threshold * scaler.scale_[column] + scaler.mean_[column]
+        return f"{name} <= {raw:.4g}", f"{name} > {raw:.4g}"
+    feature, level = name.split("=", 1)
+    return f"{feature} is not {level}", f"{feature} is {level}"
+
+
+def tree_rules(tree, pre: Preprocessor, class_names, proba_of_node) -> str:
+    """Indented if/else rules; each leaf shows the predicted class, its probability and the training
+    weight it holds. `proba_of_node(i)` gives the class probabilities of node i."""
+    t = tree.tree_
+    lines: list[str] = []
+
+    def walk(node: int, depth: int) -> None:
+        pad = "|   " * depth
+        if t.children_left[node] == -1:
+            p = proba_of_node(node)
+            k = int(np.argmax(p))
+            weight = t.weighted_n_node_samples[node]
+            lines.append(f"{pad}└─ predict {class_names[k]} (p = {p[k]:.3f}, training weight {weight:.1f})")
+            return
+        left, right = _condition(pre, int(t.feature[node]), float(t.threshold[node]))
+        lines.append(f"{pad}if {left}:")
+        walk(int(t.children_left[node]), depth + 1)
+        lines.append(f"{pad}else ({right}):")
+        walk(int(t.children_right[node]), depth + 1)
+
+    walk(0, 0)
+    return "\n".join(lines) + "\n"
