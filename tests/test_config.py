@@ -94,3 +94,36 @@ def test_limits_cap_training_budget(compose_cfg):
 def test_csv_dataset_builds_from_overrides(compose_cfg, tiny_csv):
     cfg = compose_cfg("dataset=csv", f"dataset.path={tiny_csv}", "dataset.target=label", "dataset.drop=[id]")
     assert build_dataset(cfg.dataset).X.shape == (240, 3)
+
+
+def test_run_folders_written_before_the_layers_still_load(tmp_path, monkeypatch):
+    """A run folder's config names the old `_target_`s and its checkpoints pickle the old module paths
+    (kdx.preprocess, kdx.raw): both are mapped to where the classes live now."""
+    import sys
+
+    import joblib
+    import numpy as np
+    import pandas as pd
+
+    import kdx.data.preprocess
+    from kdx.config import instantiate_node
+    from kdx.data import TabularData
+    from kdx.data.preprocess import Preprocessor
+    from kdx.distill.objectives import Hinton
+    from kdx.models import load_checkpoint
+
+    assert isinstance(instantiate_node("dataset", {"_target_": "kdx.datasets.load_breast_cancer"}), TabularData)
+    assert isinstance(instantiate_node("kd", {"_target_": "kdx.objectives.hinton.Hinton", "tau": 2.0,
+                                              "alpha": 0.5}), Hinton)
+    pre = Preprocessor(("a",), ("c",)).fit(pd.DataFrame({"a": [1.0, 2.0, np.nan], "c": ["x", "y", None]}))
+    monkeypatch.setitem(sys.modules, "kdx.preprocess", kdx.data.preprocess)
+    monkeypatch.setattr(Preprocessor, "__module__", "kdx.preprocess")
+    joblib.dump(pre, tmp_path / "preprocessor.joblib")  # pickled under the old module path
+    monkeypatch.undo()
+    assert "kdx.preprocess" not in sys.modules
+    with open(tmp_path / "preprocessor.joblib", "rb") as fh:
+        assert b"kdx.preprocess" in fh.read()
+    again = load_checkpoint(tmp_path / "preprocessor.joblib")
+    frame = pd.DataFrame({"a": [3.0], "c": ["x"]})
+    np.testing.assert_array_equal(again.transform(frame), pre.transform(frame))
+    assert "kdx.preprocess" not in sys.modules  # the alias lives only while loading
