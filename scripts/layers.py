@@ -99,6 +99,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dot", type=Path, help="also write the graph (module level) as Graphviz dot")
+    parser.add_argument("--map", action="store_true", help="print each layer's modules and the layers it imports")
     args = parser.parse_args()
     files = sorted((ROOT / "kdx").rglob("*.py"))
     known = {module_name(f) for f in files}
@@ -122,6 +123,13 @@ def main() -> None:
     for m in sorted(inner):
         if inner[m]:
             print(f"inside functions of {m}: {', '.join(sorted(inner[m]))}")
+    if args.map:
+        for name in LAYERS:
+            members = sorted(m for m in known if layer(m) == name)
+            uses = sorted({layer(t) for m in members for t in every[m] if layer(t) and layer(t) != name},
+                          key=LAYERS.index)
+            short = ", ".join(m.removeprefix("kdx.") for m in members)
+            print(f"{name:<9} imports {', '.join(uses) or 'nothing of kdx'}\n          {short}")
     if args.dot:
         lines = ["digraph kdx {", "  rankdir=LR;"]
         lines += [f'  "{a}" -> "{b}";' for a in sorted(top) for b in sorted(top[a])]
