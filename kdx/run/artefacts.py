@@ -21,8 +21,7 @@ from kdx.store.cache import DONE, ArtifactCache
 from kdx.store.persist import (
     RUN_FOLDER_ADVICE,
     atomic_file,
-    no_space,
-    out_of_space,
+    cleaned_on_failure,
 )
 
 log = logging.getLogger("kdx")
@@ -97,15 +96,11 @@ def save_atomically(model: Classifier, folder: Path, name: str) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        written = model.save(tmp / name)
-        target = folder / written.name
-        os.replace(written, target)
-        return target
-    except Exception as exc:
-        if out_of_space(exc, tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise no_space(folder, f"the checkpoint {name}", RUN_FOLDER_ADVICE) from None
-        raise
+        with cleaned_on_failure(tmp, folder, f"the checkpoint {name}", RUN_FOLDER_ADVICE):
+            written = model.save(tmp / name)
+            target = folder / written.name
+            os.replace(written, target)
+            return target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from kdx.errors import ConfigError
-from kdx.store.persist import no_space, out_of_space
+from kdx.store.persist import cleaned_on_failure
 
 T = TypeVar("T")
 DONE = "COMPLETE"
@@ -120,19 +120,13 @@ class ArtifactCache:
             tmp = entry.with_name(f".{key}.{os.getpid()}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            try:
+            with cleaned_on_failure(tmp, self.root, f"the cache entry of {label or kind}", "the next run with "
+                                    "space computes it again; free space, point cache.dir (or KDX_CACHE) elsewhere, "
+                                    "or set cache.enabled=false"):
                 save(value, tmp)
                 # The marker lists every file's SHA-256: a truncated or altered file is detected on read.
                 (tmp / DONE).write_text(json.dumps(_checksums(tmp), indent=1))
                 shutil.rmtree(entry, ignore_errors=True)
                 os.replace(tmp, entry)
-            except BaseException as exc:
-                full = out_of_space(exc, tmp)
-                shutil.rmtree(tmp, ignore_errors=True)
-                if full:
-                    raise no_space(self.root, f"the cache entry of {label or kind}", "the next run with space "
-                                   "computes it again; free space, point cache.dir (or KDX_CACHE) elsewhere, or set "
-                                   "cache.enabled=false") from None
-                raise
             self.misses.append(label or kind)
             return value, False

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,23 @@ def no_space(folder: Path, what: str, advice: str) -> NoSpace:
     return NoSpace(f"no space left on the disk of {folder} writing {what}: nothing half-written was kept; {advice}")
 
 
+@contextlib.contextmanager
+def cleaned_on_failure(tmp: Path, folder: Path, what: str, advice: str) -> Iterator[None]:
+    """Around a write to the temporary file or folder `tmp`: when it fails, `tmp` is removed, and a failure for
+    want of disk space becomes one NoSpace line naming `folder` (judged before removing, while the disk is full)."""
+    try:
+        yield
+    except BaseException as exc:
+        full = out_of_space(exc, folder)
+        if Path(tmp).is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise no_space(folder, what, advice) from None
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -60,18 +78,12 @@ def _umask() -> int:
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    with cleaned_on_failure(Path(tmp), path.parent, path.name, RUN_FOLDER_ADVICE):
         # mkstemp creates 0600; results are meant to be shared like any file the user writes (umask).
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", newline="") as fh:
             write(fh)
         os.replace(tmp, path)
-    except BaseException as exc:
-        full = out_of_space(exc, path.parent)
-        Path(tmp).unlink(missing_ok=True)
-        if full:
-            raise no_space(path.parent, path.name, RUN_FOLDER_ADVICE) from None
-        raise
 
 
 @contextlib.contextmanager
@@ -81,16 +93,9 @@ def atomic_file(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
+    with cleaned_on_failure(tmp, path.parent, path.name, RUN_FOLDER_ADVICE):
         yield tmp
         os.replace(tmp, path)
-    except Exception as exc:
-        if out_of_space(exc, path.parent):
-            tmp.unlink(missing_ok=True)
-            raise no_space(path.parent, path.name, RUN_FOLDER_ADVICE) from None
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj) -> None:
