@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -22,10 +23,13 @@ SCHEMES = ("holdout", "repeated_cv")  # split.scheme (kdx.data.split)
 TESTS = ("corrected", "paired")  # stats.test (kdx.analysis.stats)
 CORRECTIONS = ("holm", "none")  # stats.correction
 # The metrics the statistics compare when present (alignment metrics exist for students only).
-COMPARED_METRICS = ("accuracy", "ece", "nll", "macro_f1", "latency_ms", "latency_batch_ms", "params", "flops",
-                    "size_bytes", "peak_mb_batch", "cosine", "cosine_global", "mad", "mad_total", "topk_agreement",
-                    "spearman", "stability")
+COMPARED_METRICS = ("accuracy", "ece", "nll", "macro_f1", "roc_auc", "brier", "teacher_kl", "latency_ms",
+                    "latency_batch_ms", "params", "flops", "size_bytes", "peak_mb_batch", "cosine", "cosine_global",
+                    "mad", "mad_total", "topk_agreement", "spearman", "stability")
 RUNNER_KEYS = ("name",)  # keys of dataset/teacher/student nodes that are not constructor arguments
+# kd.* keys that say where the teacher's labels come from (read by the run, not the objective's constructor)
+KD_LABEL_KEYS = ("soft_labels", "oof_folds")
+SOFT_LABELS = ("insample", "oof")
 
 
 # Targets that configs written before the package's layers (run folders' config.yaml) name: still built.
@@ -54,6 +58,24 @@ def instantiate_node(role: str, params: dict, **extra):
         if isinstance(cause, TypeError) and "argument" in str(cause):
             raise ConfigError(f"{role}: {str(cause).split(': ', 1)[-1]} (check the keys under '{role}')") from None
         raise ConfigError(f"{role}: cannot build {params.get('_target_')}: {cause}") from None
+
+
+def require_int(name: str, value, minimum: int = 1) -> int:
+    """`value` as an int when it is a whole number >= minimum; else ConfigError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def require_float(name: str, value, low: float, high: float | None = None, low_open: bool = False) -> float:
+    """`value` as a float when it is a finite number in the range; else ConfigError naming `name` and the range."""
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
+    return float(value)
 
 
 def _number(value) -> bool:
@@ -136,6 +158,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"kd.tau must be a number > 0, got {tau!r}")
     if not _number(alpha) or not 0 <= alpha <= 1:
         raise ConfigError(f"kd.alpha must be a number in [0, 1], got {alpha!r}")
+    if cfg.kd.get("soft_labels", "insample") not in SOFT_LABELS:
+        raise ConfigError(f"kd.soft_labels must be one of {', '.join(SOFT_LABELS)}, got {cfg.kd.get('soft_labels')!r}")
+    _int_at_least("kd.oof_folds", cfg.kd.get("oof_folds", 5), minimum=2)
+    augment = cfg.get("augment")
+    if augment is not None and (not isinstance(augment, DictConfig) or "_target_" not in augment):
+        raise ConfigError(f"augment must be a config group option (augment=none|munge|spunge|rows), got {augment!r}")
     seeds_of(cfg)
     fractions = [cfg.split.get(k) for k in ("train", "val", "test")]
     if not all(_number(f) and 0 < f < 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:

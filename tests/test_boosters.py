@@ -128,3 +128,50 @@ def test_a_run_with_a_booster_teacher(library, student, tmp_path):
     assert m.additivity_error.max() < 1e-4
     assert -1 <= m.loc["student_kd", "cosine"] <= 1 and m.loc["teacher", "params"] > m.loc["student_kd", "params"]
     assert m.onnx_parity.max() <= 1e-5  # the booster teacher exports to ONNX too
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("student", ["lightgbm_small", "xgboost_small"])
+def test_a_booster_student_regresses_the_teachers_logits(student, n_classes):
+    """kd_fit=logits with α = 0 and τ = 1: the student's centred margins fit the teacher's centred logits
+    (squared error, so closer than the teacher's own spread by far) and kdx reads its trees exactly; the no-KD
+    twin is the library's classifier on the hard labels. Its targets are the soft targets' centred logits."""
+    from kdx.distill.objectives import Hinton
+    from kdx.distill.objectives.base import TeacherSignals
+    from kdx.models.soft_targets import logit_targets
+
+    X, y = _data(n_classes)
+    teacher = np.column_stack([X[:, 0] * k for k in range(n_classes)]).astype(np.float32)
+    cfg = make_config(f"student={student}", "student.n_estimators=60")
+    kd = build_model("student", cfg.student, 0, "cpu", cfg.limits).fit(
+        X, y, X, y, n_classes, objective=Hinton(1.0, 0.0), signals=TeacherSignals({"teacher_logits": teacher}))
+    z = kd.logits(X)
+    centred = teacher - teacher.mean(1, keepdims=True)
+    error = np.abs((z - z.mean(1, keepdims=True)) - centred).mean()
+    assert error < 0.1 * np.abs(centred).mean()
+    np.testing.assert_allclose(kd.ensemble().logits(X), z, atol=1e-5)
+    nokd = build_model("student", cfg.student, 0, "cpu", cfg.limits).fit(X, y, X, y, n_classes)
+    assert (nokd.predict(X) == y).mean() > 0.7
+    q = np.full((2, 3), 0.25)
+    q[0] = [0.5, 0.25, 0.25]
+    t = logit_targets(q / q.sum(1, keepdims=True), 2.0)
+    np.testing.assert_allclose(t[0], 2 * (np.log([0.5, 0.25, 0.25]) - np.log([0.5, 0.25, 0.25]).mean()))
+
+
+def test_catboost_cannot_fit_logits():
+    cfg = make_config("teacher=catboost", "+teacher.kd_fit=logits")
+    with pytest.raises(ConfigError, match="kd_fit=logits needs a booster that can regress margins"):
+        build_model("teacher", cfg.teacher, 0, "cpu", cfg.limits)
+
+
+def test_a_run_with_a_booster_student_exports_it(tmp_path):
+    from kdx.run.protocol import run
+
+    cfg = make_config("experiment=wine_quality", "teacher=xgboost", "student=lightgbm_small", "augment=spunge",
+                      "augment.size_factor=1", *TINY, "explain.rows=30", "explain.background=20",
+                      "explain.stability_rows=5", "explain.stability_draws=2", "profile.repeats=5",
+                      "profile.warmup=1")
+    m = run(cfg, tmp_path).metrics.set_index("model")
+    assert m.loc["student_kd", "generated_rows"] > 0
+    assert m.loc["student_kd", "explainer"].startswith("TreeExplainer")
+    assert m.onnx_parity.max() <= 1e-5  # the distilled booster exports with the preprocessing inside

@@ -14,8 +14,8 @@ from rich.table import Table
 from kdx.analysis.claims import claims_for_run, seeds_to_decide
 from kdx.analysis.summary import format_mean_sd
 
-MAIN_COLUMNS = (("accuracy", "accuracy"), ("ece", "ECE"), ("nll", "NLL"), ("macro_f1", "macro-F1"),
-                ("train_seconds", "train s"))
+MAIN_COLUMNS = (("accuracy", "accuracy"), ("roc_auc", "AUC"), ("brier", "Brier"), ("ece", "ECE"), ("nll", "NLL"),
+                ("macro_f1", "macro-F1"), ("teacher_kl", "KL(T‖S)"), ("train_seconds", "train s"))
 EFFICIENCY_COLUMNS = (("params", "params"), ("prr", "PRR"), ("size_bytes", "size kB"),
                       ("latency_ms", "latency ms (b=1)"), ("latency_per_row_ms", "ms/row (batch)"),
                       ("latency_reduction", "latency −"), ("ort_latency_ms", "ONNX ms (b=1)"),

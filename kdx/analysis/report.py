@@ -12,6 +12,7 @@ from kdx.analysis.claims import NOT_TESTED, Verdict, claims_for_run, tau_claim
 from kdx.analysis.collect import Collection, RunRecord, collect
 from kdx.analysis.figures import draw_all
 from kdx.analysis.tables import (
+    augmentation_tables,
     changed_verdicts,
     efficiency_table,
     j_table,
@@ -32,7 +33,8 @@ from kdx.store.persist import write_csv, write_text
 
 log = logging.getLogger("kdx")
 REPORT_FILE = "report.md"
-REPORT_STATS = ("accuracy", "ece", "nll", "cosine", "mad", "stability", "latency_ms", "latency_batch_ms")
+REPORT_STATS = ("accuracy", "roc_auc", "brier", "ece", "nll", "teacher_kl", "cosine", "mad", "stability", "latency_ms",
+                "latency_batch_ms")
 
 
 def _rules_section(runs: list[RunRecord], max_lines: int = 60) -> list[str]:
@@ -79,9 +81,35 @@ def _data_lines(runs) -> list[str]:
     return out
 
 
+def _labels_lines(runs) -> list[str]:
+    """Where KD students' rows and labels came from, where not the study's: generated rows the teacher labelled
+    (so the KD student saw more rows than its no-KD twin: not like for like in rows, by design) and out-of-fold
+    labels (their teachers' cost), and what a run could not do as asked."""
+    lines = []
+    for r in runs:
+        s = r.summary or {}
+        aug, kd = s.get("augment"), s.get("kd") or {}
+        parts = []
+        if aug:
+            counts = [v.get("rows", 0) for v in (aug.get("rows_per_seed") or {}).values()]
+            settings = ", ".join(f"{k}={v}" for k, v in aug.items() if k not in ("name", "rows_per_seed", "path"))
+            parts.append(f"augment={aug['name']} ({settings}): the KD student also trained on "
+                         f"{min(counts, default=0)}–{max(counts, default=0)} rows per seed that the teacher labelled "
+                         "(its teacher term only); the no-KD student saw the training rows alone, so the comparison "
+                         "credits distillation with the teacher's labels on those rows, as intended")
+        if kd.get("soft_labels") == "oof":
+            seconds = list((kd.get("oof_teacher_seconds") or {}).values())
+            parts.append(f"soft labels out of fold ({kd.get('oof_folds')} cross-fitted teachers, "
+                         f"{sum(seconds):.1f} s of training over the seeds, not in the teacher's train_seconds)")
+        parts += s.get("notes") or []
+        if parts:
+            lines += ["", f"**Rows and labels of the KD student, {r.label}:** " + "; ".join(parts) + "."]
+    return lines
+
+
 def _teacher_and_game_lines(runs) -> list[str]:
     """Where a run's teacher came from (a pretrained file) and which game its attributions are from."""
-    lines = []
+    lines = _labels_lines(runs)
     files = [(r.label, r.summary["teacher"]) for r in runs if (r.summary or {}).get("teacher")]
     if files:
         lines += ["", "**Pretrained teacher** (used as it is, not trained by kdx): " + "; ".join(
@@ -232,8 +260,10 @@ def _claims_and_tables_lines(tables: dict, verdicts: list, first: dict, alpha: f
 
 
 def _selection_lines(tables: dict, points: pd.DataFrame, first: dict, alpha: float, out: Path) -> list[str]:
-    """J, the objectives' table, tuned on validation, the best student per profile and the Pareto sets."""
+    """J, the objectives' and augmentation tables, tuned on validation, the best student per profile and the
+    Pareto sets."""
     test_line, _ = _test_lines(first)
+    confidence = first.get("stats", {}).get("confidence", 0.95)
     cost = first.get("objective", {}).get("cost_used", first.get("objective", {}).get("cost", []))
     i_used = first.get("objective", {}).get("I_used", True)
     timed = [c for c in cost if c in TIMED_COSTS]
@@ -253,6 +283,16 @@ def _selection_lines(tables: dict, points: pd.DataFrame, first: dict, alpha: flo
                  f"{alpha:g}). `label_smoothing` is the no-teacher control: an effect it shares is not "
                  "distillation. Every comparison is in `report_methods_stats.csv`.", "",
                  md_table(tables["methods"])] if len(tables["methods"]) else []),
+              *(["## Augmentation and soft labels (KD student per setting, test split, mean ± sd over seeds)", "",
+                 "Each setting of the KD student's rows (`augment`, `size` = generated rows per training row) and "
+                 "labels (`soft labels`: in-sample, or out of fold from cross-fitted teachers) against the no-KD "
+                 "student and against plain KD (no generated rows, in-sample labels, the same objective), paired "
+                 f"over seeds ({test_line}; Holm over the table's tests; * adjusted p < {alpha:g}). `gap "
+                 "recovered` = (acc_KD − acc_noKD)/(acc_T − acc_noKD) with its "
+                 f"{confidence:.0%} interval (delta method, the same variance factor): 1 would close the gap, "
+                 "below 0 is a loss. `chosen`: the best validation accuracy of its group. Every comparison is in "
+                 "`report_augment_stats.csv`.", "",
+                 md_table(tables["augment"])] if len(tables["augment"]) else []),
               "## Tuned on validation", "",
               "Per dataset and pair, the configuration (τ, α, student size) whose KD student has the best mean "
               "validation accuracy; its test figures are reported as they are. The test split takes no part in "
@@ -291,6 +331,7 @@ def build_report(collection: Collection, figures: bool = True) -> str:
         "τ between 3 and 5 gives the best KD student", "τ ∈ [3, 5]", "no complete run", "", NOT_TESTED)))
     tables["claims"] = verdicts_table(verdicts)
     tables["methods"], tables["methods_stats"] = methods_tables(runs, alpha)
+    tables["augment"], tables["augment_stats"] = augmentation_tables(runs, alpha, confidence)
     for name, table in tables.items():
         write_csv(out / f"report_{name}.csv", table)
     write_csv(out / "report_points.csv", points)

@@ -32,8 +32,8 @@ PAIRS = (("teacher", "student_kd"), ("teacher", "student_nokd"), ("student_nokd"
 # Compared when present; alignment metrics exist for students only, so they enter the student pair.
 METRICS = COMPARED_METRICS
 # Everything else is better when lower (errors, costs, MAD).
-HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "cosine", "cosine_global", "topk_agreement", "spearman",
-                              "stability", "teacher_agreement"})
+HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "roc_auc", "cosine", "cosine_global", "topk_agreement",
+                              "spearman", "stability", "teacher_agreement"})
 FEW_SEEDS = 5
 MIN_SEEDS = 3
 MAX_SEEDS = 1000  # the search limit of `seeds_needed`
@@ -239,6 +239,31 @@ def compare_models(metrics: pd.DataFrame, settings: StatsSettings | None = None,
     out["correction"] = s.correction
     out["family_size"] = int(out.p.notna().sum())
     out["family_size_noninferiority"] = int(pd.to_numeric(out.p_noninferiority, errors="coerce").notna().sum())
+    return out
+
+
+def gap_recovered(kd, nokd, teacher, confidence: float = 0.95, test_train_ratio: float = 0.0) -> dict:
+    """The share of the teacher–student gap that distillation recovers, R = mean(kd − nokd) / mean(teacher −
+    nokd), over paired seeds, with a delta-method interval: Var(R) ≈ (s₁₁ − 2R·s₁₂ + R²·s₂₂)·f / mean(teacher −
+    nokd)², s the sample (co)variances of the two per-seed differences and f the variance factor of the test
+    (1/n + n_test/n_train corrected, 1/n paired). R is None when the teacher is not better than the no-KD
+    student on average (there is no gap to recover), the interval None below MIN_SEEDS seeds."""
+    kd, nokd, teacher = (np.asarray(v, float) for v in (kd, nokd, teacher))
+    d1, d2 = kd - nokd, teacher - nokd
+    n = len(d1)
+    out = {"gap": float(d2.mean()) if n else None, "recovered": None, "low": None, "high": None, "note": ""}
+    if n == 0 or d2.mean() <= 0:
+        out["note"] = "the teacher is not more accurate than the no-KD student: no gap to recover"
+        return out
+    r = float(d1.mean() / d2.mean())
+    out["recovered"] = r
+    if n < MIN_SEEDS:
+        out["note"] = f"{n} seed(s): no interval"
+        return out
+    cov = np.cov(d1, d2, ddof=1)
+    spread = max(0.0, cov[0, 0] - 2 * r * cov[0, 1] + r * r * cov[1, 1])
+    half = st.t.ppf(0.5 + confidence / 2, n - 1) * math.sqrt(spread * variance_factor(n, test_train_ratio)) / d2.mean()
+    out.update(low=r - half, high=r + half)
     return out
 
 

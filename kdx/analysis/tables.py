@@ -9,7 +9,7 @@ import pandas as pd
 
 from kdx.analysis.claims import SUPPORTED, TABLE2, TABLE3, Verdict, within_ci
 from kdx.analysis.collect import RunRecord
-from kdx.analysis.stats import holm, paired_comparison
+from kdx.analysis.stats import gap_recovered, holm, paired_comparison
 from kdx.analysis.summary import format_mean_sd, mean_sd
 from kdx.analysis.tradeoff import pareto_mask
 from kdx.store.cache import content_key
@@ -69,7 +69,22 @@ def identity(config: dict, model: str) -> str:
         keys.append("student")
     if model == "student_kd":
         keys.append("kd")
+        if labels_setting(config)[0] != "none":  # the rows it trained on (kept out for the study's runs)
+            keys.append("augment")
     return content_key(model, {k: config.get(k) for k in keys})[:16]
+
+
+def labels_setting(config: dict) -> tuple[str, float, str]:
+    """Where a run's KD student got its rows and labels: (augmenter, size_factor, soft labels); the study's is
+    ("none", 0, "insample"). A file of rows has no size factor (0)."""
+    augment = config.get("augment") or {}
+    name = str(augment.get("name", "none"))
+    size = float(augment.get("size_factor", 0)) if name not in ("none", "rows") else 0.0
+    return name, size, str((config.get("kd") or {}).get("soft_labels", "insample"))
+
+
+def plain_labels(run: RunRecord) -> bool:
+    return labels_setting(run.config) == ("none", 0.0, "insample")
 
 
 def method(run: RunRecord) -> str:
@@ -243,7 +258,7 @@ def j_table(points: pd.DataFrame, profiles: list[str]) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-METHOD_METRICS = ("accuracy", "ece", "cosine", "stability", "teacher_agreement")
+METHOD_METRICS = ("accuracy", "roc_auc", "ece", "cosine", "stability", "teacher_agreement", "teacher_kl")
 
 
 def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -253,7 +268,7 @@ def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, p
     Returns the markdown-ready table and the long table of every comparison."""
     groups: dict[str, list[RunRecord]] = {}
     for run in runs:
-        if run.metrics is None:
+        if run.metrics is None or not plain_labels(run):  # augmented / out-of-fold runs: augmentation table
             continue
         # Runs that share their no-KD student (same data, split, seeds, teacher, student) differ in the objective.
         groups.setdefault(identity(run.config, "student_nokd"), []).append(run)
@@ -314,3 +329,78 @@ def changed_verdicts(verdicts: list[tuple[str, Verdict]]) -> list[str]:
         if v.old_verdict != "—" and old_yes != (v.verdict == SUPPORTED):
             out.append(f"- {run}: {v.claim}: plain t-test {v.old_verdict.split(' (')[0]} → now {v.verdict}")
     return out
+
+
+AUGMENT_METRICS = ("accuracy", "roc_auc", "ece", "cosine", "stability")
+
+
+def _seed_frame(run: RunRecord, model: str) -> pd.DataFrame:
+    return run.metrics[run.metrics.model == model].set_index("seed")
+
+
+def augmentation_tables(runs: list[RunRecord], alpha: float, confidence: float = 0.95
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per dataset, teacher→student pair and objective with two or more settings of the KD student's rows and
+    labels (augment × size_factor × soft_labels): each setting's KD student (mean ± sd over seeds) with its
+    difference from the no-KD student and from plain KD (the study's rows and in-sample labels, same objective),
+    paired tests of the runs' kind with Holm over the whole table, and the share of the teacher–student accuracy
+    gap it recovers, (acc_KD − acc_noKD)/(acc_T − acc_noKD), with its interval. `chosen`: the setting with the
+    best validation accuracy of its group (test figures reported as they are). Losses show as plainly as gains
+    (negative differences, negative shares). Returns the markdown-ready table and the long table of tests."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.metrics is None:
+            continue
+        kd = {k: v for k, v in (run.config.get("kd") or {}).items() if k not in ("soft_labels", "oof_folds")}
+        groups.setdefault(identity(run.config, "student_nokd") + content_key(kd), []).append(run)
+    wide, long, tests = [], [], []
+    for members in groups.values():
+        settings = {labels_setting(r.config) for r in members}
+        if len(settings) < 2 or settings == {("none", 0.0, "insample")}:
+            continue
+        first = members[0]
+        stats = (first.summary or {}).get("stats", {})
+        test, ratio = stats.get("test", "paired"), test_train_ratio(first)
+        c = first.config
+        label = f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} ({method(first)})"
+        nokd, teacher = _seed_frame(first, "student_nokd"), _seed_frame(first, "teacher")
+        plain = next((r for r in members if plain_labels(r)), None)
+        distinct: dict[tuple, RunRecord] = {}  # augment=none jobs of a sweep's size factors are one setting
+        for r in members:
+            distinct.setdefault(labels_setting(r.config), r)
+        ordered = sorted(distinct.values(), key=lambda r: (not plain_labels(r), labels_setting(r.config)))
+        val = {r.name: float(_seed_frame(r, "student_kd")["val_accuracy"].mean()) if "val_accuracy" in r.metrics
+               else float("nan") for r in ordered}
+        best = max(val, key=lambda k: -np.inf if np.isnan(val[k]) else val[k])
+        rows = [{"pair": label, "augment": "— (no KD)", "size": "—", "soft labels": "—",
+                 **{m: ms(first, "student_nokd", m) for m in AUGMENT_METRICS}}]
+        for run in ordered:
+            name, size, soft = labels_setting(run.config)
+            kd = _seed_frame(run, "student_kd")
+            row = {"pair": label, "augment": name, "size": f"{size:g}" if size else "—", "soft labels": soft,
+                   **{m: ms(run, "student_kd", m) for m in AUGMENT_METRICS},
+                   "val accuracy": round(val[run.name], 4), "chosen": "✓" if run.name == best else ""}
+            refs = [("no KD", nokd)] + ([("plain KD", _seed_frame(plain, "student_kd"))]
+                                        if plain is not None and run is not plain else [])
+            for metric in AUGMENT_METRICS:
+                for ref_name, ref in refs:
+                    if metric not in kd or metric not in ref:
+                        continue
+                    both = pd.concat([ref[metric], kd[metric]], axis=1, keys=["a", "b"]).dropna()
+                    r = paired_comparison(both.a.to_numpy(), both.b.to_numpy(), test_train_ratio=ratio, alpha=alpha,
+                                          test=test)
+                    tests.append((len(long), row, f"{metric} Δ vs {ref_name}"))
+                    long.append({"pair": label, "augment": name, "size": size, "soft_labels": soft, "metric": metric,
+                                 "versus": ref_name, **r})
+            three = pd.concat([kd["accuracy"], nokd["accuracy"], teacher["accuracy"]], axis=1).dropna().to_numpy()
+            gap = gap_recovered(three[:, 0], three[:, 1], three[:, 2], confidence, ratio if test == "corrected" else 0)
+            row["gap recovered"] = ("—" if gap["recovered"] is None else f"{gap['recovered']:+.2f}" + (
+                f" [{gap['low']:+.2f}, {gap['high']:+.2f}]" if gap["low"] is not None else ""))
+            rows.append(row)
+        wide += rows
+    adjusted = holm([np.nan if long[i]["p"] is None else long[i]["p"] for i, *_ in tests])
+    for (i, row, column), p_adj in zip(tests, adjusted):
+        long[i]["p_adjusted"] = p_adj
+        mark = "" if np.isnan(p_adj) else (f" (p {p_adj:.2g}*)" if p_adj < alpha else f" (p {p_adj:.2g})")
+        row[column] = f"{long[i]['diff']:+.4f}{mark}"
+    return pd.DataFrame(wide), pd.DataFrame(long)

@@ -168,7 +168,9 @@ def _sniff(file: Path, compression: str | None, encoding: str) -> str | None:
     return best
 
 
-def _read_table(file: Path, sep: str | None, encoding: str) -> pd.DataFrame:
+def read_table(file: Path, sep: str | None = None, encoding: str = "utf-8-sig") -> pd.DataFrame:
+    """A table file as a DataFrame: Parquet by extension, else CSV (compression recognised by its first bytes,
+    the delimiter sniffed unless `sep` is given); every failure one DataError line."""
     if file.suffix.lower() in (".parquet", ".pq"):
         try:
             import pyarrow  # noqa: F401
@@ -329,7 +331,7 @@ def load_csv(
         raise DataError(f"dataset.path {file} is a directory, not a file")
     if not file.is_file():
         raise DataError(f"CSV file not found: {file} (dataset.path; relative to the directory kdx was started in)")
-    df = _read_table(file, sep, encoding)
+    df = read_table(file, sep, encoding)
     df.columns = [str(c) for c in df.columns]
     if df.empty:
         raise DataError(f"{file.name} has a header but no rows")

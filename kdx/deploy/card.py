@@ -10,8 +10,8 @@ import numpy as np
 from kdx.measure.intervals import mean_interval
 from kdx.store.persist import write_json, write_text
 
-CARD_METRICS = ("accuracy", "macro_f1", "ece", "nll", "teacher_agreement", "cosine", "cosine_global", "mad_total",
-                "stability", "stability_worst")
+CARD_METRICS = ("accuracy", "macro_f1", "roc_auc", "brier", "ece", "nll", "teacher_agreement", "teacher_kl", "cosine",
+                "cosine_global", "mad_total", "stability", "stability_worst")
 LATENCY = ("latency_ms", "latency_median_ms", "latency_p95_ms", "latency_batch_ms", "latency_per_row_ms")
 
 

@@ -6,9 +6,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import log_softmax, softmax
 from scipy.stats import binomtest
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, roc_auc_score
 
-FIDELITY_METRICS = ("accuracy", "ece", "nll", "macro_f1")
+FIDELITY_METRICS = ("accuracy", "ece", "nll", "macro_f1", "roc_auc", "brier")
 
 
 def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
@@ -32,8 +32,36 @@ def negative_log_likelihood(logits: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(log_softmax(logits.astype(np.float64), axis=1)[np.arange(len(y)), y]))
 
 
+def roc_auc(proba: np.ndarray, y: np.ndarray) -> float:
+    """ROC-AUC: of the positive class's probability (binary); else the macro mean of the one-vs-rest AUCs of
+    the classes that have both members and non-members among the rows (scikit-learn's `multi_class="ovr"`,
+    `average="macro"` when every class is present; a class absent from the rows has no AUC and is left out
+    rather than failing the run). NaN when no class has both."""
+    y = np.asarray(y)
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y, proba[:, 1])) if len(np.unique(y)) == 2 else float("nan")
+    scores = [roc_auc_score(y == k, proba[:, k]) for k in range(proba.shape[1]) if 0 < (y == k).sum() < len(y)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def brier_score(proba: np.ndarray, y: np.ndarray) -> float:
+    """Brier score as scikit-learn's `brier_score_loss` defines it: mean over rows of Σ_k (p_k − [y = k])²,
+    halved for a binary task (= mean (p₁ − y)², the classic binary form)."""
+    onehot = np.eye(proba.shape[1])[np.asarray(y)]
+    total = float(((proba - onehot) ** 2).sum(1).mean())
+    return total / 2 if proba.shape[1] == 2 else total
+
+
+def teacher_kl(teacher_logits: np.ndarray, student_logits: np.ndarray) -> float:
+    """Mean over rows of KL(p_T ‖ p_S) in nats, from logits (log-softmax, so confident mismatches stay finite):
+    how much of the teacher's distribution the student fails to reproduce (0 = the same probabilities)."""
+    log_t = log_softmax(np.asarray(teacher_logits, np.float64), axis=1)
+    log_s = log_softmax(np.asarray(student_logits, np.float64), axis=1)
+    return float((np.exp(log_t) * (log_t - log_s)).sum(1).mean())
+
+
 def fidelity(logits: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str, float]:
-    """Accuracy, ECE, NLL and macro-F1 of a model's logits against integer labels."""
+    """Accuracy, ECE, NLL, macro-F1, ROC-AUC and Brier score of a model's logits against integer labels."""
     proba = softmax(logits.astype(np.float64), axis=1)
     pred = proba.argmax(axis=1)
     return {
@@ -41,6 +69,8 @@ def fidelity(logits: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str, f
         "ece": expected_calibration_error(proba, y, n_bins),
         "nll": negative_log_likelihood(logits, y),
         "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(proba.shape[1]), zero_division=0)),
+        "roc_auc": roc_auc(proba, y),
+        "brier": brier_score(proba, y),
     }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from kdx.errors import ConfigError
+from kdx.config import require_float, require_int  # noqa: F401 — the models' parameter rules
 
 
 class Classifier(ABC):
@@ -65,20 +65,3 @@ class Classifier(ABC):
 
     @abstractmethod
     def get_params(self) -> dict: ...
-
-
-def require_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def require_float(name: str, value, low: float, high: float | None = None, low_open: bool = False) -> float:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (high is None or value <= high)
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-        raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
-    return float(value)
-

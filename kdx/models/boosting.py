@@ -16,10 +16,12 @@ import joblib
 import numpy as np
 import torch
 
-from kdx.errors import MissingExtra
+from kdx.errors import ConfigError, MissingExtra
 from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.ensemble import TreeEnsemble
-from kdx.models.soft_targets import blended_targets, weighted_rows
+from kdx.models.soft_targets import blended_targets, logit_targets, weighted_rows
+
+KD_FITS = ("soft_rows", "logits")
 
 
 def installed(module: str) -> bool:
@@ -36,14 +38,24 @@ class BoosterClassifier(Classifier):
     only when `early_stopping_rounds` is set (off by default, so the study's teacher stays comparable).
     Trained on the CPU with the run's thread count and seed: the same seed gives the same model. The raw
     margins are the logits (binary: [0, z]). KD (as a student) fits the blended soft labels as weighted
-    duplicated rows, as kdx's other tree models do."""
+    duplicated rows, as kdx's other tree models do (`kd_fit=soft_rows`), or (`kd_fit=logits`, LightGBM and
+    XGBoost) regresses its margins on the soft targets' logits (kdx.models.soft_targets.logit_targets: the
+    teacher's logits blended with the hard label), squared error weighted by each row's share of the loss; the
+    no-KD twin is the library's usual classifier either way."""
 
     library = ""  # the Python module
     option = ""  # the config option that builds it (teacher=...)
+    fits_logits = False  # implements _train_logits (kd_fit=logits)
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.1, early_stopping_rounds: int | None = None,
-                 seed: int = 0, device: str = "cpu"):
+                 seed: int = 0, device: str = "cpu", kd_fit: str = "soft_rows"):
         require_library(self.library, self.option)
+        if kd_fit not in KD_FITS:
+            raise ConfigError(f"kd_fit must be one of {', '.join(KD_FITS)}, got {kd_fit!r}")
+        if kd_fit == "logits" and not self.fits_logits:
+            raise ConfigError(f"kd_fit=logits needs a booster that can regress margins (lightgbm, xgboost), not "
+                              f"{self.library}")
+        self.kd_fit = kd_fit
         self.n_estimators = require_int("n_estimators", n_estimators)
         self.learning_rate = require_float("learning_rate", learning_rate, 0.0, low_open=True)
         self.early_stopping_rounds = (None if early_stopping_rounds is None
@@ -57,7 +69,8 @@ class BoosterClassifier(Classifier):
 
     def get_params(self) -> dict:
         return {"n_estimators": self.n_estimators, "learning_rate": self.learning_rate,
-                "early_stopping_rounds": self.early_stopping_rounds, "seed": self.seed}
+                "early_stopping_rounds": self.early_stopping_rounds, "seed": self.seed,
+                **({"kd_fit": self.kd_fit} if getattr(self, "kd_fit", "soft_rows") != "soft_rows" else {})}
 
     @staticmethod
     def threads() -> int:
@@ -69,11 +82,16 @@ class BoosterClassifier(Classifier):
         start = time.perf_counter()
         q = (blended_targets(y, teacher_logits, n_classes, tau, alpha) if objective is None
              else objective.soft_targets(y, signals, n_classes))
-        Xw, yw, w = weighted_rows(np.asarray(X, np.float32), q)
         self.n_classes_ = n_classes
         stop = self.early_stopping_rounds is not None and X_val is not None
-        self.model_ = self._train(Xw, yw, w, np.asarray(X_val, np.float32) if stop else None,
-                                  None if not stop else np.asarray(y_val), n_classes)
+        if objective is not None and getattr(self, "kd_fit", "soft_rows") == "logits":
+            weight = q.sum(1)
+            targets = logit_targets(q / weight[:, None], objective.tau)
+            self.model_ = self._train_logits(np.asarray(X, np.float32), targets, weight, n_classes)
+        else:
+            Xw, yw, w = weighted_rows(np.asarray(X, np.float32), q)
+            self.model_ = self._train(Xw, yw, w, np.asarray(X_val, np.float32) if stop else None,
+                                      None if not stop else np.asarray(y_val), n_classes)
         self.ensemble_ = self._ensemble(np.asarray(X, np.float32)[:512])
         self.history_ = {"fit_seconds": time.perf_counter() - start, "train_device": "cpu",
                          "rounds": self._rounds(), "early_stopped": stop}
@@ -83,6 +101,22 @@ class BoosterClassifier(Classifier):
     def _train(self, X, y, w, X_val, y_val, n_classes):
         """The fitted library model (early stopping on (X_val, y_val) when they are given)."""
         ...
+
+    def _train_logits(self, X, targets, weight, n_classes):
+        """The library model fitted by weighted squared error to `targets` (rows × outputs: 1 binary, else
+        classes), `n_estimators` rounds (no early stopping: validation rows have labels, not targets)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def squared_error(targets: np.ndarray, weight: np.ndarray):
+        """Gradient and hessian of Σ_i w_i·½‖f_i − t_i‖² at margins f, in the shape of the margins given."""
+        def gradient(margins):
+            f = np.asarray(margins, np.float64).reshape(targets.shape)
+            grad = (f - targets) * weight[:, None]
+            hess = np.broadcast_to(weight[:, None], targets.shape).copy()
+            shape = np.shape(margins)
+            return grad.reshape(shape), hess.reshape(shape)
+        return gradient
 
     @abstractmethod
     def _raw(self, X: np.ndarray) -> np.ndarray:

@@ -54,8 +54,9 @@ class CatBoostClassifier(BoosterClassifier):
     library, option = "catboost", "teacher=catboost"
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.1, depth: int = 6, l2_leaf_reg: float = 3.0,
-                 early_stopping_rounds: int | None = None, seed: int = 0, device: str = "cpu"):
-        super().__init__(n_estimators, learning_rate, early_stopping_rounds, seed, device)
+                 early_stopping_rounds: int | None = None, seed: int = 0, device: str = "cpu",
+                 kd_fit: str = "soft_rows"):
+        super().__init__(n_estimators, learning_rate, early_stopping_rounds, seed, device, kd_fit)
         self.depth = require_int("depth", depth)
         self.l2_leaf_reg = require_float("l2_leaf_reg", l2_leaf_reg, 0.0)
 

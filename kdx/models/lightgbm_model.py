@@ -36,11 +36,12 @@ def _tree(structure: dict) -> Tree:
 
 class LightGBMClassifier(BoosterClassifier):
     library, option = "lightgbm", "teacher=lightgbm"
+    fits_logits = True
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.1, num_leaves: int = 31,
                  min_child_samples: int = 20, reg_lambda: float = 0.0, early_stopping_rounds: int | None = None,
-                 seed: int = 0, device: str = "cpu"):
-        super().__init__(n_estimators, learning_rate, early_stopping_rounds, seed, device)
+                 seed: int = 0, device: str = "cpu", kd_fit: str = "soft_rows"):
+        super().__init__(n_estimators, learning_rate, early_stopping_rounds, seed, device, kd_fit)
         self.num_leaves = require_int("num_leaves", num_leaves, minimum=2)
         self.min_child_samples = require_int("min_child_samples", min_child_samples)
         self.reg_lambda = require_float("reg_lambda", reg_lambda, 0.0)
@@ -49,13 +50,24 @@ class LightGBMClassifier(BoosterClassifier):
         return {**super().get_params(), "num_leaves": self.num_leaves, "min_child_samples": self.min_child_samples,
                 "reg_lambda": self.reg_lambda}
 
+    def _params(self) -> dict:
+        return {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                "min_child_samples": self.min_child_samples, "lambda_l2": self.reg_lambda, "seed": self.seed,
+                "deterministic": True, "force_row_wise": True, "num_threads": self.threads(), "verbose": -1}
+
+    def _train_logits(self, X, targets, weight, n_classes):
+        import lightgbm as lgb
+
+        gradient = self.squared_error(targets, weight)
+        params = {**self._params(), "objective": lambda margins, _: gradient(margins)}
+        if targets.shape[1] > 1:
+            params["num_class"] = targets.shape[1]
+        return lgb.train(params, lgb.Dataset(X), self.n_estimators)
+
     def _train(self, X, y, w, X_val, y_val, n_classes):
         import lightgbm as lgb
 
-        params = {"objective": "binary" if n_classes == 2 else "multiclass", "learning_rate": self.learning_rate,
-                  "num_leaves": self.num_leaves, "min_child_samples": self.min_child_samples,
-                  "lambda_l2": self.reg_lambda, "seed": self.seed, "deterministic": True, "force_row_wise": True,
-                  "num_threads": self.threads(), "verbose": -1}
+        params = {"objective": "binary" if n_classes == 2 else "multiclass", **self._params()}
         if n_classes > 2:
             params["num_class"] = n_classes
         train = lgb.Dataset(X, label=y, weight=w)

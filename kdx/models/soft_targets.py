@@ -8,11 +8,22 @@ from scipy.special import softmax
 
 def blended_targets(y: np.ndarray, teacher_logits: np.ndarray | None, n_classes: int, tau: float,
                     alpha: float) -> np.ndarray:
-    """q = α·onehot(y) + (1−α)·softmax(z_T/τ), rows × classes (the KD loss's target, up to its τ² scale)."""
-    onehot = np.eye(n_classes)[y]
-    if teacher_logits is None or alpha == 1.0:
+    """q = α·onehot(y) + (1−α)·softmax(z_T/τ), rows × classes (the KD loss's target, up to its τ² scale).
+
+    With rows only the teacher labelled (y = −1, kdx.data.augment), as the MLP's loss weighs them (the label
+    term a mean over labelled rows, the teacher's over all rows: α keeps its meaning however many rows are
+    generated): a labelled row has q = α·(N/N_L)·onehot(y) + (1−α)·softmax(z_T/τ), a generated row
+    (1−α)·softmax(z_T/τ) (N rows, N_L labelled; the weights still sum to N)."""
+    y = np.asarray(y)
+    unlabelled = y < 0
+    onehot = np.eye(n_classes)[np.where(unlabelled, 0, y)]
+    if not unlabelled.any() and (teacher_logits is None or alpha == 1.0):
         return onehot
-    return alpha * onehot + (1.0 - alpha) * softmax(np.asarray(teacher_logits, np.float64) / tau, axis=1)
+    soft = softmax(np.asarray(teacher_logits, np.float64) / tau, axis=1)
+    labelled_share = len(y) / max(1, int((~unlabelled).sum()))
+    q = alpha * labelled_share * onehot + (1.0 - alpha) * soft
+    q[unlabelled] = (1.0 - alpha) * soft[unlabelled]
+    return q
 
 
 def weighted_rows(X: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -23,3 +34,16 @@ def weighted_rows(X: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """
     rows, classes = np.nonzero(q > 0)
     return X[rows], classes.astype(np.int64), q[rows, classes]
+
+
+LOGIT_FLOOR = 1e-6  # a hard label's zero probabilities become this before the log (finite targets)
+
+
+def logit_targets(q: np.ndarray, tau: float) -> np.ndarray:
+    """Regression targets for a student that fits logits (Ba & Caruana 2014): τ·(log q − mean_k log q) per row,
+    q a row-normalized soft target (probabilities floored at LOGIT_FLOOR). For q = softmax(z_T/τ) this is the
+    teacher's centred logits exactly; blended with a hard label it leans towards that class. Binary: the one
+    margin z₁ − z₀ kdx reads as logits [0, z] (rows × 1)."""
+    z = tau * np.log(np.clip(np.asarray(q, np.float64), LOGIT_FLOOR, None))
+    z -= z.mean(1, keepdims=True)
+    return z[:, 1:] - z[:, :1] if q.shape[1] == 2 else z

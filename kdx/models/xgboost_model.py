@@ -11,12 +11,13 @@ from kdx.models.ensemble import Tree, float32_at_most, with_base_from
 
 class XGBoostClassifier(BoosterClassifier):
     library, option = "xgboost", "teacher=xgboost"
+    fits_logits = True
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.1, max_depth: int = 6,
                  min_child_weight: float = 1.0, reg_lambda: float = 1.0, subsample: float = 1.0,
                  colsample_bytree: float = 1.0, early_stopping_rounds: int | None = None, seed: int = 0,
-                 device: str = "cpu"):
-        super().__init__(n_estimators, learning_rate, early_stopping_rounds, seed, device)
+                 device: str = "cpu", kd_fit: str = "soft_rows"):
+        super().__init__(n_estimators, learning_rate, early_stopping_rounds, seed, device, kd_fit)
         self.max_depth = require_int("max_depth", max_depth)
         self.min_child_weight = require_float("min_child_weight", min_child_weight, 0.0)
         self.reg_lambda = require_float("reg_lambda", reg_lambda, 0.0)
@@ -30,10 +31,7 @@ class XGBoostClassifier(BoosterClassifier):
     def _train(self, X, y, w, X_val, y_val, n_classes):
         import xgboost as xgb
 
-        params = {"objective": "binary:logistic" if n_classes == 2 else "multi:softprob", "eta": self.learning_rate,
-                  "max_depth": self.max_depth, "min_child_weight": self.min_child_weight, "lambda": self.reg_lambda,
-                  "subsample": self.subsample, "colsample_bytree": self.colsample_bytree, "tree_method": "hist",
-                  "seed": self.seed, "nthread": self.threads(), "verbosity": 0}
+        params = {"objective": "binary:logistic" if n_classes == 2 else "multi:softprob", **self._params()}
         if n_classes > 2:
             params["num_class"] = n_classes
         train = xgb.DMatrix(X, label=y, weight=w)
@@ -42,6 +40,20 @@ class XGBoostClassifier(BoosterClassifier):
         booster = xgb.train(params, train, self.n_estimators, evals=[(xgb.DMatrix(X_val, label=y_val), "val")],
                             early_stopping_rounds=self.early_stopping_rounds, verbose_eval=False)
         return booster[: booster.best_iteration + 1]  # the best round on validation, nothing after it
+
+    def _params(self) -> dict:
+        return {"eta": self.learning_rate, "max_depth": self.max_depth, "min_child_weight": self.min_child_weight,
+                "lambda": self.reg_lambda, "subsample": self.subsample, "colsample_bytree": self.colsample_bytree,
+                "tree_method": "hist", "seed": self.seed, "nthread": self.threads(), "verbosity": 0}
+
+    def _train_logits(self, X, targets, weight, n_classes):
+        import xgboost as xgb
+
+        gradient = self.squared_error(targets, weight)
+        params = {**self._params(), "base_score": 0.0, "disable_default_eval_metric": 1}
+        if targets.shape[1] > 1:
+            params["num_class"] = targets.shape[1]
+        return xgb.train(params, xgb.DMatrix(X), self.n_estimators, obj=lambda margins, _: gradient(margins))
 
     def _raw(self, X):
         import xgboost as xgb

@@ -13,6 +13,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from kdx.data.rows import SeedData
+from kdx.distill.labels import OutOfFold
 from kdx.measure.explain import (
     ModelExplanation,
 )
@@ -29,6 +30,15 @@ log = logging.getLogger("kdx")
 
 def save_model(model: Classifier, folder: Path) -> None:
     model.save(folder / "model")
+
+
+def save_labels(value: OutOfFold, folder: Path) -> None:
+    np.savez(folder / "labels.npz", logits=value.logits, fold=value.fold, fit_seconds=value.fit_seconds)
+
+
+def load_labels(folder: Path) -> OutOfFold:
+    with np.load(folder / "labels.npz") as z:
+        return OutOfFold(z["logits"], z["fold"], float(z["fit_seconds"]))
 
 
 _LOADED: dict[tuple[str, str], Classifier] = {}  # models read from the cache in this process

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from kdx.config import instantiate_node, node_arguments
+from kdx.config import KD_LABEL_KEYS, instantiate_node, node_arguments
+from kdx.data.augment import Augmenter, NoAugment
 from kdx.distill.objectives import Hinton, Objective
 from kdx.errors import ConfigError
 from kdx.models import Classifier
@@ -26,10 +27,21 @@ def build_model(role: str, node: DictConfig, seed: int, device: str, limits: Dic
 def build_objective(node: DictConfig):
     """The distillation objective a `kd` node names (`_target_`); a node without one (configs written by
     kdx 0.1) is the study's Hinton loss with its τ and α."""
-    params = node_arguments(node)
+    params = {k: v for k, v in node_arguments(node).items() if k not in KD_LABEL_KEYS}
     if "_target_" not in params:
         return Hinton(params.get("tau", 4.0), params.get("alpha", 0.5))
     objective = instantiate_node("kd", params)
     if not isinstance(objective, Objective):
         raise ConfigError(f"kd: {params['_target_']} is not a kdx.distill.objectives.Objective")
     return objective
+
+
+def build_augmenter(node: DictConfig | None) -> Augmenter:
+    """The augmenter an `augment` node names (`_target_`); none (configs written before augmentation) is no
+    augmentation."""
+    if node is None:
+        return NoAugment()
+    augmenter = instantiate_node("augment", node_arguments(node))
+    if not isinstance(augmenter, Augmenter):
+        raise ConfigError(f"augment: {node.get('_target_')} is not a kdx.data.augment.Augmenter")
+    return augmenter

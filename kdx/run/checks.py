@@ -15,7 +15,7 @@ from kdx.data.rows import SeedData
 from kdx.errors import ConfigError, DataError, TrainingError
 from kdx.measure.metrics import SANITY_P, label_sanity
 from kdx.models import Classifier
-from kdx.run.building import build_model, build_objective
+from kdx.run.building import build_augmenter, build_model, build_objective
 
 log = logging.getLogger("kdx")
 
@@ -70,8 +70,13 @@ def teacher_identity(node: DictConfig, pretrained=None) -> dict:
 
 def check_objective(cfg: DictConfig, data: TabularData) -> None:
     """Refuse a distillation objective that does not apply to this task or these models, before any
-    training (e.g. kd=dkd on a binary task, kd=jacobian with a tree teacher or student)."""
-    build_objective(cfg.kd).check(data.n_classes, *model_families(cfg))
+    training (e.g. kd=dkd on a binary task, kd=jacobian with a tree teacher or student, kd=dkd with augmented
+    rows). The augmenter is built here too, so that its settings and file are checked before any work."""
+    objective = build_objective(cfg.kd)
+    objective.check(data.n_classes, *model_families(cfg))
+    augmenter = build_augmenter(cfg.get("augment"))
+    out_of_fold = cfg.kd.get("soft_labels", "insample") == "oof" and not teacher_reads_raw(cfg.teacher)
+    objective.check_rows(augmenter.name, out_of_fold)
 
 
 def model_families(cfg: DictConfig) -> tuple[str, str]:

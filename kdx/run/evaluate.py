@@ -38,7 +38,11 @@ def evaluate_run(path) -> dict:
             if (seed, name) not in recorded.index:
                 continue
             now = fidelity(run.logits(X_test, name, seed), data.y[split.test], cfg.metrics.ece_bins)
-            diff = max(abs(now[k] - recorded.loc[(seed, name), k]) for k in FIDELITY_METRICS)
+            # Metrics the run recorded (an older run lacks the later ones); an undefined AUC (NaN) on both sides
+            # reproduces.
+            then = recorded.loc[(seed, name)]
+            diff = max((0.0 if np.isnan(now[k]) and np.isnan(then[k]) else abs(now[k] - then[k])
+                        for k in FIDELITY_METRICS if k in then.index), default=0.0)
             worst = max(worst, diff)
             rows.append({"seed": seed, "model": name, "accuracy_recorded": recorded.loc[(seed, name), "accuracy"],
                          "accuracy_now": now["accuracy"], "max_abs_diff": diff, "split_reproduced": same_split})

@@ -24,6 +24,7 @@ from kdx.data.rows import load_data, seed_data
 from kdx.errors import ConfigError, KdxError
 from kdx.measure.efficiency import cpu_threads
 from kdx.run.artefacts import cache_for
+from kdx.run.building import build_augmenter
 from kdx.run.checks import check_teacher, model_families
 from kdx.run.protocol import Protocol, train_together
 from kdx.run.resources import resolve_threads
@@ -75,6 +76,8 @@ def _prefit_group(members: list[DictConfig]) -> dict:
     cache = cache_for(first)
     if cache.root is None:
         return {"jobs": len(members), "skipped": "cache.enabled=false: jobs cannot share trained students"}
+    if build_augmenter(first.get("augment")).active:
+        return {"jobs": len(members), "skipped": "augmentation: KD students train on their own rows, one by one"}
     data = load_data(first)
     with cpu_threads(resolve_threads(first.get("threads", "auto"))):
         pretrained = check_teacher(first, data)
@@ -84,7 +87,9 @@ def _prefit_group(members: list[DictConfig]) -> dict:
         # Jobs whose objective has no stacked form train their KD student themselves; one whose objective
         # does not apply here (e.g. dkd on a binary task, jacobian with a tree teacher) says so when it runs.
         families = model_families(first)  # the same for the whole group: only kd.* differs
-        protocols = [p for p in everyone if p.objective.stacks and _applies(p.objective, data.n_classes, families)]
+        # Jobs with out-of-fold labels give their KD students other teacher logits: they train their own.
+        protocols = [p for p in everyone if p.objective.stacks and not p.student_rows.out_of_fold
+                     and _applies(p.objective, data.n_classes, families)]
         if not protocols:
             return {"jobs": len(members), "skipped": "no job's objective applies here and has a stacked form"}
         lead = protocols[0]

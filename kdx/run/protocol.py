@@ -37,11 +37,10 @@ from kdx.measure.explain import (
     reads_raw,
     resolve_players,
 )
-from kdx.measure.metrics import fidelity
+from kdx.measure.metrics import fidelity, teacher_kl
 from kdx.measure.shapley import MAX_EXACT_COLUMNS
 from kdx.models import Classifier
 from kdx.models.mlp import resolve_device
-from kdx.models.outputs import resolve_output
 from kdx.run.artefacts import (
     cache_for,
     checkpoint,
@@ -60,6 +59,7 @@ from kdx.run.checks import (
     deploy_latency,
     teacher_identity,
 )
+from kdx.run.labelling import StudentRows
 from kdx.run.record import RunResult, finish, finished
 from kdx.run.resources import resolve_threads, seed_order
 from kdx.store.cache import ArtifactCache, content_key
@@ -139,6 +139,10 @@ class Protocol:
         # A teacher reading raw columns gets each seed's rows as raw code rows (kdx.data.raw), encoded once.
         self.codec = None if pretrained is None else pretrained.codec
         self.codes = None if self.codec is None else self.codec.encode(data.X)
+        self.stages = stages or Stages()
+        # The KD student's rows (augmentation) and the teacher's labels on them (in-sample or out of fold).
+        self.student_rows = StudentRows(cfg, data, cache, self.stages, self.device, self.codec)
+        self.objective.check_rows(self.student_rows.augmenter.name, self.student_rows.out_of_fold)
         self.teacher_identity = teacher_identity(cfg.teacher, pretrained)
         self.pretrained = pretrained  # read once per run, bound to each seed's rows
         self.teacher_columns: tuple[str, ...] = ()
@@ -152,7 +156,6 @@ class Protocol:
         }
         self.split_sizes: dict[int, dict[str, int]] = {}
         self.majority_accuracy: dict[int, float] = {}  # per seed: always predicting train's majority, on test
-        self.stages = stages or Stages()
         self.threads: dict[int, int] = {}  # torch threads per seed (threads=auto follows the idle cores)
         self.measure_settings = {
             "metrics": OmegaConf.to_container(cfg.metrics), "cpu": cpu_model(),
@@ -161,12 +164,13 @@ class Protocol:
         }
 
     def _fit(self, role: str, node: DictConfig, key: str, seed: int, sd: SeedData, label: str,
-             signals=None, raw_parts: dict | None = None, trained: Classifier | None = None
-             ) -> tuple[Classifier, bool]:
+             signals=None, raw_parts: dict | None = None, trained: Classifier | None = None,
+             rows=None) -> tuple[Classifier, bool]:
         """Train (or reuse from the cache) one model; `signals`: a callable giving the teacher's per-seed
         signals for the KD student (computed only when the student is actually trained). `raw_parts`: the
         seed's rows, encoded and raw, for a teacher that reads raw columns (not trained, not cached).
-        `trained`: the model already trained (in a stacked pass), to be stored in the cache."""
+        `trained`: the model already trained (in a stacked pass), to be stored in the cache. `rows`: a callable
+        giving the rows to train on, (X, y), when they are not the seed's training rows (augmentation)."""
         def compute() -> Classifier:
             if trained is not None:
                 resolved = trained.history_.pop("resolved", {})
@@ -178,9 +182,9 @@ class Protocol:
             else:
                 model = build_model(role, node, seed, self.device, self.cfg.limits)
             kd = {} if signals is None else {"objective": self.objective, "signals": signals()}
+            X, y = (sd.X["train"], sd.y["train"]) if rows is None else rows()
             try:
-                fitted = model.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], self.data.n_classes,
-                                   **kd)
+                fitted = model.fit(X, y, sd.X["val"], sd.y["val"], self.data.n_classes, **kd)
             except TrainingError as exc:
                 raise TrainingError(f"{label}: {exc}") from None
             check_finite(fitted, sd, label)
@@ -192,21 +196,24 @@ class Protocol:
             return compute(), False
         return self.cache.get_or_compute("models", key, compute, save_model, load_cached_model, label)
 
-    def _measure(self, name: str, model: Classifier, teacher_pred: np.ndarray, sd: SeedData, seed: int,
+    def _measure(self, name: str, model: Classifier, teacher_test: np.ndarray, sd: SeedData, seed: int,
                  ctx: ExplainContext | None, teacher_expl: ModelExplanation | None, profile_as: dict | None = None):
         """Fidelity, efficiency and alignment of one model. `profile_as`: the efficiency figures of a model of
         the same fixed compute graph (torch, same architecture) measured this seed, reused rather than timed
-        again, so that every model of one architecture has the same latency (no timing noise in selections)."""
+        again, so that every model of one architecture has the same latency (no timing noise in selections).
+        `teacher_test`: the teacher's logits on the test rows (agreement with it, KL from it)."""
         bins = self.cfg.metrics.ece_bins
         with self.stages("fidelity metrics"):
+            logits = model.logits(sd.X["test"])
             row = {
-                "seed": seed, "model": name, **fidelity(model.logits(sd.X["test"]), sd.y["test"], bins),
+                "seed": seed, "model": name, **fidelity(logits, sd.y["test"], bins),
                 **{f"val_{k}": v for k, v in fidelity(model.logits(sd.X["val"]), sd.y["val"], bins).items()},
                 "train_seconds": model.history_["fit_seconds"], "epochs_run": model.history_.get("epochs_run"),
                 "best_epoch": model.history_.get("best_epoch"), "params": model.n_params(), "flops": model.flops(),
                 # Students trained in one stacked pass (kdx.distill.stacked): train_seconds is this one's share.
                 "trained_together": model.history_.get("trained_together", 1),
-                "teacher_agreement": float((model.predict(sd.X["test"]) == teacher_pred).mean()),
+                "teacher_agreement": float((logits.argmax(1) == teacher_test.argmax(1)).mean()),
+                "teacher_kl": teacher_kl(teacher_test, logits),
             }
         if self.profiling is not None and profile_as is not None:
             timed = ("latency_", "peak_mb", "model_mb", "ort_latency_")
@@ -260,8 +267,9 @@ class Protocol:
         keys = {"teacher": content_key("teacher", base, self.teacher_identity)}
         keys["student_nokd"] = content_key("student_nokd", base,
                                            OmegaConf.to_container(self.cfg.student, resolve=True))
+        labels = self.student_rows.key_settings()  # {} for the study's rows and labels: its keys stay
         keys["student_kd"] = content_key("student_kd", keys["student_nokd"], keys["teacher"],
-                                         self.objective.settings())
+                                         self.objective.settings(), *([labels] if labels else []))
         return keys
 
     def raw_parts(self, sd: SeedData) -> dict | None:
@@ -271,12 +279,11 @@ class Protocol:
         rows_of = {"train": sd.split.train, "val": sd.split.val, "test": sd.split.test}
         return {part: (sd.X[part], self.codes[idx]) for part, idx in rows_of.items()}
 
-    def teacher_signals(self, teacher: Classifier, sd: SeedData, objective=None):
-        """The teacher's contribution to the KD student's loss (soft targets, gradients) on the train rows,
-        for this run's objective or, in a stacked pass, another of its group's."""
-        output = resolve_output(self.cfg.explain.output, self.data.n_classes)
-        return (objective or self.objective).signals(teacher, sd.X["train"], sd.y["train"], self.data.n_classes,
-                                                     sd.preprocessor.column_feature_, output)
+    def teacher_signals(self, teacher: Classifier, sd: SeedData, objective=None, seed: int = 0):
+        """The teacher's contribution to the KD student's loss (soft targets, gradients) on the rows the KD
+        student trains on (kdx.run.labelling), for this run's objective or, in a stacked pass, another of its
+        group's."""
+        return self.student_rows.signals(objective or self.objective, teacher, sd, seed, self.keys(seed)["teacher"])
 
     def fit_students(self, seed: int, sd: SeedData, teacher: Classifier,
                      keys: dict[str, str]) -> dict[str, tuple[Classifier, bool]]:
@@ -284,16 +291,19 @@ class Protocol:
         be (kdx.distill.stacked: same MLP, an objective with a stacked form), they train together in one pass."""
         node = self.cfg.student
         together = {}
-        if self.cfg.get("train_together", True) and not any(self.cache.has("models", keys[k])
-                                                              for k in ("student_nokd", "student_kd")):
+        # With augmentation the KD student trains on more rows than its no-KD twin: they cannot share a pass.
+        if self.cfg.get("train_together", True) and not self.student_rows.augmenting and not any(
+                self.cache.has("models", keys[k]) for k in ("student_nokd", "student_kd")):
             together = train_together(
                 node, seed, self.device, self.cfg.limits, sd, self.data.n_classes,
-                [None, self.objective], lambda o: self.teacher_signals(teacher, sd, o),
+                [None, self.objective], lambda o: self.teacher_signals(teacher, sd, o, seed),
                 [f"student_nokd seed {seed}", f"student_kd seed {seed}"])
         out = {"student_nokd": self._fit("student", node, keys["student_nokd"], seed, sd, f"student_nokd seed {seed}",
                                          trained=together.get(0))}
         out["student_kd"] = self._fit("student", node, keys["student_kd"], seed, sd, f"student_kd seed {seed}",
-                                      lambda: self.teacher_signals(teacher, sd), trained=together.get(1))
+                                      lambda: self.teacher_signals(teacher, sd, seed=seed), trained=together.get(1),
+                                      rows=lambda: self.student_rows.rows(sd, seed))
+        self.student_rows.account(sd, seed, keys["teacher"])
         return out
 
     def run_seed(self, seed: int, seed_dir: Path) -> list[dict]:
@@ -338,7 +348,7 @@ class Protocol:
             elif self.feature_game:
                 log.info("explain.players=features: every model by permutation sampling over %d original features, "
                          "%.3g model evaluations per model (seed %d)", columns, ctx.model_evaluations(), seed)
-        teacher_pred = teacher.predict(sd.X["test"])
+        teacher_test = teacher.logits(sd.X["test"])
         rows, explanations = {}, {}
         # KD and no-KD MLP students share one architecture: one latency measurement serves both.
         share = models["student_kd"][0].family == "torch" and models["student_nokd"][0].family == "torch"
@@ -347,12 +357,13 @@ class Protocol:
             profile_as = rows["student_nokd"] if name == "student_kd" and share else None
             (row, expl), reused = self.cache.get_or_compute(
                 "measurements", key,
-                lambda n=name, m=model, p=profile_as: self._measure(n, m, teacher_pred, sd, seed, ctx,
+                lambda n=name, m=model, p=profile_as: self._measure(n, m, teacher_test, sd, seed, ctx,
                                                                     explanations.get("teacher"), p),
                 save_measurement, load_measurement, f"{name} measurements seed {seed}")
             resolved = model.history_.get("objective", {}) if name == "student_kd" else {}
             rows[name] = {**row, "reused": bool(reused_model and reused),
                           "kd_method": self.objective.name if name == "student_kd" else "none",
+                          **(self.student_rows.columns(seed) if name == "student_kd" else {}),
                           **{f"kd_{k}": v for k, v in resolved.items()
                              if k not in ("name", "tau", "alpha") and isinstance(v, (int, float))}}
             if expl is not None:

@@ -77,6 +77,7 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
                          *[c for c in scored.columns if c.startswith(("J_", "val_J_"))]]
     write_csv(out_dir / OBJECTIVE_FILE, scored[objective_columns])
     warnings = sanity_warnings(metrics, protocol.majority_accuracy)
+    labels, augment = protocol.student_rows.record()
     for line in warnings:
         log.warning("%s", line)
     summary = {
@@ -93,7 +94,9 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
         "split": {**protocol.split_args, "seeds": seeds_of(cfg), "units": len(seeds), "test_train_ratio": ratio},
         "split_sizes": {seed: protocol.split_sizes[seed] for seed in seeds},
         "kd": {"tau": protocol.tau, "alpha": protocol.alpha, "method": protocol.objective.name,
-               "settings": protocol.objective.settings()},
+               "settings": protocol.objective.settings(), **labels},
+        "augment": augment,
+        "notes": list(protocol.student_rows.notes),
         "device": protocol.device,
         # Latencies of jobs that ran in parallel were measured while other jobs worked (see the README).
         "machine": {**machine(), "parallel_jobs": parallel_jobs, "seed_order": order,
@@ -125,3 +128,4 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
     }
     write_json(out_dir / SUMMARY_FILE, summary)
     return RunResult(out_dir, metrics, summary, comparisons)
+

@@ -29,7 +29,9 @@ class Attribution(GradientMatching):
 
     def signals(self, teacher, X, y, n_classes, column_feature, output) -> TeacherSignals:
         logits, W, grad = self.teacher_pass(teacher, X, output)
-        mean = X.mean(0, keepdims=True).astype(np.float32)
+        # x̄: the training rows' mean (not that of rows the teacher labelled for augmentation, y = −1)
+        labelled = np.asarray(y) >= 0
+        mean = (X if labelled.all() else X[labelled]).mean(0, keepdims=True).astype(np.float32)
         M = membership(column_feature)
         attr = ((grad * (X - mean)) @ M).astype(np.float32)
         return TeacherSignals({"teacher_logits": logits, "weights": W, "teacher_attr": attr},

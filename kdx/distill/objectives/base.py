@@ -34,6 +34,11 @@ class Objective:
     needs_gradients = False  # needs a differentiable teacher and student (input gradients)
     soft_labels = False  # can distil a tree student through soft targets
     stacks = False  # its MLP students can train in a stacked pass (stacked_loss)
+    # Why rows only the teacher labelled (y = −1, kdx.data.augment) cannot train this objective; "" = they can.
+    no_generated_rows = ""
+    # Whether `signals` depends on the teacher only through its logits on the rows (so that logits computed
+    # otherwise, e.g. out of fold, can stand in: kdx.distill.labels.FixedLogits).
+    logit_signals = True
 
     def __init__(self, tau: float = 4.0, alpha: float = 0.5):
         self.tau = require_float("kd.tau", tau, 0.0, low_open=True)
@@ -50,6 +55,20 @@ class Objective:
         if self.needs_gradients and teacher_family != "torch":
             raise ConfigError(f"kd={self.name} needs the teacher's input gradients; a {teacher_family} teacher "
                               "has none: use kd=hinton, or an MLP teacher (teacher=dnn|mlp4)")
+
+    def check_rows(self, augment: str, out_of_fold: bool) -> None:
+        """Refuse, in one line, training on generated rows (`augment` names the augmenter; "none" = no rows) or
+        on out-of-fold teacher logits where this objective cannot use them."""
+        if augment != "none":
+            if self.no_generated_rows:
+                raise ConfigError(f"augment={augment} with kd={self.name}: {self.no_generated_rows}")
+            if self.alpha == 1:
+                raise ConfigError(f"augment={augment} with kd.alpha=1: the teacher's term has weight 0, so the rows it "
+                                  "labels would teach the student nothing; set kd.alpha < 1 or augment=none")
+        if out_of_fold and not self.logit_signals:
+            raise ConfigError(f"kd.soft_labels=oof with kd={self.name}: out-of-fold teachers replace the teacher's "
+                              "logits on its training rows, but this objective also matches the full teacher's input "
+                              "gradients; use kd.soft_labels=insample, or kd=hinton")
 
     def signals(self, teacher, X: np.ndarray, y: np.ndarray, n_classes: int, column_feature: np.ndarray,
                 output: str) -> TeacherSignals:

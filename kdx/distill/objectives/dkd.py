@@ -38,6 +38,8 @@ class DKD(Objective):
 
     name = "dkd"
     stacks = True
+    no_generated_rows = ("DKD splits the teacher's distribution at each row's true class, which rows the teacher "
+                         "labelled do not have; use kd=hinton (or jacobian, attribution) with augmentation")
 
     def __init__(self, tau: float = 4.0, alpha: float = 0.5, dkd_alpha: float = 1.0, dkd_beta: float = 8.0,
                  warmup: int = 5):

@@ -57,6 +57,7 @@ class GradientMatching(Objective):
 
     needs_gradients = True
     stacks = True
+    logit_signals = False
     matching = ""  # which input-gradient term (kdx.distill.stacked.StudentLoss.matching): set by subclasses
 
     def __init__(self, tau: float = 4.0, alpha: float = 0.5, lam: float = 1.0):

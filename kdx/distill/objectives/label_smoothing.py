@@ -37,6 +37,8 @@ class LabelSmoothing(Objective):
     name = "label_smoothing"
     soft_labels = True
     stacks = True
+    no_generated_rows = ("label smoothing learns from the true labels only (the teacher sets ε at most), so rows "
+                         "without one would teach nothing; use kd=hinton with augmentation")
 
     def __init__(self, tau: float = 4.0, alpha: float = 0.5, epsilon: float | None = None):
         super().__init__(tau, alpha)
