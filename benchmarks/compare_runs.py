@@ -38,16 +38,27 @@ def jobs(root: Path) -> dict[str, Path]:
         summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
         config = summary.get("config", {})
         nodes = {k: config.get(k) for k in ("dataset", "teacher", "student", "kd", "seeds", "split")}
+        # Keys later kdx versions added with their defaults (the study's rows and labels) pair with their absence.
+        nodes["kd"] = {k: v for k, v in (nodes["kd"] or {}).items()
+                       if (k, v) not in (("soft_labels", "insample"), ("oof_folds", 5))}
+        augment = config.get("augment") or {"name": "none"}
+        if augment.get("name") != "none":
+            nodes["augment"] = augment
         key = json.dumps({k: {n: v for n, v in node.items() if n != "_target_"} if isinstance(node, dict) else node
                           for k, node in nodes.items()}, sort_keys=True)
         out[key] = folder
     return out
 
 
-def differences(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], label: str) -> list[tuple[float, str]]:
-    """(largest |Δ|, description) for every comparable column; text columns must be equal (Δ = inf if not)."""
+def differences(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], label: str,
+                added: bool = False) -> list[tuple[float, str]]:
+    """(largest |Δ|, description) for every comparable column; text columns must be equal (Δ = inf if not).
+    `added`: rows only AFTER has (a later version's new metrics) are listed, not counted as differences."""
     merged = a.merge(b, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
     out = []
+    if added and (merged["_merge"] == "right_only").any():
+        print(f"  added after: {label}: {int((merged['_merge'] == 'right_only').sum())} rows")
+        merged = merged[merged["_merge"] != "right_only"]
     if (merged["_merge"] != "both").any():
         out.append((float("inf"), f"{label}: rows present on one side only"))
     for column in a.columns:
@@ -71,6 +82,8 @@ def main() -> None:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     parser.add_argument("--tolerance", type=float, default=0.0)
+    parser.add_argument("--added", action="store_true",
+                        help="AFTER may add rows and columns (new metrics): compare what both have, list the rest")
     args = parser.parse_args()
     before, after = jobs(args.before), jobs(args.after)
     found = []
@@ -80,11 +93,11 @@ def main() -> None:
         a, b = before[key], after[key]
         name = a.relative_to(args.before).as_posix() or "."
         found += differences(pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv"), ["seed", "model"],
-                             f"{name} metrics")
+                             f"{name} metrics", args.added)
         if (a / "stats.csv").is_file():
             x, y = (t[~t.metric.astype(str).str.contains(TIMED)] for t in
                     (pd.read_csv(a / "stats.csv"), pd.read_csv(b / "stats.csv")))  # comparisons of timings
-            found += differences(x, y, ["metric", "a", "b"], f"{name} stats")
+            found += differences(x, y, ["metric", "a", "b"], f"{name} stats", args.added)
     for table in REPORT_TABLES:
         files = (args.before / table, args.after / table)
         if all(f.is_file() for f in files):
@@ -92,6 +105,11 @@ def main() -> None:
             if "claim" in x.columns:  # a claim about measured latency is a timing
                 x, y = (t[~t.claim.astype(str).str.contains("latency")].reset_index(drop=True) for t in (x, y))
             kept = [c for c in x.columns if not TIMED.search(str(c)) and not IDENTITY.search(str(c))]
+            if args.added and set(x.columns) <= set(y.columns) and len(x) == len(y):
+                extra = [c for c in y.columns if c not in x.columns]
+                if extra:
+                    print(f"  added after: {table}: columns {extra}")
+                y = y[list(x.columns)]
             if list(x.columns) != list(y.columns) or x.shape != y.shape:
                 found.append((float("inf"), f"{table}: other columns or rows"))
                 continue

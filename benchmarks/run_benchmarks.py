@@ -32,6 +32,7 @@ BENCHMARKS = {
     "sweeps": "3x3 tau/alpha sweep on Adult, 2 seeds: reuse vs none, 2 parallel jobs vs 1",
     "objectives": "one training epoch of each distillation objective vs hinton (Adult, 64-32 student)",
     "deploy": "torch eager vs onnxruntime (raw rows, preprocessing inside) for Adult's teacher and KD student",
+    "augment": "Adult: generating and labelling 5x the training rows vs the teacher's training; KD student with them",
     "paper": "the whole study, kdx run +study=paper, cold cache",
 }
 

@@ -154,8 +154,11 @@ def test_a_booster_student_regresses_the_teachers_logits(student, n_classes):
     assert (nokd.predict(X) == y).mean() > 0.7
     q = np.full((2, 3), 0.25)
     q[0] = [0.5, 0.25, 0.25]
-    t = logit_targets(q / q.sum(1, keepdims=True), 2.0)
-    np.testing.assert_allclose(t[0], 2 * (np.log([0.5, 0.25, 0.25]) - np.log([0.5, 0.25, 0.25]).mean()))
+    t = logit_targets(q / q.sum(1, keepdims=True))
+    np.testing.assert_allclose(t[0], np.log([0.5, 0.25, 0.25]) - np.log([0.5, 0.25, 0.25]).mean())
+    np.testing.assert_allclose(t[1], 0.0, atol=1e-12)
+    binary = logit_targets(np.array([[0.2, 0.8]]))
+    np.testing.assert_allclose(binary, [[np.log(4.0)]])
 
 
 def test_catboost_cannot_fit_logits():

@@ -8,13 +8,15 @@ Cross-fitting (stacking's remedy) gives each training row the logits of a model 
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from kdx.errors import ConfigError
+log = logging.getLogger("kdx")
 
 
 class FixedLogits:
@@ -46,17 +48,22 @@ def out_of_fold_logits(make_teacher: Callable[[int], object], X: np.ndarray, y: 
                        y_val: np.ndarray, n_classes: int, folds: int, seed: int) -> OutOfFold:
     """Cross-fitted logits of the training rows (X, y): `folds` stratified folds (shuffled by `seed`); fold
     model k (`make_teacher(k)`, unfitted) trains on the other folds, with the seed's validation rows for its
-    early stopping as the full teacher has them, and labels fold k."""
+    early stopping as the full teacher has them, and labels fold k. A class with fewer training rows than
+    folds is missing from some fold models' rows; its rows then get the logits of a model that never saw
+    the class, which is what out of fold means (said in the log)."""
     counts = np.bincount(y, minlength=n_classes)
-    present = counts[counts > 0]
-    if present.min() < folds:
-        raise ConfigError(f"kd.oof_folds={folds}: the smallest class has {int(present.min())} training rows, fewer "
-                          "than the folds; lower kd.oof_folds or use kd.soft_labels=insample")
+    rare = [k for k in range(n_classes) if 0 < counts[k] < folds]
+    if rare:
+        log.info("out-of-fold teachers: class(es) %s have fewer training rows (%s) than the %d folds: some fold "
+                 "models never see them", rare, [int(counts[k]) for k in rare], folds)
     logits = np.zeros((len(y), n_classes), dtype=np.float32)
     fold = np.full(len(y), -1, dtype=np.int64)
     seconds = 0.0
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (fit_rows, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
+    with warnings.catch_warnings():  # scikit-learn's warning about those classes, said above in kdx's words
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(splitter.split(np.zeros(len(y)), y))
+    for k, (fit_rows, held) in enumerate(parts):
         model = make_teacher(k).fit(X[fit_rows], y[fit_rows], X_val, y_val, n_classes)
         logits[held] = model.logits(X[held])
         fold[held] = k

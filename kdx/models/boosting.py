@@ -86,7 +86,7 @@ class BoosterClassifier(Classifier):
         stop = self.early_stopping_rounds is not None and X_val is not None
         if objective is not None and getattr(self, "kd_fit", "soft_rows") == "logits":
             weight = q.sum(1)
-            targets = logit_targets(q / weight[:, None], objective.tau)
+            targets = logit_targets(q / weight[:, None])
             self.model_ = self._train_logits(np.asarray(X, np.float32), targets, weight, n_classes)
         else:
             Xw, yw, w = weighted_rows(np.asarray(X, np.float32), q)
