@@ -277,42 +277,65 @@ def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, p
         if len({method(r) for r in members}) < 2:
             continue
         first = members[0]
-        stats = (first.summary or {}).get("stats", {})
-        test, ratio = stats.get("test", "paired"), test_train_ratio(first)
-        c = first.config
-        label = f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']}"
-        nokd = first.metrics[first.metrics.model == "student_nokd"].set_index("seed")
+        test, ratio, label = _group_head(first)
+        nokd = _seed_frame(first, "student_nokd")
         hinton = {(float(r.config["kd"]["tau"]), float(r.config["kd"]["alpha"])): r for r in members
                   if method(r) == "hinton"}
         rows = [{"pair": label, "method": "no KD (hard labels)", "τ": "—", "α": "—",
                  **{m: ms(first, "student_nokd", m) for m in METHOD_METRICS}}]
         tests = []
         for run in sorted(members, key=lambda r: (method(r) != "hinton", method(r), r.name)):
-            kd = run.metrics[run.metrics.model == "student_kd"].set_index("seed")
+            kd = _seed_frame(run, "student_kd")
             tau, a = float(run.config["kd"]["tau"]), float(run.config["kd"]["alpha"])
             ref = hinton.get((tau, a)) if method(run) != "hinton" else None
-            refs = [("no KD", nokd)] + ([("hinton", ref.metrics[ref.metrics.model == "student_kd"].set_index("seed"))]
-                                        if ref is not None else [])
-            row = {"pair": label, "method": method(run), "τ": tau, "α": a}
-            for metric in METHOD_METRICS:
-                row[metric] = ms(run, "student_kd", metric)
-                for ref_name, ref_frame in refs:
-                    if metric not in kd or metric not in ref_frame:
-                        continue
-                    both = pd.concat([ref_frame[metric], kd[metric]], axis=1, keys=["a", "b"]).dropna()
-                    r = paired_comparison(both.a.to_numpy(), both.b.to_numpy(), test_train_ratio=ratio, alpha=alpha,
-                                          test=test)
-                    tests.append((len(long), row, metric, ref_name))
-                    long.append({"pair": label, "method": method(run), "τ": tau, "α": a, "metric": metric,
-                                 "versus": ref_name, **r})
+            refs = [("no KD", nokd)] + ([("hinton", _seed_frame(ref, "student_kd"))] if ref is not None else [])
+            row = {"pair": label, "method": method(run), "τ": tau, "α": a,
+                   **{metric: ms(run, "student_kd", metric) for metric in METHOD_METRICS}}
+            _compare(kd, refs, METHOD_METRICS, (ratio, alpha, test), row, tests, long,
+                     {"pair": label, "method": method(run), "τ": tau, "α": a})
             rows.append(row)
-        adjusted = holm([np.nan if long[i]["p"] is None else long[i]["p"] for i, *_ in tests])
-        for (i, row, metric, ref_name), p_adj in zip(tests, adjusted):
-            long[i]["p_adjusted"] = p_adj
-            mark = "" if np.isnan(p_adj) else (f" (p {p_adj:.2g}*)" if p_adj < alpha else f" (p {p_adj:.2g})")
-            row[f"{metric} Δ vs {ref_name}"] = f"{long[i]['diff']:+.4f}{mark}"
+        _mark_holm(tests, long, alpha)  # Holm over each pair's table
         wide += rows
     return pd.DataFrame(wide), pd.DataFrame(long)
+
+
+def _group_head(first: RunRecord) -> tuple[str, float, str]:
+    """A table group's test, n_test/n_train ratio and label (dataset: teacher→student), from its first run."""
+    test = (first.summary or {}).get("stats", {}).get("test", "paired")
+    c = first.config
+    return test, test_train_ratio(first), f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']}"
+
+
+def _seed_frame(run: RunRecord, model: str) -> pd.DataFrame:
+    """One model's rows of a run's metrics, indexed by seed."""
+    return run.metrics[run.metrics.model == model].set_index("seed")
+
+
+def _compare(kd: pd.DataFrame, refs: list, metrics: tuple[str, ...], how: tuple, row: dict, tests: list,
+             long: list, about: dict) -> None:
+    """Paired comparisons of a KD student's per-seed `metrics` (`kd`) with each (name, per-seed frame) of
+    `refs`, with `how` = (test_train_ratio, alpha, test): each one appended to `long` (with `about`), and to
+    `tests` with the `row` and column its Δ goes to (filled in by _mark_holm)."""
+    ratio, alpha, test = how
+    for metric in metrics:
+        for ref_name, ref in refs:
+            if metric not in kd or metric not in ref:
+                continue
+            both = pd.concat([ref[metric], kd[metric]], axis=1, keys=["a", "b"]).dropna()
+            r = paired_comparison(both.a.to_numpy(), both.b.to_numpy(), test_train_ratio=ratio, alpha=alpha,
+                                  test=test)
+            tests.append((len(long), row, f"{metric} Δ vs {ref_name}"))
+            long.append({**about, "metric": metric, "versus": ref_name, **r})
+
+
+def _mark_holm(tests: list, long: list, alpha: float) -> None:
+    """Holm over `tests`: each comparison's adjusted p in `long`, and its Δ with the p in its row's column."""
+    adjusted = holm([np.nan if long[i]["p"] is None else long[i]["p"] for i, *_ in tests])
+    for (i, row, column), p_adj in zip(tests, adjusted):
+        long[i]["p_adjusted"] = p_adj
+        mark = "" if np.isnan(p_adj) else (f" (p {p_adj:.2g}*)" if p_adj < alpha else f" (p {p_adj:.2g})")
+        row[column] = f"{long[i]['diff']:+.4f}{mark}"
+    tests.clear()
 
 
 def verdicts_table(verdicts: list[tuple[str, Verdict]]) -> pd.DataFrame:
@@ -332,10 +355,6 @@ def changed_verdicts(verdicts: list[tuple[str, Verdict]]) -> list[str]:
 
 
 AUGMENT_METRICS = ("accuracy", "roc_auc", "ece", "cosine", "stability")
-
-
-def _seed_frame(run: RunRecord, model: str) -> pd.DataFrame:
-    return run.metrics[run.metrics.model == model].set_index("seed")
 
 
 def augmentation_tables(runs: list[RunRecord], alpha: float, confidence: float = 0.95
@@ -359,10 +378,8 @@ def augmentation_tables(runs: list[RunRecord], alpha: float, confidence: float =
         if len(settings) < 2 or settings == {("none", 0.0, "insample")}:
             continue
         first = members[0]
-        stats = (first.summary or {}).get("stats", {})
-        test, ratio = stats.get("test", "paired"), test_train_ratio(first)
-        c = first.config
-        label = f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} ({method(first)})"
+        test, ratio, label = _group_head(first)
+        label += f" ({method(first)})"
         nokd, teacher = _seed_frame(first, "student_nokd"), _seed_frame(first, "teacher")
         plain = next((r for r in members if plain_labels(r)), None)
         distinct: dict[tuple, RunRecord] = {}  # augment=none jobs of a sweep's size factors are one setting
@@ -382,25 +399,13 @@ def augmentation_tables(runs: list[RunRecord], alpha: float, confidence: float =
                    "val accuracy": round(val[run.name], 4), "chosen": "✓" if run.name == best else ""}
             refs = [("no KD", nokd)] + ([("plain KD", _seed_frame(plain, "student_kd"))]
                                         if plain is not None and run is not plain else [])
-            for metric in AUGMENT_METRICS:
-                for ref_name, ref in refs:
-                    if metric not in kd or metric not in ref:
-                        continue
-                    both = pd.concat([ref[metric], kd[metric]], axis=1, keys=["a", "b"]).dropna()
-                    r = paired_comparison(both.a.to_numpy(), both.b.to_numpy(), test_train_ratio=ratio, alpha=alpha,
-                                          test=test)
-                    tests.append((len(long), row, f"{metric} Δ vs {ref_name}"))
-                    long.append({"pair": label, "augment": name, "size": size, "soft_labels": soft, "metric": metric,
-                                 "versus": ref_name, **r})
+            _compare(kd, refs, AUGMENT_METRICS, (ratio, alpha, test), row, tests, long,
+                     {"pair": label, "augment": name, "size": size, "soft_labels": soft})
             three = pd.concat([kd["accuracy"], nokd["accuracy"], teacher["accuracy"]], axis=1).dropna().to_numpy()
             gap = gap_recovered(three[:, 0], three[:, 1], three[:, 2], confidence, ratio if test == "corrected" else 0)
             row["gap recovered"] = ("—" if gap["recovered"] is None else f"{gap['recovered']:+.2f}" + (
                 f" [{gap['low']:+.2f}, {gap['high']:+.2f}]" if gap["low"] is not None else ""))
             rows.append(row)
         wide += rows
-    adjusted = holm([np.nan if long[i]["p"] is None else long[i]["p"] for i, *_ in tests])
-    for (i, row, column), p_adj in zip(tests, adjusted):
-        long[i]["p_adjusted"] = p_adj
-        mark = "" if np.isnan(p_adj) else (f" (p {p_adj:.2g}*)" if p_adj < alpha else f" (p {p_adj:.2g})")
-        row[column] = f"{long[i]['diff']:+.4f}{mark}"
+    _mark_holm(tests, long, alpha)  # Holm over the whole table
     return pd.DataFrame(wide), pd.DataFrame(long)
