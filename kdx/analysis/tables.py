@@ -379,7 +379,8 @@ def augmentation_tables(runs: list[RunRecord], alpha: float, confidence: float =
             continue
         first = members[0]
         test, ratio, label = _group_head(first)
-        label += f" ({method(first)})"
+        objective = first.config.get("kd") or {}
+        label += f" ({method(first)} τ={float(objective.get('tau', 4)):g} α={float(objective.get('alpha', 0.5)):g})"
         nokd, teacher = _seed_frame(first, "student_nokd"), _seed_frame(first, "teacher")
         plain = next((r for r in members if plain_labels(r)), None)
         distinct: dict[tuple, RunRecord] = {}  # augment=none jobs of a sweep's size factors are one setting
