@@ -94,3 +94,19 @@ def test_a_single_name_is_a_list_and_text_listed_as_numeric_is_named(tmp_path):
     assert data.features == ("age", "city") and data.categorical == ("city",)
     with pytest.raises(DataError, match="'city' is listed as numeric but none of its values is a number"):
         load_csv(path, "label", numeric="city", drop=["id"])
+
+
+def test_categories_become_text_as_one_call_per_cell_would():
+    """The categorical columns' text form (missing and "" → NaN, else str(v)), computed once per distinct value
+    for text columns, equals the per-cell definition on awkward columns (1 and 1.0 stay "1" and "1.0")."""
+    import numpy as np
+    import pandas as pd
+
+    from kdx.data.preprocess import as_text
+
+    frame = pd.DataFrame({"a": ["x", "", None, np.nan, "y"], "b": [1, 2.5, np.nan, 3, 0],
+                          "c": [True, False, None, True, "t"], "d": pd.Categorical(["p", "q", None, "p", "q"]),
+                          "e": [1, "1", 1.0, "", None], "f": [None] * 5, "g": ["", "", None, "a", "a"]})
+    expected = frame.apply(lambda col: col.map(lambda v: np.nan if pd.isna(v) or v == "" else str(v))).astype(object)
+    pd.testing.assert_frame_equal(as_text(frame), expected)
+    assert as_text(frame)["e"].tolist()[:3] == ["1", "1", "1.0"]

@@ -18,10 +18,22 @@ from kdx.errors import DataError
 MISSING = "__missing__"
 
 
-def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     # Categories must be uniformly strings for the encoder; missing stays NaN so it becomes its own level.
     # An empty string is missing too (a CSV reader's empty cell; the contract of the ONNX export's inputs).
-    return frame.apply(lambda col: col.map(lambda v: np.nan if pd.isna(v) or v == "" else str(v))).astype(object)
+    # A column of text (the usual case) is converted once per distinct value (pd.factorize), not per cell;
+    # others cell by cell (factorize would merge 1 and 1.0, whose texts differ).
+    out = {}
+    for name, col in frame.items():
+        if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):  # object or pandas' own strings
+            codes, uniques = pd.factorize(col, use_na_sentinel=True)
+            text = np.array([*uniques, np.nan], dtype=object)  # code −1 (missing) takes the last
+            text[[i for i, t in enumerate(text[:-1]) if t == ""]] = np.nan
+            out[name] = text[codes]
+        else:
+            out[name] = col.astype(object).map(lambda v: np.nan if pd.isna(v) or v == "" else str(v)).to_numpy(
+                dtype=object)
+    return pd.DataFrame(out, index=frame.index, columns=frame.columns).astype(object)
 
 
 @contextlib.contextmanager
@@ -84,7 +96,7 @@ class Preprocessor:
             raise DataError(f"input rows lack feature column(s) {missing}")
         X = X[list(self.numeric + self.categorical)].copy()
         if self.categorical:
-            X[list(self.categorical)] = _as_text(X[list(self.categorical)])
+            X[list(self.categorical)] = as_text(X[list(self.categorical)])
         return X
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from kdx.config import require_float, require_int
 from kdx.data.base import TabularData
-from kdx.data.preprocess import Preprocessor
+from kdx.data.preprocess import Preprocessor, as_text
 
 log = logging.getLogger("kdx")
 
@@ -109,10 +109,21 @@ def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     categories as text, missing as missing)."""
     if frame.empty:
         return np.zeros(0, dtype=np.uint64)
-    canonical = pd.DataFrame({c: (frame[c].astype(float) if pd.api.types.is_numeric_dtype(frame[c])
-                                  else frame[c].astype(str).where(frame[c].notna(), None))
-                              for c in columns})
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c])]
+    text = as_text(frame[[c for c in columns if c not in numeric]])  # as the preprocessing reads categories
+    canonical = pd.concat([frame[numeric].astype(float), text], axis=1)[columns]
     return pd.util.hash_pandas_object(canonical, index=False).to_numpy()
+
+
+_HASHES: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}  # the last dataset's row hashes (the same every seed)
+
+
+def _dataset_hashes(data: TabularData, columns: list[str]) -> np.ndarray:
+    cached = _HASHES.get(id(data.X))
+    if cached is None or cached[0] is not data.X:
+        _HASHES.clear()
+        cached = _HASHES[id(data.X)] = (data.X, row_hashes(data.X, columns))
+    return cached[1]
 
 
 def generate_rows(augmenter: Augmenter, data: TabularData, train_rows: np.ndarray, encoded_train: np.ndarray,
@@ -130,13 +141,10 @@ def generate_rows(augmenter: Augmenter, data: TabularData, train_rows: np.ndarra
     frame = frame[columns].reset_index(drop=True)
     requested = len(frame)
     hashes = row_hashes(frame, columns)
-    known = set(row_hashes(data.X, columns).tolist())
-    seen: set[int] = set()
+    _, first = np.unique(hashes, return_index=True)  # the first of each group of equal rows
     keep = np.zeros(len(frame), dtype=bool)
-    for i, h in enumerate(hashes.tolist()):
-        if h not in known and h not in seen:
-            keep[i] = True
-            seen.add(h)
+    keep[first] = True
+    keep &= ~np.isin(hashes, _dataset_hashes(data, columns))
     frame = frame[keep].reset_index(drop=True)
     for c in data.categorical:  # the dataset's own representation of categories (object columns)
         frame[c] = frame[c].astype(object)
