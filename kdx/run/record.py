@@ -128,4 +128,3 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
     }
     write_json(out_dir / SUMMARY_FILE, summary)
     return RunResult(out_dir, metrics, summary, comparisons)
-
