@@ -323,3 +323,19 @@ def test_a_pretrained_teacher_labels_generated_rows_from_their_raw_values(tmp_pa
     z = protocol.student_rows.label_generated(teacher, rows)
     margin = booster.get_booster().predict(xgb.DMatrix(rows.frame[list(frame.data.columns)]), output_margin=True)
     np.testing.assert_allclose(z[:, 1] - z[:, 0], margin, atol=1e-5)
+
+
+def test_a_file_of_unlabelled_rows_through_a_run(tmp_path, compose_cfg):
+    """augment=rows end to end: the user's rows (their label column ignored) are labelled by the teacher and the
+    KD student trains on them; a file without a feature column stops the run before any training."""
+    frame = load_breast_cancer().X
+    traffic = frame.sample(120, random_state=0).mul(1.01).assign(label="ignored")
+    traffic.to_csv(tmp_path / "traffic.csv", index=False)
+    common = (*TINY, "dataset=breast_cancer", "teacher=gbt", "explain.enabled=false", "profile.enabled=false")
+    result = run(compose_cfg(*common, "augment=rows", f"augment.path={tmp_path / 'traffic.csv'}"), tmp_path / "r")
+    assert result.metrics.set_index("model").loc["student_kd", "generated_rows"] == 120
+    assert result.summary["augment"]["name"] == "rows"
+    traffic.drop(columns=[frame.columns[0]]).to_csv(tmp_path / "broken.csv", index=False)
+    with pytest.raises(DataError, match="lacks the dataset's feature column"):
+        run(compose_cfg(*common, "augment=rows", f"augment.path={tmp_path / 'broken.csv'}"), tmp_path / "b")
+    assert not (tmp_path / "b" / "checkpoints").exists()  # stopped at the door, before any seed's work

@@ -75,6 +75,7 @@ def check_objective(cfg: DictConfig, data: TabularData) -> None:
     objective = build_objective(cfg.kd)
     objective.check(data.n_classes, *model_families(cfg))
     augmenter = build_augmenter(cfg.get("augment"))
+    augmenter.check(data)
     out_of_fold = cfg.kd.get("soft_labels", "insample") == "oof" and not teacher_reads_raw(cfg.teacher)
     objective.check_rows(augmenter.name, out_of_fold)
 

@@ -56,6 +56,10 @@ class Augmenter:
         preprocessing of them: standardized numeric, one-hot categorical)."""
         raise NotImplementedError
 
+    def check(self, data: TabularData) -> None:
+        """Refuse, in one line and before any training, what cannot work with this dataset (e.g. a file of rows
+        without its columns)."""
+
 
 class NoAugment(Augmenter):
     """The study's protocol: students see the training rows only."""

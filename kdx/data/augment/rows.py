@@ -36,6 +36,7 @@ class FileRows(Augmenter):
         self.size_factor = 0.0
         self.sep, self.encoding = sep, encoding
         self._table: pd.DataFrame | None = None
+        self._said = False  # the ignored columns are named once
 
     def settings(self) -> dict:
         stat = self.path.stat()
@@ -54,16 +55,26 @@ class FileRows(Augmenter):
             self._table = table
         return self._table
 
+    def check(self, data) -> None:
+        self._rows(list(data.X.columns), Columns(tuple(data.numeric), tuple(data.categorical)))
+
     def generate(self, train: pd.DataFrame, encoded: np.ndarray, columns: Columns,
                  rng: np.random.Generator) -> pd.DataFrame:
+        frame = self._rows(list(train.columns), columns)
+        if len(frame) > self.max_rows:
+            frame = frame.iloc[np.sort(rng.choice(len(frame), self.max_rows, replace=False))]
+        return frame.reset_index(drop=True)
+
+    def _rows(self, features: list[str], columns: Columns) -> pd.DataFrame:
+        """The file's rows as the dataset's feature columns, checked (one DataError line for what is wrong)."""
         table = self._read()
-        features = list(train.columns)
         missing = [c for c in features if c not in table.columns]
         if missing:
             raise DataError(f"augment.path {self.path.name} lacks the dataset's feature column(s) {missing}; it has "
                             f"{list(table.columns)}")
         extra = [c for c in table.columns if c not in features]
-        if extra:
+        if extra and not self._said:
+            self._said = True
             log.info("augment.path %s: column(s) %s are not features of the dataset: ignored (the teacher labels "
                      "the rows)", self.path.name, extra)
         frame = table[features].copy()
@@ -79,6 +90,4 @@ class FileRows(Augmenter):
                 raise DataError(f"augment.path {self.path.name}: numeric column '{c}' contains infinite values")
         for c in columns.categorical:
             frame[c] = frame[c].astype(object)
-        if len(frame) > self.max_rows:
-            frame = frame.iloc[np.sort(rng.choice(len(frame), self.max_rows, replace=False))]
-        return frame.reset_index(drop=True)
+        return frame
