@@ -23,8 +23,6 @@ class FixedLogits:
     """A teacher whose logits on the rows at hand were computed elsewhere (out of fold, or on raw rows): what an
     objective with `logit_signals` reads through `teacher.logits(X)`. Asked about other rows, it refuses."""
 
-    family = "fixed"
-
     def __init__(self, logits: np.ndarray):
         self.values = np.asarray(logits)
 

@@ -16,6 +16,7 @@ from kdx.errors import ConfigError, DataError, TrainingError
 from kdx.measure.metrics import SANITY_P, label_sanity
 from kdx.models import Classifier
 from kdx.run.building import build_augmenter, build_model, build_objective
+from kdx.run.labelling import out_of_fold
 
 log = logging.getLogger("kdx")
 
@@ -76,8 +77,7 @@ def check_objective(cfg: DictConfig, data: TabularData) -> None:
     objective.check(data.n_classes, *model_families(cfg))
     augmenter = build_augmenter(cfg.get("augment"))
     augmenter.check(data)
-    out_of_fold = cfg.kd.get("soft_labels", "insample") == "oof" and not teacher_reads_raw(cfg.teacher)
-    objective.check_rows(augmenter.name, out_of_fold)
+    objective.check_rows(augmenter.name, out_of_fold(cfg, teacher_reads_raw(cfg.teacher)))
 
 
 def model_families(cfg: DictConfig) -> tuple[str, str]:

@@ -25,6 +25,12 @@ from kdx.timing import Stages
 log = logging.getLogger("kdx")
 
 
+def out_of_fold(cfg: DictConfig, raw_teacher: bool) -> bool:
+    """Whether the KD student's training-row labels are out of fold: asked for, and the teacher is one kdx trains
+    (a teacher read from a file cannot be cross-fitted)."""
+    return cfg.kd.get("soft_labels", "insample") == "oof" and not raw_teacher
+
+
 class StudentRows:
     """What the KD student of each seed trains on, for one run's config. `codec`: the raw-row codec of a
     teacher that reads raw columns (a pretrained file), None for a teacher kdx trains (which can be
@@ -38,7 +44,7 @@ class StudentRows:
         self.augmenting = self.augmenter.active
         self.oof_folds = int(cfg.kd.get("oof_folds", 5))
         self.requested = cfg.kd.get("soft_labels", "insample")
-        self.out_of_fold = self.requested == "oof" and codec is None
+        self.out_of_fold = out_of_fold(cfg, raw_teacher=codec is not None)
         self.notes: list[str] = []
         if self.requested == "oof" and codec is not None:
             self.notes.append("kd.soft_labels=oof: a pretrained teacher cannot be cross-fitted, so its labels on the "

@@ -142,7 +142,6 @@ class Protocol:
         self.stages = stages or Stages()
         # The KD student's rows (augmentation) and the teacher's labels on them (in-sample or out of fold).
         self.student_rows = StudentRows(cfg, data, cache, self.stages, self.device, self.codec)
-        self.objective.check_rows(self.student_rows.augmenter.name, self.student_rows.out_of_fold)
         self.teacher_identity = teacher_identity(cfg.teacher, pretrained)
         self.pretrained = pretrained  # read once per run, bound to each seed's rows
         self.teacher_columns: tuple[str, ...] = ()

@@ -73,12 +73,6 @@ class NoAugment(Augmenter):
     def settings(self) -> dict:
         return {"name": self.name}
 
-    def count(self, n_train: int) -> int:
-        return 0
-
-    def generate(self, train, encoded, columns, rng):
-        return train.iloc[:0].copy()
-
 
 @dataclass
 class GeneratedRows:

@@ -43,9 +43,6 @@ class FileRows(Augmenter):
         return {"name": self.name, "path": str(self.path.resolve()), "bytes": stat.st_size,
                 "mtime_ns": stat.st_mtime_ns, "max_rows": self.max_rows}
 
-    def count(self, n_train: int) -> int:
-        return min(self.max_rows, len(self._read()))
-
     def _read(self) -> pd.DataFrame:
         if self._table is None:
             table = read_table(self.path, self.sep, self.encoding)

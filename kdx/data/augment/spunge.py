@@ -42,8 +42,8 @@ class Spunge(Augmenter):
             values = train[c].to_numpy()
             column = np.where(resampled[:, j], values[donor[:, j]], values[base])
             if c in columns.numeric:
-                column = column.astype(float)
-                spread = float(np.nanstd(values.astype(float))) if np.isfinite(values.astype(float)).any() else 0.0
+                column, numbers = column.astype(float), values.astype(float)
+                spread = float(np.nanstd(numbers)) if np.isfinite(numbers).any() else 0.0
                 column = column + noisy[:, j] * rng.normal(0.0, 1.0, count) * spread * self.noise
                 if c in columns.integer:
                     column = np.round(column)
