@@ -15,6 +15,8 @@ from kdx.errors import DataError
 
 log = logging.getLogger("kdx")
 
+_READ: dict[tuple, pd.DataFrame] = {}  # the last file read, by path, size, mtime and reading options
+
 
 class FileRows(Augmenter):
     """The rows of `path` (CSV, compressed CSV or Parquet, as `dataset=csv` reads them), checked against the
@@ -35,7 +37,6 @@ class FileRows(Augmenter):
         self.max_rows = require_int("augment.max_rows", max_rows)
         self.size_factor = 0.0
         self.sep, self.encoding = sep, encoding
-        self._table: pd.DataFrame | None = None
         self._said = False  # the ignored columns are named once
 
     def settings(self) -> dict:
@@ -44,13 +45,17 @@ class FileRows(Augmenter):
                 "mtime_ns": stat.st_mtime_ns, "max_rows": self.max_rows}
 
     def _read(self) -> pd.DataFrame:
-        if self._table is None:
+        """The file, read once per process (the check at the run's door and each seed's rows share it)."""
+        stat = self.path.stat()
+        key = (str(self.path.resolve()), stat.st_size, stat.st_mtime_ns, self.sep, self.encoding)
+        if key not in _READ:
             table = read_table(self.path, self.sep, self.encoding)
             table.columns = [str(c) for c in table.columns]
             if table.empty:
                 raise DataError(f"augment.path {self.path.name} has a header but no rows")
-            self._table = table
-        return self._table
+            _READ.clear()
+            _READ[key] = table
+        return _READ[key]
 
     def check(self, data) -> None:
         self._rows(list(data.X.columns), Columns(tuple(data.numeric), tuple(data.categorical)))
