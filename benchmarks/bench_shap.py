@@ -26,6 +26,8 @@ from kdx.data.rows import (
     build_dataset,  # noqa: E402
     prepare_seed,  # noqa: E402
 )
+from kdx.distill.objectives.base import TeacherSignals  # noqa: E402
+from kdx.distill.objectives.hinton import Hinton  # noqa: E402
 from kdx.measure.alignment import cosine  # noqa: E402
 from kdx.measure.explain import explain, explained_output, output_matrix  # noqa: E402
 from kdx.measure.shapley import MAX_EXACT_COLUMNS  # noqa: E402
@@ -44,7 +46,7 @@ def _train(experiment: str):
     for name, alpha in (("student_nokd", 1.0), ("student_kd", cfg.kd.alpha)):
         student = build_model("student", cfg.student, 0, "cpu", cfg.limits)
         models[name] = student.fit(sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes,
-                                   soft, cfg.kd.tau, alpha)
+                                   Hinton(cfg.kd.tau, alpha), TeacherSignals({"teacher_logits": soft}))
     return data, sd, models
 
 

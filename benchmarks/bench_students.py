@@ -25,8 +25,9 @@ from torch import nn
 from kdx.data import load_adult
 from kdx.data.preprocess import Preprocessor
 from kdx.data.split import stratified_split
-from kdx.distill.stacked import StudentLoss, fit_stacked
-from kdx.models.losses import kd_loss
+from kdx.distill.objectives.hinton import Hinton
+from kdx.distill.stacked import fit_stacked
+from kdx.models.losses import Loss, kd_loss
 from kdx.models.mlp import MLPClassifier, build_mlp
 
 EPOCHS = 3
@@ -74,22 +75,22 @@ def _student(epochs=EPOCHS):
     return MLPClassifier(hidden=HIDDEN, lr=0.002, epochs=epochs, patience=10**6, seed=0)
 
 
-def grid() -> list[StudentLoss]:
+def grid() -> list[Loss]:
     """The study's τ/α grid (+sweep=tau_alpha) and the no-KD student: 31 students."""
-    return [StudentLoss()] + [StudentLoss(t, a) for t in (1, 2, 3, 4, 5, 8) for a in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    return [Loss()] + [Hinton(t, a).student_loss(None) for t in (1, 2, 3, 4, 5, 8) for a in (0.1, 0.3, 0.5, 0.7, 0.9)]
 
 
 def main() -> dict:
     X, y, Xv, yv, T, pre = _adult(with_preprocessor=True)
     fit_v01(X, y, Xv, yv, T, 4.0, 0.5, epochs=1)  # warm-ups
     _student(1).fit(X, y, Xv, yv, 2, T, 4.0, 0.5)
-    fit_stacked([_student(1), _student(1)], [StudentLoss(), StudentLoss(4.0, 0.5)], X, y, Xv, yv, 2, T)
+    fit_stacked([_student(1), _student(1)], [Loss(), Hinton(4.0, 0.5).student_loss(None)], X, y, Xv, yv, 2, T)
 
     variants = {
         "kdx 0.1 loop, one student": (1, lambda: fit_v01(X, y, Xv, yv, T, 4.0, 0.5)),
         "one by one now (MLPClassifier.fit)": (1, lambda: _student().fit(X, y, Xv, yv, 2, T, 4.0, 0.5)),
         "2 students stacked (no KD + KD)": (2, lambda: fit_stacked(
-            [_student(), _student()], [StudentLoss(), StudentLoss(4.0, 0.5)], X, y, Xv, yv, 2, T)),
+            [_student(), _student()], [Loss(), Hinton(4.0, 0.5).student_loss(None)], X, y, Xv, yv, 2, T)),
         "31 students stacked (τ/α grid + no KD)": (31, lambda: fit_stacked(
             [_student() for _ in grid()], grid(), X, y, Xv, yv, 2, T)),
     }
@@ -171,7 +172,7 @@ def _progress_cost(X, y, Xv, yv, T, rounds: int = 3) -> dict:
 
     def train():
         start = time.perf_counter()
-        fit_stacked([_student(3 * EPOCHS), _student(3 * EPOCHS)], [StudentLoss(), StudentLoss(4.0, 0.5)],
+        fit_stacked([_student(3 * EPOCHS), _student(3 * EPOCHS)], [Loss(), Hinton(4.0, 0.5).student_loss(None)],
                     X, y, Xv, yv, 2, T)
         return time.perf_counter() - start
 

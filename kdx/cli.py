@@ -130,6 +130,10 @@ def check_composes(overrides) -> None:
         with initialize_config_module(config_module="kdx.conf", version_base="1.3"):
             compose(config_name="config", overrides=first)
     except (HydraException, OmegaConfBaseException) as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+            # a value of the wrong type for the schema (kdx.config.schema): name the key and the type it takes
+            _fail(f"{cause.full_key}: {str(cause).splitlines()[0]}")
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         _fail(" ".join(lines[:2]) if lines else type(exc).__name__)
 

@@ -300,7 +300,7 @@ def test_a_pretrained_teacher_labels_generated_rows_from_their_raw_values(tmp_pa
     xgb = pytest.importorskip("xgboost")
     from sklearn.datasets import load_breast_cancer as sk_breast_cancer
 
-    from kdx.data.rows import load_data, seed_data
+    from kdx.data.rows import load_data
     from kdx.run.artefacts import cache_for
     from kdx.run.checks import check_teacher
     from kdx.run.protocol import Protocol
@@ -316,9 +316,8 @@ def test_a_pretrained_teacher_labels_generated_rows_from_their_raw_values(tmp_pa
     data = load_data(cfg)
     protocol = Protocol(cfg, data, cache_for(cfg), check_teacher(cfg, data))
     assert "cannot be cross-fitted" in protocol.student_rows.notes[0] and not protocol.student_rows.out_of_fold
-    sd = seed_data(data, protocol.base["data"], 0, protocol.split_args)
-    teacher, _ = protocol._fit("teacher", cfg.teacher, protocol.keys(0)["teacher"], 0, sd, "teacher",
-                               raw_parts=protocol.raw_parts(sd))
+    sd = protocol.seed_rows(0)
+    teacher, _ = protocol._fit("teacher", cfg.teacher, protocol.keys(0)["teacher"], 0, sd, "teacher")
     rows = protocol.student_rows.generated(sd, 0)
     z = protocol.student_rows.label_generated(teacher, rows)
     margin = booster.get_booster().predict(xgb.DMatrix(rows.frame[list(frame.data.columns)]), output_margin=True)

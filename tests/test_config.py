@@ -7,7 +7,7 @@ from kdx.config import validate
 from kdx.data.rows import build_dataset
 from kdx.errors import ConfigError
 from kdx.models import Classifier
-from kdx.run.building import build_model
+from kdx.run.building import build_model, build_objective
 
 OPTIONS = config_options()
 
@@ -61,8 +61,18 @@ def test_study_defaults(compose_cfg):
 
 
 @pytest.mark.parametrize("override,match", [
-    ("kd.alpha=1.5", "kd.alpha"), ("kd.alpha=-0.1", "kd.alpha"), ("kd.tau=0", "kd.tau"), ("kd.tau=-2", "kd.tau"),
-    ("kd.tau=abc", "kd.tau"), ("seeds=[]", "seeds"), ("seeds=[0,0]", "distinct"), ("seeds=[-1]", "seeds"),
+    ("kd.alpha=1.5", "kd: kd.alpha must be a number >= 0.0 and <= 1.0"), ("kd.alpha=-0.1", "kd: kd.alpha"),
+    ("kd.tau=0", "kd: kd.tau must be a number > 0.0"), ("kd.tau=-2", "kd: kd.tau"), ("kd.tau=abc", "kd: kd.tau"),
+    ("kd=dkd kd.dkd_beta=-1", "kd: kd.dkd_beta"), ("kd=label_smoothing kd.epsilon=2", "kd: kd.epsilon"),
+])
+def test_bad_objective_settings_are_named_by_the_objective(compose_cfg, override, match):
+    """kd.* rules live in the objective's constructor, once; it is built at the door (kdx.run.checks)."""
+    with pytest.raises(ConfigError, match=match):
+        build_objective(compose_cfg(*override.split()).kd)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("seeds=[]", "seeds"), ("seeds=[0,0]", "distinct"), ("seeds=[-1]", "seeds"),
     ("split.train=0.9", "split"), ("device=tpu", "device"), ("metrics.ece_bins=0", "ece_bins"),
     ("limits.rows=10", "limits.rows"), ("limits.epochs=0", "limits.epochs"),
     ("explain.method=kernel", "explain.method must be one of auto, permutation, exact"),

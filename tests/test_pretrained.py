@@ -596,3 +596,36 @@ def test_sanity_warnings_flag_a_teacher_below_chance_and_a_retention_above_1_5()
     assert len(lines) == 3 and "below chance" in lines[0] and "seed 0: 0.3000 < 0.6000" in lines[0]
     assert "student_nokd/teacher above 1.5 on 1 seed(s) (up to 3.00)" in lines[1]
     assert sanity_warnings(metrics[metrics.seed == 1], {1: 0.6}) == []
+
+
+def test_a_seeds_rows_carry_their_raw_rows_and_ids_through_row_selections_only():
+    """kdx.data.rows.Rows: what a raw-column teacher reads travels with the encoded rows, not by memory address."""
+    import pickle
+
+    from kdx.data.rows import Rows, contiguous
+
+    encoded = np.arange(20, dtype=np.float32).reshape(5, 4)
+    raw, ids = np.arange(10.0).reshape(5, 2) * 10, np.array([7, 3, 9, 1, 4])
+    rows = Rows(encoded, raw, ids)
+    for picked, index in ((rows[1:4], slice(1, 4)), (rows[[4, 0]], [4, 0]), (rows[rows.ids > 3], ids > 3),
+                          (rows[2:, :], slice(2, None)), (contiguous(rows[::2]), slice(None, None, 2))):
+        np.testing.assert_array_equal(picked.raw, raw[index])
+        np.testing.assert_array_equal(picked.ids, ids[index])
+        np.testing.assert_array_equal(np.asarray(picked), encoded[index])
+    # anything computed from the values is a plain array: nothing can carry raw rows that no longer match
+    for derived in (rows * 2, rows[:, :2], rows[0], rows.mean(0), np.asarray(rows), rows - rows[:1], np.exp(rows)):
+        assert getattr(derived, "raw", None) is None
+    assert type(pickle.loads(pickle.dumps(rows))) is np.ndarray
+    with pytest.raises(ValueError, match="do not pair up"):
+        Rows(encoded, raw[:4], ids)
+
+
+def test_a_pretrained_teacher_refuses_encoded_rows_without_their_raw_values(tmp_path):
+    """It scores the raw rows it is given and never guesses them back from an encoding (approximate)."""
+    xgb = pytest.importorskip("xgboost")
+    X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 2
+    path = tmp_path / "t.json"
+    xgb.XGBClassifier(n_estimators=5, max_depth=2).fit(X, y).save_model(path)
+    teacher = PretrainedTeacher(str(path))
+    with pytest.raises(KdxError, match="without their raw values"):
+        teacher.logits(X.astype(np.float32))

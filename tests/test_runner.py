@@ -8,6 +8,8 @@ import pytest
 from conftest import TINY
 
 import kdx
+from kdx.distill.objectives.base import TeacherSignals
+from kdx.distill.objectives.hinton import Hinton
 from kdx.errors import DataError
 from kdx.models import MLPClassifier
 from kdx.run.evaluate import evaluate_run
@@ -84,8 +86,9 @@ def test_kd_and_nokd_students_share_init_and_order(tmp_path):
     y = (X[:, 0] > 0).astype(np.int64)
     teacher_logits = rng.normal(size=(200, 2)).astype(np.float32)
     a = MLPClassifier(hidden=(8,), epochs=5, seed=3).fit(X, y, X[:40], y[:40], 2)
-    b = MLPClassifier(hidden=(8,), epochs=5, seed=3).fit(X, y, X[:40], y[:40], 2, teacher_logits, tau=3, alpha=1.0)
-    c = MLPClassifier(hidden=(8,), epochs=5, seed=3).fit(X, y, X[:40], y[:40], 2, teacher_logits, tau=3, alpha=0.5)
+    signals = TeacherSignals({"teacher_logits": teacher_logits})
+    b = MLPClassifier(hidden=(8,), epochs=5, seed=3).fit(X, y, X[:40], y[:40], 2, Hinton(3, 1.0), signals)
+    c = MLPClassifier(hidden=(8,), epochs=5, seed=3).fit(X, y, X[:40], y[:40], 2, Hinton(3, 0.5), signals)
     assert np.array_equal(a.logits(X), b.logits(X))
     assert not np.array_equal(a.logits(X), c.logits(X))
 

@@ -14,6 +14,7 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
 from kdx.analysis.claims import claims_for_run
+from kdx.analysis.console import _claim_line
 from kdx.analysis.stats import (
     StatsSettings,
     compare_models,
@@ -181,6 +182,16 @@ def test_claim_verdicts_supported_contradicted_inconclusive_and_the_architecture
     v = _verdict(claims_for_run(m, compare_models(m, settings, 0.0), 0.05, 0.0), "KD student more accurate")
     if v.verdict != "supported":
         assert "≈" in v.verdict and "seeds" in v.verdict
+    # The seeds an inconclusive verdict needs are a field (the console reads it, not the text); none otherwise.
+    m = _metrics(kd_shift=0.01, nokd_shift=0.0, noise=0.005)
+    v = _verdict(claims_for_run(m, compare_models(m, settings, 0.0), 0.05, 0.0), "KD student more accurate")
+    assert v.verdict.startswith("inconclusive (underpowered") and v.seeds_needed > 5
+    assert f"needs ≈ {v.seeds_needed} seeds" in v.verdict
+    assert f"needs ≈ {v.seeds_needed} seeds, has 5" in _claim_line(v, 5)
+    # with the corrected test's variance floor no number of seeds decides it: none, and the console says so
+    v = _verdict(claims_for_run(m, compare_models(m, settings, RATIO), 0.05, RATIO), "KD student more accurate")
+    assert v.seeds_needed is None and "more seeds cannot decide it" in _claim_line(v, 5)
+    assert all(v.seeds_needed is None for v in verdicts if not v.verdict.startswith("inconclusive"))
     # A non-significant difference is no evidence of "no degradation": the old verdict said reproduced.
     m = _metrics(kd_shift=-0.005, nokd_shift=0.0, noise=0.02)
     keeps = _verdict(claims_for_run(m, compare_models(m, settings, RATIO), 0.05, RATIO), "KD student keeps the")

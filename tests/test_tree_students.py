@@ -3,6 +3,8 @@ import pytest
 from scipy.special import softmax
 from test_explain import exact_interventional_shapley
 
+from kdx.distill.objectives.base import TeacherSignals
+from kdx.distill.objectives.hinton import Hinton
 from kdx.errors import ConfigError
 from kdx.measure.explain import explain, output_matrix
 from kdx.models import GBTClassifier, TreeClassifier
@@ -39,9 +41,10 @@ def test_blend_follows_alpha_and_tau():
 def test_alpha_one_reproduces_the_hard_label_model(make):
     X, y, z = _data()
     hard = make().fit(X, y, X, y, 2)
-    kd_one = make().fit(X, y, X, y, 2, teacher_logits=z, tau=3.0, alpha=1.0)
+    signals = TeacherSignals({"teacher_logits": z})
+    kd_one = make().fit(X, y, X, y, 2, objective=Hinton(3.0, 1.0), signals=signals)
     assert np.array_equal(hard.logits(X), kd_one.logits(X))
-    kd = make().fit(X, y, X, y, 2, teacher_logits=z, tau=3.0, alpha=0.2)
+    kd = make().fit(X, y, X, y, 2, objective=Hinton(3.0, 0.2), signals=signals)
     assert not np.array_equal(hard.logits(X), kd.logits(X))
 
 
@@ -50,7 +53,8 @@ def test_tree_can_reach_the_teachers_soft_labels_exactly():
     X = np.repeat(points, 25, axis=0)
     teacher = np.repeat(np.array([[2.0, -1.0, 0.0], [0.0, 0.5, 0.2], [-1.0, 1.0, 3.0], [0.3, 0.3, 0.3]]), 25, axis=0)
     y = teacher.argmax(1)
-    tree = TreeClassifier(max_depth=None, min_samples_leaf=1).fit(X, y, X, y, 3, teacher, tau=2.0, alpha=0.0)
+    tree = TreeClassifier(max_depth=None, min_samples_leaf=1).fit(X, y, X, y, 3, objective=Hinton(2.0, 0.0),
+                                                                  signals=TeacherSignals({"teacher_logits": teacher}))
     np.testing.assert_allclose(tree._full_proba(points), softmax(teacher[::25] / 2.0, axis=1), atol=1e-12)
 
 

@@ -38,6 +38,8 @@ class Verdict:
     verdict: str  # supported | contradicted | inconclusive (…) | not tested
     old_verdict: str = "—"  # plain paired t-test, no correction: reproduced | not reproduced
     effect_of: str = "—"  # KD | the student architecture (the no-KD student shows it too) | —
+    # An inconclusive verdict's seeds for 80 % power at the observed effect (seeds_to_decide); None otherwise
+    seeds_needed: int | None = None
 
 
 def _comparison(stats: pd.DataFrame | None, metric: str, a: str, b: str) -> dict | None:
@@ -67,21 +69,21 @@ def seeds_to_decide(c: dict, effect: float, alpha: float, two_sided: bool = True
 
 
 def _undecided(effect: float, c: dict, alpha: float, two_sided: bool, against: bool = False,
-               family: int | None = None) -> str:
-    """Why a claim is inconclusive: `seeds_to_decide`, or that no number of seeds would."""
+               family: int | None = None) -> tuple[str, int | None]:
+    """Why a claim is inconclusive (`seeds_to_decide`, or that no number of seeds would), and those seeds."""
     sd = _num(c.get("sd_diff"))
     if sd is None or sd == 0:
-        return f"{INCONCLUSIVE} (no test: {c.get('note') or 'no variance'})"
+        return f"{INCONCLUSIVE} (no test: {c.get('note') or 'no variance'})", None
     n, m = seeds_to_decide(c, effect, alpha, two_sided, family)
     lead = "Δ against the claim; " if against else ""
     level = f" at α/{m}" if m > 1 else ""
     if n is None:
         return (f"{INCONCLUSIVE} ({lead}no number of re-split seeds decides it{level}: the corrected variance "
-                f"stays above sd²·n_test/n_train)")
+                f"stays above sd²·n_test/n_train)"), None
     if n <= int(c["n"]):  # the run had the seeds and still fell short: an unlucky draw near the threshold
         return (f"{INCONCLUSIVE} ({lead}borderline: ≈ {n} seeds give 80 % power{level} for the observed Δ and this "
-                f"run has {int(c['n'])}; more seeds should decide it)")
-    return f"{INCONCLUSIVE} ({lead}underpowered, needs ≈ {n} seeds{level}; this run has {int(c['n'])})"
+                f"run has {int(c['n'])}; more seeds should decide it)"), n
+    return f"{INCONCLUSIVE} ({lead}underpowered, needs ≈ {n} seeds{level}; this run has {int(c['n'])})", n
 
 
 def _old(c: dict, sign: int, alpha: float) -> str:
@@ -89,12 +91,13 @@ def _old(c: dict, sign: int, alpha: float) -> str:
     return "reproduced" if p is not None and p < alpha and np.sign(c["diff"]) == sign else "not reproduced"
 
 
-def _directional_verdict(c: dict | None, sign: int, alpha: float) -> str:
+def _directional_verdict(c: dict | None, sign: int, alpha: float) -> tuple[str, int | None]:
+    """The verdict on one comparison, and the seeds an inconclusive one would need."""
     if c is None or pd.isna(c.get("diff")):
-        return NOT_TESTED
+        return NOT_TESTED, None
     p = _num(c.get("p_adjusted", c.get("p")))
     if p is not None and p < alpha:
-        return SUPPORTED if np.sign(c["diff"]) == sign else CONTRADICTED
+        return (SUPPORTED if np.sign(c["diff"]) == sign else CONTRADICTED), None
     return _undecided(c["diff"], c, alpha, True, against=np.sign(c["diff"]) == -sign)
 
 
@@ -122,13 +125,13 @@ def _directional(claim, study, stats, metric, a, b, sign: int, alpha: float, con
     test = _test_name(c, metric, a, b, alpha)
     if c is None or pd.isna(c.get("diff")):
         return Verdict(claim, study, "not measured", test, NOT_TESTED)
-    verdict = _directional_verdict(c, sign, alpha)
+    verdict, needs = _directional_verdict(c, sign, alpha)
     effect_of = "—"
     if control is not None and verdict == SUPPORTED:
         ctrl = _comparison(stats, metric, *control)
         vs_nokd = _comparison(stats, metric, "student_nokd", "student_kd")
-        kd = _directional_verdict(vs_nokd, sign, alpha) == SUPPORTED
-        same = _directional_verdict(ctrl, sign, alpha) == SUPPORTED
+        kd = _directional_verdict(vs_nokd, sign, alpha)[0] == SUPPORTED
+        same = _directional_verdict(ctrl, sign, alpha)[0] == SUPPORTED
         if kd:
             effect_of = "KD (beyond the no-KD student)"
         elif ctrl is not None and vs_nokd is not None:
@@ -137,7 +140,7 @@ def _directional(claim, study, stats, metric, a, b, sign: int, alpha: float, con
                          f"{vs_nokd['diff']:+.4f}, not significant")
     elif control is None and a == "student_nokd" and b == "student_kd" and verdict in (SUPPORTED, CONTRADICTED):
         effect_of = "KD (tested against the no-KD student)"
-    return Verdict(claim, study, _describe(c), test, verdict, _old(c, sign, alpha), effect_of)
+    return Verdict(claim, study, _describe(c), test, verdict, _old(c, sign, alpha), effect_of, needs)
 
 
 def _noninferior(claim, study, stats, metric, a, b, alpha: float, control: tuple[str, str]) -> Verdict:
@@ -151,6 +154,7 @@ def _noninferior(claim, study, stats, metric, a, b, alpha: float, control: tuple
             f"{b} − {a} against the margin {margin:g}, α = {alpha:g}, Holm-adjusted")
     found = c.get("margin_verdict")
     gain = c["diff"] * c.get("direction", 1)
+    needs = None
     if found == "non-inferior":
         verdict = SUPPORTED
     elif found == "inferior":
@@ -158,7 +162,7 @@ def _noninferior(claim, study, stats, metric, a, b, alpha: float, control: tuple
     elif gain + margin <= 0:
         verdict = f"{INCONCLUSIVE} (observed Δ beyond the margin)"
     else:
-        verdict = _undecided(gain + margin, c, alpha, False,
+        verdict, needs = _undecided(gain + margin, c, alpha, False,
                              family=int(c.get("family_size_noninferiority") or 1) if c.get("correction") == "holm"
                              else 1)
     control_c = _comparison(stats, metric, *control)
@@ -172,7 +176,7 @@ def _noninferior(claim, study, stats, metric, a, b, alpha: float, control: tuple
            else "not reproduced")
     ours = _describe(c) + (f", p non-inferiority adj = {c['p_noninferiority_adjusted']:.3g}"
                            if _num(c.get("p_noninferiority_adjusted")) is not None else "")
-    return Verdict(claim, study, ours, test, verdict, old, effect_of)
+    return Verdict(claim, study, ours, test, verdict, old, effect_of, needs)
 
 
 def _threshold(claim, study, values: np.ndarray | None, threshold: float, what: str, ratio: float,
@@ -213,6 +217,7 @@ def _decide_thresholds(pending: list[tuple[Verdict, float | None, float, float, 
         else:
             m = sum(p is not None for _, p, *_ in pending)
             n = seeds_needed(abs(effect), sd, ratio, alpha / m, 0.8, two_sided=False)
+            v.seeds_needed = n
             v.verdict = (f"{INCONCLUSIVE} (underpowered, needs ≈ {n} seeds at α/{m}; this run has {n_run})"
                          if n is not None else
                          f"{INCONCLUSIVE} (no number of seeds decides it at this variance)")

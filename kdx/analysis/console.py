@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 from rich import box
@@ -74,9 +72,8 @@ def _claim_line(v, seeds: int) -> str:
     reasons = []
     if "against the claim" in why:
         reasons.append("Δ against it")
-    needs = re.search(r"needs ≈ (\d+) seeds", why)
-    if needs:
-        reasons.append(f"needs ≈ {needs[1]} seeds, has {seeds}")
+    if v.seeds_needed is not None and v.seeds_needed > seeds:
+        reasons.append(f"needs ≈ {v.seeds_needed} seeds, has {seeds}")
     elif "fewer than 3" in why:
         reasons.append("fewer than 3 seeds: no test")
     elif "no number" in why:

@@ -138,8 +138,8 @@ def _together_lines(runs, root: Path) -> list[str]:
         elif any(g["students_per_pass"]):
             sizes = sorted({n for n in g["students_per_pass"] if n})
             who = ("their students" if g.get("jobs_stacked", g["jobs"]) == g["jobs"] else
-                   f"the no-KD student and the KD students of the {g['jobs_stacked']} jobs whose objective has a "
-                   "stacked form")
+                   f"the no-KD student and the KD students of {g['jobs_stacked']} of them (the others train their own: "
+                   "out-of-fold labels, or an objective that does not apply)")
             lines.append(f"{g['jobs']} jobs differing only in kd.*: {who} were trained together before the "
                          f"jobs ran, {'/'.join(map(str, sizes))} students per stacked pass, one pass per seed "
                          f"({g['seconds']:.1f} s in all).")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ from scipy import optimize
 from scipy import stats as st
 
 from kdx.config import COMPARED_METRICS
+from kdx.config.schema import StatsSettings  # noqa: F401 — the settings, as the config's schema
 from kdx.measure.intervals import variance_factor
 
 # (A, B): the difference reported is B − A, so d > 0 means B scores higher.
@@ -37,16 +37,6 @@ HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "roc_auc", "cosine", "cosi
 FEW_SEEDS = 5
 MIN_SEEDS = 3
 MAX_SEEDS = 1000  # the search limit of `seeds_needed`
-
-
-@dataclass(frozen=True)
-class StatsSettings:
-    alpha: float = 0.05
-    confidence: float = 0.95
-    test: str = "corrected"
-    correction: str = "holm"
-    power: float = 0.8
-    margins: dict = field(default_factory=dict)
 
 
 def better(metric: str) -> int:

@@ -341,7 +341,8 @@ def _mark_holm(tests: list, long: list, alpha: float) -> None:
 def verdicts_table(verdicts: list[tuple[str, Verdict]]) -> pd.DataFrame:
     return pd.DataFrame([{"run": run, "claim": v.claim, "study": v.study, "ours": v.ours, "verdict": v.verdict,
                           "plain t-test verdict (kdx 0.1)": v.old_verdict, "effect of": v.effect_of,
-                          "decided by": v.test} for run, v in verdicts])
+                          "decided by": v.test, "seeds needed": "—" if v.seeds_needed is None else v.seeds_needed}
+                         for run, v in verdicts])
 
 
 def changed_verdicts(verdicts: list[tuple[str, Verdict]]) -> list[str]:

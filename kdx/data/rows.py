@@ -69,6 +69,59 @@ def fingerprint(data: TabularData) -> str:
     return content_key(h.hex(), data.y.tobytes().hex(), data.class_names, data.numeric, data.categorical)
 
 
+class Rows(np.ndarray):
+    """Encoded rows (rows × encoded columns) that carry the same rows' raw code rows (kdx.data.raw) and their
+    dataset row ids: a seed's part as one value, for a model that reads raw columns (a pretrained teacher reads
+    `raw`; every other model reads the encoded values and never notices). Selecting rows (`X[a:b]`, `X[idx]`)
+    keeps the three paired; anything computed from the values (arithmetic, a subset of columns, `np.asarray`)
+    is an array without them."""
+
+    raw: np.ndarray | None
+    ids: np.ndarray | None
+
+    def __new__(cls, encoded: np.ndarray, raw: np.ndarray, ids: np.ndarray) -> Rows:
+        if not (len(encoded) == len(raw) == len(ids)):
+            raise ValueError(f"Rows: {len(encoded)} encoded, {len(raw)} raw and {len(ids)} ids do not pair up")
+        rows = np.asarray(encoded).view(cls)
+        rows.raw, rows.ids = raw, ids
+        return rows
+
+    def __array_finalize__(self, obj) -> None:
+        self.raw = self.ids = None  # only __new__ and a selection of rows pair them
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):  # results of arithmetic: plain arrays
+        array = array.view(np.ndarray)
+        return array[()] if return_scalar else array
+
+    def __getitem__(self, index):
+        out = super().__getitem__(index)
+        if isinstance(index, tuple):  # X[rows, :] selects rows; any other column choice drops the pairing
+            if len(index) != 2 or not (isinstance(index[1], slice) and index[1] == slice(None)):
+                return out.view(np.ndarray) if isinstance(out, np.ndarray) else out
+            index = index[0]
+        if not isinstance(out, Rows) or out.ndim != 2 or self.raw is None:
+            return out.view(np.ndarray) if isinstance(out, np.ndarray) else out
+        out.raw, out.ids = self.raw[index], self.ids[index]
+        return out
+
+    def __reduce__(self):  # pickled (e.g. to a worker) as the plain encoded array
+        return np.asarray(self).__reduce__()
+
+
+def contiguous(X: np.ndarray) -> np.ndarray:
+    """`np.ascontiguousarray(X)`, keeping a `Rows`' raw code rows and ids paired with it."""
+    if isinstance(X, Rows) and X.raw is not None:
+        return Rows(np.ascontiguousarray(X), X.raw, X.ids)
+    return np.ascontiguousarray(X)
+
+
+def with_raw(sd: SeedData, codes: np.ndarray) -> SeedData:
+    """The seed's data with each part's encoded rows paired with their raw code rows (`codes`: the dataset's,
+    kdx.data.raw.RawCodec.encode) as `Rows`, for a teacher that reads raw columns."""
+    parts = {"train": sd.split.train, "val": sd.split.val, "test": sd.split.test}
+    return replace(sd, X={part: Rows(sd.X[part], codes[idx], idx) for part, idx in parts.items()})
+
+
 @dataclass
 class SeedData:
     """A seed's split, the preprocessing fitted on its training rows and its encoded parts. `memo`: what the

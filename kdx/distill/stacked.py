@@ -2,7 +2,7 @@
 
 Students that share data, seed and architecture (the no-KD and KD student of a seed, every KD student of a
 τ/α grid or of a methods sweep) have the same initialization and the same minibatch order; only their losses
-differ (any mix of kdx's objectives: StudentLoss). Training
+differ (any mix of kdx's objectives: kdx.models.losses.Loss). Training
 them one by one repeats the same per-step framework work K times for matrices too small to keep the CPU
 busy. Here layer l's weights of all K students are one (K, in, out) tensor: the first layer is one matmul
 of the shared minibatch with every student's weights, the others are batched matmuls, the K losses are
@@ -23,12 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from kdx import progress
-from kdx.distill.objectives.attribution import attribution_term
-from kdx.distill.objectives.base import StudentLoss, TeacherSignals
-from kdx.distill.objectives.dkd import dkd_terms
-from kdx.distill.objectives.jacobian import jacobian_term
+from kdx.distill.objectives.base import TeacherSignals
 from kdx.errors import TrainingError
 from kdx.models.adam import Adam
+from kdx.models.losses import Loss, Step
 from kdx.models.mlp import MLPClassifier, build_mlp, resolve_device
 
 
@@ -41,16 +39,16 @@ def stackable(models: list) -> bool:
     return models[0].dropout == 0 and all(m.get_params() == first for m in models[1:])
 
 
-def _check_stack(models: list, losses: list[StudentLoss], teacher_logits, signals) -> None:
+def _check_stack(models: list, losses: list[Loss], teacher_logits, signals) -> None:
     if not stackable(models) or len(losses) != len(models):
         raise ValueError("fit_stacked needs two or more MLP students with identical settings and one loss each")
     if teacher_logits is None and any(loss.uses_teacher for loss in losses):
         raise ValueError("teacher_logits are required when a student has alpha < 1")
-    if signals is None and any(loss.matching for loss in losses):
+    if signals is None and any(loss.gradients for loss in losses):
         raise ValueError("signals (the teacher's input gradients) are required for jacobian/attribution students")
 
 
-def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.ndarray, y: np.ndarray,
+def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, y: np.ndarray,
                 X_val: np.ndarray, y_val: np.ndarray, n_classes: int, teacher_logits: np.ndarray | None = None,
                 names: list[str] | None = None, signals: TeacherSignals | None = None) -> list[MLPClassifier]:
     """Fit every model in `models` (stackable) with its loss, as `MLPClassifier.fit` would one by one.
@@ -102,7 +100,7 @@ def fit_stacked(models: list[MLPClassifier], losses: list[StudentLoss], X: np.nd
             if not np.isfinite(val[row]):
                 name = names[k] if names else f"student {k}"
                 teacher = teacher_logits if losses[k].uses_teacher else None
-                raise TrainingError(f"{name} ({losses[k].describe()}, trained in a stacked pass): "
+                raise TrainingError(f"{name} ({losses[k].label}, trained in a stacked pass): "
                                     + models[k]._divergence(epoch, float("nan"), X, teacher, losses[k].tau))
             curves[k].append(val[row])
             if val[row] < best[k]:
@@ -142,7 +140,7 @@ def _epoch(params: list[torch.Tensor], opt, terms: _Terms, Xe: torch.Tensor, ye:
         if terms.plain:
             _plain_step(params, x, ye[batch], None if Te is None else Te[batch], terms)
         else:
-            acts = [] if len(terms.matching) else None
+            acts = [] if terms.gradients else None
             logits = _forward(params, x, acts)
             loss = terms(logits, ye[batch], None if Te is None else Te[batch], epoch,
                          (params, x, acts, {k: v[batch] for k, v in rows_e.items()}, constants))
@@ -318,46 +316,44 @@ class _CrossEntropyKL(torch.autograd.Function):
 
 
 class _Terms:
-    """The stack's losses as tensors, one entry per stack row, so that every student's loss is one
-    computation whatever the mix of objectives. CE and Hinton's term are computed for every row and count
-    only where a student has them (a no-KD student never sees the teacher, as when trained alone); the other
-    terms only for the rows that have them."""
+    """The stack's losses (kdx.models.losses.Loss) as tensors, one entry per stack row, so that every student's
+    loss is one computation whatever the mix of objectives. CE (with its label smoothing) and Hinton's term
+    are computed for every row and count only where a student has them (a no-KD student never sees the
+    teacher, as when trained alone); each objective's own `term` once for the rows that have it, with its
+    settings as (students,) columns."""
 
-    def __init__(self, losses: list[StudentLoss], device, masked: bool = False):
+    def __init__(self, losses: list[Loss], device, masked: bool = False):
         def column(values, dtype=torch.float32):
             return torch.tensor(values, dtype=dtype, device=device)
 
         self.losses, self.masked = losses, masked
-        dkd = [loss.dkd or (0.0, 0.0, 0) for loss in losses]
         self.tau, self.alpha = column([x.tau for x in losses]), column([x.alpha for x in losses])
         self.epsilon = column([x.epsilon for x in losses])
-        self.dkd_a, self.dkd_b = column([d[0] for d in dkd]), column([d[1] for d in dkd])
-        self.warmup = column([d[2] for d in dkd])
         # _CrossEntropyKL's weights: CE's α·(1 − ε) (label smoothing's ε·mean −log p is added apart) and
         # Hinton's (1 − α)·τ², 0 for the students without that term
         self.ce_weight = self.alpha * (1 - self.epsilon)
-        hinton = column([x.uses_teacher and not x.dkd for x in losses])
+        hinton = column([x.hinton for x in losses])
         self.kl_weight = hinton * (1 - self.alpha) * self.tau**2
         self.hinton = bool(hinton.any())
-        self.decoupled = column([i for i, x in enumerate(losses) if x.uses_teacher and x.dkd], torch.long)
         self.smoothed = column([i for i, x in enumerate(losses) if x.epsilon > 0], torch.long)
-        self.lam = column([x.lam for x in losses])
-        self.matching = column([i for i, x in enumerate(losses) if x.matching], torch.long)
-        # positions within `matching` of the jacobian and attribution students
-        self.jacobian = column([j for j, i in enumerate(self.matching.tolist()) if losses[i].matching == "jacobian"],
-                               torch.long)
-        self.attribution = column([j for j, i in enumerate(self.matching.tolist())
-                                   if losses[i].matching == "attribution"], torch.long)
+        # each distinct term with the rows that have it and their settings as columns
+        self.groups = []
+        for term in dict.fromkeys(x.term for x in losses if x.term is not None):
+            rows = [i for i, x in enumerate(losses) if x.term is term]
+            names = [k for k, _ in losses[rows[0]].settings]
+            settings = {k: column([dict(losses[i].settings)[k] for i in rows]) for k in names}
+            self.groups.append((term, column(rows, torch.long), settings, any(losses[i].gradients for i in rows)))
+        self.gradients = any(g[3] for g in self.groups)
         # only CE and Hinton's term: the step's gradients need no autograd (_plain_step)
-        self.plain = not (len(self.smoothed) or len(self.decoupled) or len(self.matching))
+        self.plain = not (len(self.smoothed) or self.groups)
 
     def keep(self, rows: list[int]) -> _Terms:
         return _Terms([self.losses[r] for r in rows], self.tau.device, self.masked)
 
     def __call__(self, logits, y, teacher, epoch: int, inputs=None) -> torch.Tensor:
         """Each student's loss (K,) on the minibatch: logits (K, classes, rows) (_forward), the teacher's
-        (rows, classes); for input-gradient terms `inputs` = (the stack's parameters, the rows, the hidden
-        activations, this minibatch's rows of the teacher's signals, their constants)."""
+        (rows, classes); `inputs` = (the stack's parameters, the rows (augmented), the hidden activations,
+        this minibatch's rows of the teacher's signals, their constants)."""
         # α·CE and Hinton's term (kdx.models.losses.kd_loss) for every student that has them, in one function
         loss = _CrossEntropyKL.apply(logits, y, teacher if self.hinton else None, self.ce_weight, self.tau,
                                      self.kl_weight, self.masked)
@@ -365,27 +361,15 @@ class _Terms:
             s = self.smoothed
             uniform = -F.log_softmax(logits[s], dim=1).mean((1, 2))
             loss = loss.index_add(0, s, self.alpha[s] * self.epsilon[s] * uniform)
-        if len(self.decoupled):  # DKD's term, as kdx.distill.objectives.dkd.DKD.loss computes it for one
-            r = self.decoupled
-            tau = self.tau[r]
-            tckd, nckd, _ = dkd_terms(logits[r].transpose(1, 2), teacher[None], y, tau[:, None, None])
-            warmup = self.warmup[r]
-            ramp = torch.where(warmup > 0, (epoch / warmup.clamp_min(1)).clamp(max=1.0), 1.0)
-            kd = tau**2 * ramp * (self.dkd_a[r] * tckd.mean(1) + self.dkd_b[r] * nckd.mean(1))
-            loss = loss.index_add(0, r, (1 - self.alpha[r]) * kd)
-        if len(self.matching):  # input-gradient terms, as kdx.distill.objectives.jacobian / attribution compute them
+        if self.groups:
             params, x, acts, batch, constants = inputs
-            r = self.matching
-            grad = _input_gradients(params, acts, r, batch["weights"])
-            if len(self.jacobian):
-                j = self.jacobian
-                term = jacobian_term(grad[j], batch["teacher_grad"])
-                loss = loss.index_add(0, r[j], self.lam[r[j]] * term)
-            if len(self.attribution):
-                a = self.attribution
-                attr = (grad[a] * (x[:, :-1] - constants["mean"])) @ constants["membership"]
-                term = attribution_term(attr, batch["teacher_attr"])
-                loss = loss.index_add(0, r[a], self.lam[r[a]] * term)
+        for term, rows, settings, gradients in self.groups:  # each objective's own term, for its students
+            def input_gradients(w, rows=rows):
+                return _input_gradients(params, acts, rows, w)
+
+            step = Step(logits[rows], y, teacher, epoch, batch, constants, x[:, :-1],
+                        input_gradients if gradients else None)
+            loss = loss.index_add(0, rows, term(settings, step))
         return loss
 
 

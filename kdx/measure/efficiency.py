@@ -12,7 +12,6 @@ import functools
 import time
 import tracemalloc
 import weakref
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,17 +19,9 @@ from threadpoolctl import threadpool_limits
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from kdx.config.schema import ProfileSettings  # noqa: F401 — the profile's settings, as the config's schema
+from kdx.data.rows import contiguous
 from kdx.models import Classifier
-
-
-@dataclass(frozen=True)
-class ProfileSettings:
-    threads: int = 1
-    warmup: int = 50
-    repeats: int = 1000
-    batch_size: int = 256
-    memory: bool = True
-    onnx: bool | str = "auto"  # onnxruntime latency of the exported model (kdx.deploy); auto = if installed
 
 
 @contextlib.contextmanager
@@ -151,8 +142,7 @@ def profiled_rows(n_rows: int, batch_size: int, seed: int) -> tuple[np.ndarray, 
 def profile_model(model: Classifier, rows: np.ndarray, settings: ProfileSettings, seed: int = 0) -> dict:
     """Size, latency (batch 1 and `settings.batch_size`) and inference memory of `model` on `rows`."""
     first, picks = profiled_rows(len(rows), settings.batch_size, seed)
-    one = np.ascontiguousarray(rows[first])
-    batch = np.ascontiguousarray(rows[picks])
+    one, batch = contiguous(rows[first]), contiguous(rows[picks])  # a model reading raw rows keeps them
     out = {"params": model.n_params(), "size_bytes": model.size_bytes(), "model_mb": model.memory_bytes() / 2**20}
     with cpu_threads(settings.threads), torch.inference_mode():
         for label, x in (("", one), ("batch_", batch)):

@@ -40,34 +40,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdx.config.schema import ExplainSettings  # noqa: F401 — the settings, as the config's schema
 from kdx.errors import ConfigError, KdxError
 from kdx.measure.alignment import cosine, cosine_global, mad, mad_total, spearman, stability, topk_agreement
 from kdx.measure.deeplift import deeplift
 from kdx.measure.shapley import evaluations_per_row, exact_shapley, permutation_shapley
 from kdx.models import Classifier, MLPClassifier, TreeClassifier
+from kdx.models.base import reads_raw
 from kdx.models.ensemble import TreeEnsemble
 from kdx.models.outputs import explained_output, output_matrix
-
-
-@dataclass(frozen=True)
-class ExplainSettings:
-    rows: int = 500
-    background: int = 100
-    top_k: int = 5
-    stability_rows: int = 100
-    stability_draws: int = 10
-    noise_sigma: float = 0.1
-    categorical_resample: float = 0.1
-    output: str = "auto"
-    method: str = "auto"
-    permutations: int = 10
-    players: str = "auto"
-
-
-
-def reads_raw(model: Classifier) -> bool:
-    """The model reads raw rows (kdx.data.raw code matrices), not kdx's encoded rows: a pretrained teacher."""
-    return getattr(model, "input_space", "encoded") == "raw"
 
 
 def resolve_players(players: str, raw_teacher: bool) -> str:
@@ -210,12 +191,13 @@ class ExplainContext:
     @classmethod
     def build(cls, teacher: Classifier, n_numeric: int, X_train: np.ndarray, X_test: np.ndarray,
               settings: ExplainSettings, seed: int, X_val: np.ndarray | None = None,
-              column_feature: np.ndarray | None = None, raw: dict[str, np.ndarray] | None = None) -> ExplainContext:
+              column_feature: np.ndarray | None = None, preprocessor=None) -> ExplainContext:
         """Stability perturbations: Gaussian noise on the first `n_numeric` (standardized numeric) columns,
         and, given `column_feature` (encoded column → original feature), each categorical feature resampled
         with probability `categorical_resample` from its training marginal, so one-hot rows stay valid.
-        `raw` (a teacher that reads raw rows): the raw code rows of train/test/val; a perturbed row's raw
-        form is the clean raw row moved by the same perturbation (kdx.data.raw.RawCodec.perturb)."""
+        A teacher that reads raw rows is given X_train/X_test/X_val as kdx.data.rows.Rows (their raw code rows
+        with them); a perturbed row's raw form is the clean raw row moved by the same perturbation
+        (kdx.data.raw.RawCodec.perturb, with the seed's `preprocessor`)."""
         rng = np.random.default_rng(seed)
         n_bg = min(settings.background, len(X_train))
         bg_rows = np.sort(rng.choice(len(X_train), n_bg, replace=False))
@@ -252,18 +234,23 @@ class ExplainContext:
             raise KdxError("explain.players=features needs each encoded column's original feature")
         raw_rows = None
         if reads_raw(teacher):
-            if raw is None or perturbed is None:
-                raise KdxError("a teacher that reads raw rows needs the raw rows and the perturbed features")
+            if getattr(X, "raw", None) is None or perturbed is None or preprocessor is None:
+                raise KdxError("a teacher that reads raw rows needs the rows' raw values (kdx.data.rows.Rows), the "
+                               "perturbed features and the seed's preprocessing")
             draws = settings.stability_draws
-            clean = np.repeat(raw["test"][: len(X)][:n_stab], draws, axis=0)
-            clean_encoded = np.repeat(X[:n_stab], draws, axis=0)
+            clean = np.repeat(X.raw[:n_stab], draws, axis=0)
+            clean_encoded = np.repeat(np.asarray(X[:n_stab]), draws, axis=0)
             changed = perturbed.reshape(len(clean), -1)
-            raw_rows = {"X": raw["test"][: len(X)], "background": raw["train"][bg_rows],
-                        "noisy": teacher.perturbed(clean, clean_encoded, noisy, changed) if len(clean) else clean,
-                        "val": None if Xv is None else raw["val"][: len(Xv)]}
+            raw_rows = {"X": X.raw, "background": background.raw,
+                        "noisy": (teacher.perturbed(clean, clean_encoded, noisy, changed, preprocessor) if len(clean)
+                                  else clean),
+                        "val": None if Xv is None else Xv.raw}
+        val_classes = None if Xv is None else teacher.logits(Xv).argmax(1)
+        # the context keeps plain arrays: its rows' raw forms, where a teacher needs them, are in raw_rows
+        background, X, Xv = np.asarray(background), np.asarray(X), None if Xv is None else np.asarray(Xv)
         return cls(background, X, A, per_class, classes, noisy,
                    np.repeat(classes[:n_stab], settings.stability_draws), Xv,
-                   None if Xv is None else teacher.logits(Xv).argmax(1), settings.stability_draws,
+                   val_classes, settings.stability_draws,
                    settings.top_k, seed, settings.method, settings.permutations, perturbed,
                    column_feature if players == "features" else None, raw_rows)
 

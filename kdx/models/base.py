@@ -14,17 +14,17 @@ from kdx.config import require_float, require_int  # noqa: F401 — the models' 
 class Classifier(ABC):
     """A classifier over preprocessed float32 rows whose outputs are logits (pre-softmax scores).
 
-    `fit` receives the validation rows for early stopping / checkpoint selection and, for distillation,
-    the teacher's logits on the training rows with the KD temperature and weight (the study's loss), or a
-    distillation `objective` (kdx.distill.objectives) with the teacher's per-seed `signals`.
+    `fit` receives the validation rows for early stopping / checkpoint selection and, for distillation, an
+    `objective` (kdx.distill.objectives) with the teacher's per-seed `signals`: a torch student trains on its
+    `student_loss`, a tree or booster student on its `soft_targets`.
     """
 
     family: str = ""
+    input_space: str = "encoded"  # or "raw": reads the dataset's raw columns (reads_raw)
 
     @abstractmethod
     def fit(
-        self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, n_classes: int,
-        teacher_logits: np.ndarray | None = None, tau: float = 1.0, alpha: float = 1.0, objective=None,
+        self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, n_classes: int, objective=None,
         signals=None,
     ) -> Classifier: ...
 
@@ -65,3 +65,9 @@ class Classifier(ABC):
 
     @abstractmethod
     def get_params(self) -> dict: ...
+
+
+def reads_raw(model) -> bool:
+    """The model (or its class) reads raw rows (kdx.data.raw code matrices, carried by kdx.data.rows.Rows), not
+    kdx's encoded rows: a pretrained teacher."""
+    return getattr(model, "input_space", "encoded") == "raw"

@@ -19,7 +19,7 @@ import torch
 from kdx.errors import ConfigError, MissingExtra
 from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.ensemble import TreeEnsemble
-from kdx.models.soft_targets import blended_targets, logit_targets, weighted_rows
+from kdx.models.soft_targets import hard_targets, logit_targets, weighted_rows
 
 KD_FITS = ("soft_rows", "logits")
 
@@ -77,11 +77,9 @@ class BoosterClassifier(Classifier):
         # kdx sets torch's thread count to this job's share of the machine (kdx.run.protocol.resolve_threads).
         return max(1, torch.get_num_threads())
 
-    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
-            signals=None):
+    def fit(self, X, y, X_val, y_val, n_classes, objective=None, signals=None):
         start = time.perf_counter()
-        q = (blended_targets(y, teacher_logits, n_classes, tau, alpha) if objective is None
-             else objective.soft_targets(y, signals, n_classes))
+        q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
         self.n_classes_ = n_classes
         stop = self.early_stopping_rounds is not None and X_val is not None
         if objective is not None and getattr(self, "kd_fit", "soft_rows") == "logits":

@@ -12,7 +12,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.ensemble import Tree, TreeEnsemble, float32_at_most
-from kdx.models.soft_targets import blended_targets, weighted_rows
+from kdx.models.soft_targets import hard_targets, weighted_rows
 
 
 class GBTClassifier(Classifier):
@@ -48,13 +48,11 @@ class GBTClassifier(Classifier):
             "l2_regularization": self.l2_regularization, "seed": self.seed,
         }
 
-    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
-            signals=None):
+    def fit(self, X, y, X_val, y_val, n_classes, objective=None, signals=None):
         """Hard labels, or (KD) the blended target α·onehot(y) + (1−α)·softmax(z_T/τ) as weighted duplicated
         rows: exact for the log-loss that boosting minimizes; α = 1 is exactly the hard-label fit."""
         start = time.perf_counter()
-        q = (blended_targets(y, teacher_logits, n_classes, tau, alpha) if objective is None
-             else objective.soft_targets(y, signals, n_classes))
+        q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
         Xw, yw, w = weighted_rows(X, q)
         self.model_ = HistGradientBoostingClassifier(
             max_iter=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,

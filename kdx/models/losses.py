@@ -1,6 +1,9 @@
-"""The distillation loss of the study."""
+"""The distillation loss of the study, and the form every student's loss takes (`Loss`)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -41,10 +44,96 @@ def kd_loss(
 UNLABELLED = -1  # the label of a row only the teacher has labelled (kdx.data.augment)
 
 
-def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the rows whose label is not UNLABELLED (0 when none is): exactly torch's
-    `cross_entropy` when every row has one."""
+def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, epsilon: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy (labels smoothed by `epsilon`, torch's `label_smoothing`) over the rows whose label is
+    not UNLABELLED (0 when none is): exactly torch's `cross_entropy` when every row has one."""
     if bool((targets >= 0).all()):
-        return F.cross_entropy(logits, targets)
+        return F.cross_entropy(logits, targets, label_smoothing=epsilon)
     count = (targets >= 0).sum().clamp_min(1)
-    return F.cross_entropy(logits, targets, ignore_index=UNLABELLED, reduction="sum") / count
+    return F.cross_entropy(logits, targets, ignore_index=UNLABELLED, reduction="sum",
+                           label_smoothing=epsilon) / count
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One student's training loss, as both trainers compute it — one by one (`OneStudentLoss`, kdx.models.mlp)
+    and many students at once (kdx.distill.stacked):
+
+        α·CE_ε(z, y) + (1−α)·τ²·KL(softmax(z_T/τ) ‖ softmax(z/τ)) + term(settings, step)
+
+    each a batch mean (CE over the rows with a label, KL over every row). CE_ε is torch's cross-entropy with
+    label smoothing ε; the KL term is on when `kl` (Hinton's loss) and α < 1. These two the trainers compute
+    themselves (the stacked one fused, without autograd when no student has a term). `term` is the rest of an
+    objective's loss, written once (kdx.distill.objectives): a function of `settings` — its per-student
+    numbers, each given as a (students,) float32 tensor — and a `Step`, returning one value per student; the
+    stacked trainer calls it once for all its students. `Loss()` is the no-KD student."""
+
+    alpha: float = 1.0
+    tau: float = 1.0
+    epsilon: float = 0.0
+    kl: bool = True
+    term: Callable | None = None
+    settings: tuple = ()  # ((name, value), ...): the term's numbers for this student
+    gradients: bool = False  # the term reads the student's input gradients (Step.gradients)
+    label: str = "no KD"  # how messages call this loss
+    resolved: dict = field(default_factory=dict, compare=False)  # settings the objective chose from the data
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.alpha < 1 and (self.kl or self.term is not None)
+
+    @property
+    def hinton(self) -> bool:
+        """Whether Hinton's KL term counts in this loss."""
+        return self.kl and self.alpha < 1
+
+
+@dataclass
+class Step:
+    """What an objective's `term` sees of one minibatch, for a group of G students with the same term: their
+    logits class-major (G, classes, rows), the labels (UNLABELLED for rows only the teacher labelled), the
+    teacher's logits (rows, classes) or None, the epoch (from 1), this minibatch's rows of the teacher's
+    per-row signals and its constants (kdx.distill.objectives.TeacherSignals), the rows `x` (rows, inputs), and
+    `gradients(w)`: each student's input gradients ∂(z·w)/∂x (G, rows, inputs), differentiable in its weights
+    (w: (rows, classes) output weights), when the loss asked for them."""
+
+    logits: torch.Tensor
+    y: torch.Tensor
+    teacher: torch.Tensor | None
+    epoch: int
+    rows: dict
+    constants: dict
+    x: torch.Tensor
+    gradients: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+class OneStudentLoss:
+    """A `Loss` for one torch network, minibatch by minibatch: what `MLPClassifier.fit` minimizes. With no
+    term it is `kd_loss` with label smoothing, operation for operation."""
+
+    def __init__(self, loss: Loss, device):
+        self.loss = loss
+        self.settings = {k: torch.tensor([v], dtype=torch.float32, device=device) for k, v in loss.settings}
+
+    def __call__(self, net, x: torch.Tensor, y: torch.Tensor, rows: dict, constants: dict, epoch: int) -> torch.Tensor:
+        spec = self.loss
+        if spec.gradients:
+            x = x.detach().requires_grad_(True)
+        z = net(x)
+        teacher = rows.get("teacher_logits")
+        value = labelled_cross_entropy(z, y, spec.epsilon)
+        if spec.hinton:
+            if teacher is None:
+                raise ValueError("teacher_logits are required when alpha < 1")
+            kl = F.kl_div(F.log_softmax(z / spec.tau, dim=-1), F.log_softmax(teacher / spec.tau, dim=-1),
+                          reduction="batchmean", log_target=True)
+            value = spec.alpha * value + (1.0 - spec.alpha) * spec.tau**2 * kl
+        elif spec.alpha != 1:
+            value = spec.alpha * value
+        if spec.term is not None:
+            def gradients(w):
+                return torch.autograd.grad((z * w).sum(), x, create_graph=True)[0][None]
+
+            step = Step(z.T[None], y, teacher, epoch, rows, constants, x, gradients if spec.gradients else None)
+            value = value + spec.term(self.settings, step)[0]
+        return value

@@ -1,4 +1,4 @@
-"""Multi-layer perceptrons (hidden=[] is multinomial logistic regression) trained with the KD loss."""
+"""Multi-layer perceptrons (hidden=[] is multinomial logistic regression), trained one by one with a student's loss."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from kdx import progress
-from kdx.errors import ConfigError, TrainingError
+from kdx.config.schema import device as check_device
+from kdx.errors import TrainingError
 from kdx.models.adam import Adam
 from kdx.models.base import Classifier, require_float, require_int
-from kdx.models.losses import kd_loss
+from kdx.models.losses import Loss, OneStudentLoss
 
 
 def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0) -> nn.Sequential:
@@ -66,8 +67,7 @@ class MLPClassifier(Classifier):
         self.epochs = require_int("epochs", epochs)
         self.batch_size = require_int("batch_size", batch_size)
         self.patience = require_int("patience", patience)
-        if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+        check_device("device", device, indexed=True)
         self.device = device
         self.seed = require_int("seed", seed, minimum=0)
         self.net_: nn.Sequential | None = None
@@ -79,10 +79,9 @@ class MLPClassifier(Classifier):
             "patience": self.patience, "device": self.device, "seed": self.seed,
         }
 
-    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
-            signals=None):
-        """Hard labels (no teacher), the study's KD loss (teacher_logits, tau, alpha), or any distillation
-        `objective` (kdx.distill.objectives) with its per-seed teacher `signals`."""
+    def fit(self, X, y, X_val, y_val, n_classes, objective=None, signals=None):
+        """Hard labels (no `objective`), or a distillation `objective` (kdx.distill.objectives) with its per-seed
+        teacher `signals`: the student's loss (kdx.models.losses.Loss) it gives."""
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         net = build_mlp(X.shape[1], self.hidden, n_classes, self.dropout).to(device)
@@ -90,10 +89,12 @@ class MLPClassifier(Classifier):
         yt = torch.as_tensor(y, dtype=torch.long, device=device)
         Xv = torch.as_tensor(X_val, dtype=torch.float32, device=device)
         yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
-        Tt = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=device)
+        spec = Loss() if objective is None else objective.student_loss(signals)
+        step_loss = OneStudentLoss(spec, device)
         rows = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.rows.items()}
         constants = {} if signals is None else {k: torch.as_tensor(v, device=device)
                                                 for k, v in signals.constants.items()}
+        teacher_logits = None if signals is None else signals.rows.get("teacher_logits")
         order = torch.Generator().manual_seed(self.seed)
         opt = Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
@@ -104,11 +105,7 @@ class MLPClassifier(Classifier):
             perm = torch.randperm(len(Xt), generator=order).to(device)
             for i in range(0, len(perm), self.batch_size):
                 idx = perm[i : i + self.batch_size]
-                if objective is None:
-                    loss = kd_loss(net(Xt[idx]), None if Tt is None else Tt[idx], yt[idx], tau, alpha)
-                else:
-                    loss = objective.loss(net, Xt[idx], yt[idx], {k: v[idx] for k, v in rows.items()}, constants,
-                                          epoch)
+                loss = step_loss(net, Xt[idx], yt[idx], {k: v[idx] for k, v in rows.items()}, constants, epoch)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -118,7 +115,7 @@ class MLPClassifier(Classifier):
             # Checked once per epoch (a per-step check would synchronize a GPU every step): a non-finite
             # training loss makes the weights, and so the validation loss, non-finite.
             if not np.isfinite(val_loss):
-                raise TrainingError(self._divergence(epoch, float(loss.detach()), X, teacher_logits, tau))
+                raise TrainingError(self._divergence(epoch, float(loss.detach()), X, teacher_logits, spec.tau))
             curve.append(val_loss)
             progress.epoch(epoch, self.epochs)
             if val_loss < best_loss:

@@ -1,11 +1,11 @@
 """A teacher the user already trained (teacher=pretrained teacher.path=FILE): read, checked, never retrained.
 
-It reads the dataset's raw columns, as it did when it was trained. kdx's other models read encoded rows, so
-this one is given, per seed, the raw values of that seed's rows (`bind`): its logits on the training,
-validation and test rows are computed from the real raw rows, once per seed. Any other rows it is asked
-about in kdx's encoded space (perturbed copies for stability, rows timed for latency) are turned back into
-raw rows (kdx.data.raw.RawCodec.decode). In the Shapley game it is evaluated directly on raw rows mixed feature
-by feature (`raw_logits`), see kdx.measure.explain.
+It reads the dataset's raw columns, as it did when it was trained. kdx's other models read encoded rows; this
+one is given the seed's rows as `kdx.data.rows.Rows`, encoded rows that carry the same rows' raw code rows and
+dataset row ids, and scores the raw ones (each set of rows once: its logits are remembered by row ids). Rows
+without raw values are refused, never approximated; perturbed copies for stability get theirs from the clean
+raw rows (`perturbed`). In the Shapley game it is evaluated directly on raw rows mixed feature by feature
+(`raw_logits`), see kdx.measure.explain.
 """
 
 from __future__ import annotations
@@ -27,11 +27,7 @@ from kdx.store.cache import file_sha256
 log = logging.getLogger("kdx")
 
 
-def _prefix(X: np.ndarray, part: np.ndarray) -> bool:
-    """X is `part` or a leading slice of it (the same memory): one of the seed's data-row arrays."""
-    return (X.ndim == 2 and X.shape[1] == part.shape[1] and len(X) <= len(part) and X.dtype == part.dtype
-            and X.strides == part.strides
-            and X.__array_interface__["data"][0] == part.__array_interface__["data"][0])
+MEMO_SETS = 8  # sets of rows whose logits a pretrained teacher remembers (a seed's parts and their slices)
 
 
 class PretrainedTeacher(Classifier):
@@ -65,7 +61,7 @@ class PretrainedTeacher(Classifier):
         self.load_seconds = time.perf_counter() - start
         self.sha256 = file_sha256(self.path)
         self.codec: RawCodec | None = None
-        self._unbind()
+        self._memo: dict[bytes, np.ndarray] = {}
 
     # -- the data it reads ---------------------------------------------------------------------------------
     def attach(self, data, codec: RawCodec) -> PretrainedTeacher:
@@ -149,16 +145,6 @@ class PretrainedTeacher(Classifier):
                         f"which: give the labels in the model's output order, e.g. teacher.classes="
                         f"[{', '.join(names[::-1] if n == 2 else names)}]")
 
-    def bind(self, preprocessor, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> PretrainedTeacher:
-        """This seed's preprocessing (to decode encoded rows) and its data rows: name → (encoded, raw codes)."""
-        self.pre = preprocessor
-        self.parts = parts
-        self._memo: dict[str, np.ndarray] = {}
-        return self
-
-    def _unbind(self) -> None:
-        self.pre, self.parts, self._memo = None, {}, {}
-
     # -- predictions ---------------------------------------------------------------------------------------
     def _frame(self, codes: np.ndarray):
         if self.codec is None:
@@ -173,31 +159,28 @@ class PretrainedTeacher(Classifier):
         """Logits on raw rows given as a code matrix (kdx.data.raw)."""
         return self._raw(codes)
 
-    def _data_part(self, X: np.ndarray) -> str | None:
-        """Which of the seed's data-row arrays X is (or leads), if any."""
-        return next((name for name, (encoded, _) in self.parts.items() if _prefix(X, encoded)), None)
-
-    def to_raw(self, X: np.ndarray) -> np.ndarray:
-        """Raw code rows for encoded rows: the real ones for the seed's data rows, decoded otherwise."""
-        part = self._data_part(X)
-        if part is not None:
-            return self.parts[part][1][: len(X)]
-        if self.pre is None:
-            raise KdxError("the pretrained teacher was asked about encoded rows without a seed's preprocessing")
-        return self.codec.decode(X, self.pre)
+    @staticmethod
+    def to_raw(X: np.ndarray) -> np.ndarray:
+        """The raw code rows that `X` (kdx.data.rows.Rows) carries."""
+        raw = getattr(X, "raw", None)
+        if raw is None:
+            raise KdxError(f"the pretrained teacher reads raw rows: it was given {len(X)} encoded rows without "
+                           "their raw values (kdx.data.rows.Rows)")
+        return raw
 
     def perturbed(self, clean: np.ndarray, clean_encoded: np.ndarray, noisy_encoded: np.ndarray,
-                  changed: np.ndarray) -> np.ndarray:
-        """Raw rows of perturbed copies of data rows (kdx.data.raw.RawCodec.perturb)."""
-        return self.codec.perturb(clean, clean_encoded, noisy_encoded, self.pre, changed)
+                  changed: np.ndarray, preprocessor) -> np.ndarray:
+        """Raw rows of perturbed copies of data rows (kdx.data.raw.RawCodec.perturb), `preprocessor`: the seed's."""
+        return self.codec.perturb(clean, clean_encoded, noisy_encoded, preprocessor, changed)
 
     def logits(self, X: np.ndarray) -> np.ndarray:
-        part = self._data_part(X)
-        if part is None:
-            return self._raw(self.to_raw(X))
-        if part not in self._memo:  # each data part is scored once per seed
-            self._memo[part] = self._raw(self.parts[part][1])
-        return self._memo[part][: len(X)]
+        raw = self.to_raw(X)
+        key = np.ascontiguousarray(X.ids).tobytes() + bytes(str(raw.shape), "ascii")
+        if key not in self._memo:
+            while len(self._memo) >= MEMO_SETS:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = self._raw(raw)
+        return self._memo[key]
 
     def logits_frame(self, rows) -> np.ndarray:
         """Logits on a DataFrame of raw rows (kdx.load_run)."""
@@ -212,8 +195,7 @@ class PretrainedTeacher(Classifier):
             return softmax(z if order is None else z[:, order], axis=1)
         return call
 
-    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
-            signals=None):
+    def fit(self, X, y, X_val, y_val, n_classes, objective=None, signals=None):
         """Nothing is trained: the model is used as it is."""
         if self.codec is None:
             raise KdxError("the pretrained teacher has not been given the dataset (attach)")
@@ -257,7 +239,7 @@ class PretrainedTeacher(Classifier):
 
     # A checkpoint holds the file's bytes, not the loaded library objects (an ONNX session cannot be pickled).
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("file", "pre", "parts", "_memo")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("file", "_memo")}
         state["_bytes"] = self.path.read_bytes() if self.path.is_file() else self.__dict__.get("_bytes")
         return state
 
@@ -267,4 +249,4 @@ class PretrainedTeacher(Classifier):
             copy = Path(folder) / f"teacher{self.path.suffix}"
             copy.write_bytes(self._bytes)
             self.file = read_teacher_file(copy, self.allow_pickle, self.trusted_types)
-        self._unbind()
+        self._memo = {}

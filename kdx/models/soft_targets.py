@@ -6,6 +6,11 @@ import numpy as np
 from scipy.special import softmax
 
 
+def hard_targets(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """onehot(y), rows × classes: the target of a student trained without a teacher."""
+    return np.eye(n_classes)[np.asarray(y)]
+
+
 def blended_targets(y: np.ndarray, teacher_logits: np.ndarray | None, n_classes: int, tau: float,
                     alpha: float) -> np.ndarray:
     """q = α·onehot(y) + (1−α)·softmax(z_T/τ), rows × classes (the KD loss's target, up to its τ² scale).

@@ -12,7 +12,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from kdx.models.base import Classifier, require_int
 from kdx.models.rules import tree_rules
-from kdx.models.soft_targets import blended_targets, weighted_rows
+from kdx.models.soft_targets import hard_targets, weighted_rows
 
 PROBA_FLOOR = 1e-6  # leaves with a zero class probability get this before the log: logits stay finite
 
@@ -40,11 +40,9 @@ class TreeClassifier(Classifier):
         return {"max_depth": self.max_depth, "max_leaf_nodes": self.max_leaf_nodes,
                 "min_samples_leaf": self.min_samples_leaf, "seed": self.seed}
 
-    def fit(self, X, y, X_val, y_val, n_classes, teacher_logits=None, tau=1.0, alpha=1.0, objective=None,
-            signals=None):
+    def fit(self, X, y, X_val, y_val, n_classes, objective=None, signals=None):
         start = time.perf_counter()
-        q = (blended_targets(y, teacher_logits, n_classes, tau, alpha) if objective is None
-             else objective.soft_targets(y, signals, n_classes))
+        q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
         Xw, yw, w = weighted_rows(X, q)
         self.model_ = DecisionTreeClassifier(
             criterion="log_loss", max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,

@@ -15,6 +15,7 @@ from kdx.data.rows import SeedData
 from kdx.errors import ConfigError, DataError, TrainingError
 from kdx.measure.metrics import SANITY_P, label_sanity
 from kdx.models import Classifier
+from kdx.models.base import reads_raw
 from kdx.run.building import build_augmenter, build_model, build_objective
 from kdx.run.labelling import out_of_fold
 
@@ -56,7 +57,7 @@ def teacher_reads_raw(node: DictConfig) -> bool:
     from hydra.utils import get_class
 
     try:
-        return getattr(get_class(str(node.get("_target_"))), "input_space", "encoded") == "raw"
+        return reads_raw(get_class(str(node.get("_target_"))))
     except Exception:  # noqa: BLE001 — an unknown target is reported when the teacher is built
         return False
 

@@ -3,10 +3,10 @@
 A τ/α grid is 30 jobs whose KD students share data, seed and architecture. Before the launcher starts the
 jobs, `prefit_sweep` groups them by their config without `kd` and, per group and seed, trains the teacher
 (cached) and every student the group needs (the no-KD student and the KD student of each job whose objective
-applies and has a stacked form, as all of kdx's have) in one stacked pass (kdx.distill.stacked), storing each
+applies) in one stacked pass (kdx.distill.stacked), storing each
 under the cache key its job will ask for. The jobs then run exactly as before — same folders, files and
-reports — and find their students trained. Anything that keeps a group from training together (an
-objective without a stacked form, a tree student, no cache, a diverging student, a bad config) is left to
+reports — and find their students trained. Anything that keeps a group from training together (a
+tree student, dropout, augmentation, out-of-fold labels, no cache, a diverging student, a bad config) is left to
 the jobs, which train one by one and report any error themselves.
 """
 
@@ -20,7 +20,7 @@ from collections import defaultdict
 from omegaconf import DictConfig, OmegaConf
 
 from kdx.config import units_of, validate
-from kdx.data.rows import load_data, seed_data
+from kdx.data.rows import load_data
 from kdx.errors import ConfigError, KdxError
 from kdx.measure.efficiency import cpu_threads
 from kdx.run.artefacts import cache_for
@@ -84,14 +84,14 @@ def _prefit_group(members: list[DictConfig]) -> dict:
         everyone = [Protocol(first, data, cache, pretrained)]
         with _quiet():  # a Protocol's notes on its settings (e.g. no onnxruntime): each job says them itself
             everyone += [Protocol(cfg, data, cache, pretrained) for cfg in members[1:]]
-        # Jobs whose objective has no stacked form train their KD student themselves; one whose objective
-        # does not apply here (e.g. dkd on a binary task, jacobian with a tree teacher) says so when it runs.
+        # A job whose objective does not apply here (e.g. dkd on a binary task, jacobian with a tree teacher)
+        # says so when it runs.
         families = model_families(first)  # the same for the whole group: only kd.* differs
         # Jobs with out-of-fold labels give their KD students other teacher logits: they train their own.
-        protocols = [p for p in everyone if p.objective.stacks and not p.student_rows.out_of_fold
+        protocols = [p for p in everyone if not p.student_rows.out_of_fold
                      and _applies(p.objective, data.n_classes, families)]
         if not protocols:
-            return {"jobs": len(members), "skipped": "no job's objective applies here and has a stacked form"}
+            return {"jobs": len(members), "skipped": "no job's objective applies here"}
         lead = protocols[0]
         passes = []
         for seed in units_of(first):
@@ -107,9 +107,8 @@ def _prefit_group(members: list[DictConfig]) -> dict:
             if len(wanted) < 2:
                 passes.append(len(wanted))
                 continue
-            sd = seed_data(data, lead.base["data"], seed, lead.split_args)
-            teacher, _ = lead._fit("teacher", first.teacher, keys[0]["teacher"], seed, sd, f"teacher seed {seed}",
-                                   raw_parts=lead.raw_parts(sd))
+            sd = lead.seed_rows(seed)
+            teacher, _ = lead._fit("teacher", first.teacher, keys[0]["teacher"], seed, sd, f"teacher seed {seed}")
             entries = list(wanted.items())
             trained = train_together(first.student, seed, lead.device, first.limits, sd, data.n_classes,
                                      [None if p is None else p.objective for _, (p, _) in entries],

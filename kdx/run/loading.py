@@ -16,6 +16,7 @@ from kdx.data.split import Split
 from kdx.deploy.export import export_run
 from kdx.errors import DataError
 from kdx.models import Classifier, load_checkpoint, load_model
+from kdx.models.base import reads_raw
 from kdx.store.persist import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, read_run_file
 
 
@@ -85,7 +86,7 @@ class LoadedRun:
 
     def logits(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
         fitted = self.model(model, seed)
-        if getattr(fitted, "input_space", "encoded") == "raw":  # a pretrained teacher reads raw rows itself
+        if reads_raw(fitted):  # a pretrained teacher reads raw rows itself
             return fitted.logits_frame(rows)
         return fitted.logits(self.preprocessor(seed).transform(rows))
 

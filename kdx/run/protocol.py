@@ -20,11 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from kdx import progress
 from kdx.config import split_settings, units_of, validate
 from kdx.data import TabularData
-from kdx.data.rows import SeedData, fingerprint, load_data, seed_data
+from kdx.data.rows import SeedData, fingerprint, load_data, seed_data, with_raw
 from kdx.deploy.runtime import PARITY_TOLERANCE, measure_deployed
 from kdx.deploy.schema import Schema, raw_feed
 from kdx.distill.objectives.base import TeacherSignals
-from kdx.distill.stacked import StudentLoss, fit_stacked, stackable
+from kdx.distill.stacked import fit_stacked, stackable
 from kdx.environment import code_fingerprint, cpu_model, library_versions, seed_everything
 from kdx.errors import ConfigError, ExportError, NotApplicable, TrainingError
 from kdx.measure.efficiency import ProfileSettings, cpu_threads, profile_model, relative_to_teacher
@@ -34,12 +34,13 @@ from kdx.measure.explain import (
     ModelExplanation,
     compare,
     explain_model,
-    reads_raw,
     resolve_players,
 )
 from kdx.measure.metrics import fidelity, teacher_kl
 from kdx.measure.shapley import MAX_EXACT_COLUMNS
 from kdx.models import Classifier
+from kdx.models.base import reads_raw
+from kdx.models.losses import Loss
 from kdx.models.mlp import resolve_device
 from kdx.run.artefacts import (
     cache_for,
@@ -86,7 +87,7 @@ def train_together(node: DictConfig, seed: int, device: str, limits: DictConfig,
     (kdx.distill.stacked) when they can be: {index: fitted model}; {} when they cannot (then each trains
     alone). `signals(objective)`: that objective's teacher signals on the training rows, asked once per
     distinct `signals_key` (a τ/α grid's KD students share one)."""
-    if len(objectives) < 2 or any(o is not None and not o.stacks for o in objectives):
+    if len(objectives) < 2:
         return {}
     models = [build_model("student", node, seed, device, limits) for _ in objectives]
     if not stackable(models):
@@ -96,20 +97,30 @@ def train_together(node: DictConfig, seed: int, device: str, limits: DictConfig,
         if o is not None and o.signals_key() not in computed:
             computed[o.signals_key()] = signals(o)
     given = [None if o is None else computed[o.signals_key()] for o in objectives]
-    losses = [StudentLoss() if o is None else o.stacked_loss(s) for o, s in zip(objectives, given)]
+    losses = [Loss() if o is None else o.student_loss(s) for o, s in zip(objectives, given)]
     teacher = next((s.rows["teacher_logits"] for s in given if s is not None and "teacher_logits" in s.rows), None)
-    # The input-gradient terms' teacher signals (jacobian, attribution: the same teacher pass for both).
-    matching = TeacherSignals({}, {})
-    for loss, s in zip(losses, given):
-        if loss.matching:
-            matching.rows.update({k: v for k, v in s.rows.items() if k != "teacher_logits"})
-            matching.constants.update(s.constants)
     fit_stacked(models, losses, sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], n_classes, teacher,
-                names=names, signals=matching if matching.rows else None)
+                names=names, signals=term_signals(losses, given))
     for name, model, loss in zip(names, models, losses):
         check_finite(model, sd, name)
         model.history_["resolved"] = loss.resolved
     return dict(enumerate(models))
+
+
+def term_signals(losses: list[Loss], given: list) -> TeacherSignals | None:
+    """The teacher's signals the students' own terms read (jacobian, attribution: input gradients), merged into
+    one: objectives that compute the same name must compute the same values (the same teacher pass)."""
+    merged = TeacherSignals({}, {})
+    for loss, s in zip(losses, given):
+        if loss.term is None:
+            continue
+        for target, source in ((merged.rows, {k: v for k, v in s.rows.items() if k != "teacher_logits"}),
+                               (merged.constants, s.constants)):
+            for key, value in source.items():
+                if key in target and not np.array_equal(target[key], value):
+                    raise ValueError(f"two objectives of one stacked pass give different teacher signals {key!r}")
+                target[key] = value
+    return merged if merged.rows or merged.constants else None
 
 
 def _settings(cls, node: DictConfig):
@@ -163,21 +174,23 @@ class Protocol:
         }
 
     def _fit(self, role: str, node: DictConfig, key: str, seed: int, sd: SeedData, label: str,
-             signals=None, raw_parts: dict | None = None, trained: Classifier | None = None,
+             signals=None, trained: Classifier | None = None,
              rows=None) -> tuple[Classifier, bool]:
         """Train (or reuse from the cache) one model; `signals`: a callable giving the teacher's per-seed
-        signals for the KD student (computed only when the student is actually trained). `raw_parts`: the
-        seed's rows, encoded and raw, for a teacher that reads raw columns (not trained, not cached).
+        signals for the KD student (computed only when the student is actually trained). A pretrained teacher
+        (read and checked once per run, check_teacher) is not trained or cached: it scores the rows it is given.
         `trained`: the model already trained (in a stacked pass), to be stored in the cache. `rows`: a callable
         giving the rows to train on, (X, y), when they are not the seed's training rows (augmentation)."""
+        pretrained = role == "teacher" and self.raw_teacher
+
         def compute() -> Classifier:
             if trained is not None:
                 resolved = trained.history_.pop("resolved", {})
                 if signals is not None:
                     trained.history_["objective"] = {**self.objective.settings(), **resolved}
                 return trained
-            if raw_parts is not None:  # read and checked once per run (check_teacher), given each seed's rows
-                model = self.pretrained.bind(sd.preprocessor, raw_parts)
+            if pretrained:
+                model = self.pretrained
             else:
                 model = build_model(role, node, seed, self.device, self.cfg.limits)
             kd = {} if signals is None else {"objective": self.objective, "signals": signals()}
@@ -191,7 +204,7 @@ class Protocol:
                 fitted.history_["objective"] = {**self.objective.settings(), **kd["signals"].resolved}
             return fitted
 
-        if raw_parts is not None:  # the file is the model: nothing to train or cache
+        if pretrained:  # the file is the model: nothing to train or cache
             return compute(), False
         return self.cache.get_or_compute("models", key, compute, save_model, load_cached_model, label)
 
@@ -272,12 +285,11 @@ class Protocol:
                                          self.objective.settings(), *([labels] if labels else []))
         return keys
 
-    def raw_parts(self, sd: SeedData) -> dict | None:
-        """The seed's rows, encoded and as raw code rows, for a teacher that reads raw columns."""
-        if not self.raw_teacher:
-            return None
-        rows_of = {"train": sd.split.train, "val": sd.split.val, "test": sd.split.test}
-        return {part: (sd.X[part], self.codes[idx]) for part, idx in rows_of.items()}
+    def seed_rows(self, seed: int) -> SeedData:
+        """The seed's split and encoded rows (kdx.data.rows.seed_data); for a teacher that reads raw columns, each
+        part as `Rows` that carry their raw code rows too."""
+        sd = seed_data(self.data, self.base["data"], seed, self.split_args)
+        return sd if self.codes is None else with_raw(sd, self.codes)
 
     def teacher_signals(self, teacher: Classifier, sd: SeedData, objective=None, seed: int = 0):
         """The teacher's contribution to the KD student's loss (soft targets, gradients) on the rows the KD
@@ -288,7 +300,7 @@ class Protocol:
     def fit_students(self, seed: int, sd: SeedData, teacher: Classifier,
                      keys: dict[str, str]) -> dict[str, tuple[Classifier, bool]]:
         """The no-KD and KD students (trained, or reused from the cache). When both must be trained and can
-        be (kdx.distill.stacked: same MLP, an objective with a stacked form), they train together in one pass."""
+        be (kdx.distill.stacked: the same MLP without dropout), they train together in one pass."""
         node = self.cfg.student
         together = {}
         # With augmentation the KD student trains on more rows than its no-KD twin: they cannot share a pass.
@@ -310,7 +322,7 @@ class Protocol:
         cfg, data = self.cfg, self.data
         seed_everything(seed)
         with self.stages("split and preprocessing"):
-            sd = seed_data(data, self.base["data"], seed, self.split_args)
+            sd = self.seed_rows(seed)
         columns = len(data.features) if self.feature_game else sd.X["train"].shape[1]
         if self.explaining is not None and self.explaining.method == "exact" and columns > MAX_EXACT_COLUMNS:
             # Before any training: one-hot encoding decides the column count.
@@ -326,10 +338,8 @@ class Protocol:
         with atomic_file(seed_dir / "preprocessor.joblib") as tmp:
             joblib.dump(sd.preprocessor, tmp)
         keys = self.keys(seed)
-        raw_parts = self.raw_parts(sd)
         with self.stages("teacher training"):
-            teacher, reused_t = self._fit("teacher", cfg.teacher, keys["teacher"], seed, sd, f"teacher seed {seed}",
-                                          raw_parts=raw_parts)
+            teacher, reused_t = self._fit("teacher", cfg.teacher, keys["teacher"], seed, sd, f"teacher seed {seed}")
         if self.raw_teacher:
             self.teacher_columns, self.teacher_format = teacher.columns_, teacher.file.format
             check_pretrained(teacher, sd, data, seed)
@@ -340,7 +350,7 @@ class Protocol:
             with self.stages("SHAP and stability"):
                     ctx = ExplainContext.build(teacher, len(data.numeric), sd.X["train"], sd.X["test"], self.explaining,
                                            seed, X_val=sd.X["val"], column_feature=sd.preprocessor.column_feature_,
-                                           raw=None if raw_parts is None else {k: v[1] for k, v in raw_parts.items()})
+                                           preprocessor=sd.preprocessor)
             if ctx.method != "auto":
                 log.info("explain.method=%s on %d %s: %.3g model evaluations per model (seed %d)", ctx.method,
                          columns, "original features" if self.feature_game else "encoded columns",

@@ -105,14 +105,14 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
         "cache": {"dir": None if protocol.cache.root is None else str(protocol.cache.root),
                   "reused": protocol.cache.hits, "computed": protocol.cache.misses},
         "explain": None if protocol.explaining is None else {
-            **asdict(protocol.explaining), "output_resolved": resolve_output(protocol.explaining.output,
+            **_fields(protocol.explaining), "output_resolved": resolve_output(protocol.explaining.output,
                                                                              data.n_classes),
             "players_resolved": "features" if protocol.feature_game else "columns"},
         "teacher": None if not protocol.raw_teacher else {
             "pretrained": True, "path": str(Path(str(cfg.teacher.path)).expanduser().resolve()),
             "sha256": protocol.teacher_identity["path"]["sha256"], "features_read": list(protocol.teacher_columns),
             "format": protocol.teacher_format, "onnx": "not measured: kdx exports the models it trains"},
-        "profile": None if protocol.profiling is None else {**asdict(protocol.profiling), "device": "cpu",
+        "profile": None if protocol.profiling is None else {**_fields(protocol.profiling), "device": "cpu",
                                                             "onnx_resolved": protocol.deploying},
         "versions": library_versions(),
         "wall_seconds": time.perf_counter() - started,
@@ -128,3 +128,8 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
     }
     write_json(out_dir / SUMMARY_FILE, summary)
     return RunResult(out_dir, metrics, summary, comparisons)
+
+
+def _fields(settings) -> dict:
+    """A settings dataclass's values as summary.json records them (without the group's on/off switch)."""
+    return {k: v for k, v in asdict(settings).items() if k != "enabled"}

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from kdx.distill.objectives.base import TeacherSignals
 from kdx.distill.objectives.gradients import GradientMatching, membership
-from kdx.models.losses import kd_loss
 
 
 def attribution_term(student_attr: torch.Tensor, teacher_attr: torch.Tensor) -> torch.Tensor:
@@ -25,7 +24,6 @@ class Attribution(GradientMatching):
     per seed."""
 
     name = "attribution"
-    matching = "attribution"
 
     def signals(self, teacher, X, y, n_classes, column_feature, output) -> TeacherSignals:
         logits, W, grad = self.teacher_pass(teacher, X, output)
@@ -37,8 +35,8 @@ class Attribution(GradientMatching):
         return TeacherSignals({"teacher_logits": logits, "weights": W, "teacher_attr": attr},
                               {"mean": mean, "membership": M})
 
-    def loss(self, net, x, y, batch, constants, epoch):
-        z, grad = self.student_pass(net, x, batch["weights"])
-        attr = (grad * (x - constants["mean"])) @ constants["membership"]
-        return kd_loss(z, batch["teacher_logits"], y, self.tau, self.alpha) + self.lam * attribution_term(
-            attr, batch["teacher_attr"])
+    @staticmethod
+    def term(settings, step):
+        grad = step.gradients(step.rows["weights"])
+        attr = (grad * (step.x - step.constants["mean"])) @ step.constants["membership"]
+        return settings["lam"] * attribution_term(attr, step.rows["teacher_attr"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from kdx.errors import ConfigError
 from kdx.models.base import require_float
+from kdx.models.losses import Loss, Step  # noqa: F401 — Step: what an objective's term receives
 
 
 @dataclass
@@ -22,18 +22,21 @@ class TeacherSignals:
 
 
 class Objective:
-    """A distillation loss for the student. Subclasses set `name`, implement `loss` and, where they can
-    distil a tree student through soft labels, `soft_targets`.
+    """A distillation loss for the student: one module and one YAML (`kd=NAME`, found by `_target_`); the
+    trainers never name it. Its loss is `α·CE_ε + (1−α)·τ²·KL + term` (kdx.models.losses.Loss): subclasses
+    choose the parts the trainers compute themselves (`kl`, `epsilon`) and write the rest once, as `term`,
+    which trains torch students one by one and stacked alike. Where they can distil a tree student through soft
+    labels they implement `soft_targets`.
 
     - `check` refuses a task or model the objective does not apply to, in one line, before any training;
     - `signals` computes the teacher's contribution once per seed (logits, gradients, attributions);
-    - `loss` is the minibatch loss of a torch student (`net`) given the batch's slice of the signals.
+    - `student_loss` is the student's `Loss` given those signals.
     """
 
     name = "objective"
     needs_gradients = False  # needs a differentiable teacher and student (input gradients)
     soft_labels = False  # can distil a tree student through soft targets
-    stacks = False  # its MLP students can train in a stacked pass (stacked_loss)
+    kl = True  # Hinton's KL term is part of the loss (α < 1)
     # Why rows only the teacher labelled (y = −1, kdx.data.augment) cannot train this objective; "" = they can.
     no_generated_rows = ""
     # Whether `signals` depends on the teacher only through its logits on the rows (so that logits computed
@@ -74,49 +77,33 @@ class Objective:
                 output: str) -> TeacherSignals:
         return TeacherSignals({"teacher_logits": teacher.logits(X).astype(np.float32)})
 
-    def loss(self, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: dict[str, torch.Tensor],
-             constants: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
-        raise NotImplementedError
-
     def signals_key(self) -> tuple:
         """What `signals` depends on besides the teacher and the rows: the students of a stacked pass whose
         objectives give equal keys share one computation of them."""
         return (type(self).signals,)
 
-    def stacked_loss(self, signals: TeacherSignals):
-        """The loss as kdx.distill.stacked trains many students at once (kdx.distill.stacked.StudentLoss), for
-        objectives with `stacks`, given this objective's `signals` (e.g. label smoothing's resolved ε)."""
-        raise NotImplementedError(f"kd={self.name} has no stacked form: its students train one by one")
+    # ---- the loss ----------------------------------------------------------------------------------------
+    term = None  # the objective's own part of the loss: a staticmethod (settings, step) -> (students,) tensor
+
+    def term_settings(self, signals: TeacherSignals | None) -> dict[str, float] | None:
+        """The numbers `term` reads for this student (None: no term for these settings)."""
+        return {}
+
+    def smoothing(self, signals: TeacherSignals | None) -> float:
+        """The label smoothing of the loss's cross-entropy (0: none)."""
+        return 0.0
+
+    def describe(self, signals: TeacherSignals | None) -> str:
+        """How messages call this student's loss."""
+        return f"τ={self.tau:g}, α={self.alpha:g}"
+
+    def student_loss(self, signals: TeacherSignals | None) -> Loss:
+        """The student's loss (kdx.models.losses.Loss) given this objective's `signals`."""
+        settings = self.term_settings(signals)
+        term = type(self).term if settings is not None else None
+        return Loss(self.alpha, self.tau, self.smoothing(signals), self.kl, term,
+                    tuple((settings or {}).items()), bool(term and self.needs_gradients), self.describe(signals),
+                    dict(signals.resolved) if signals is not None else {})
 
     def soft_targets(self, y: np.ndarray, signals: TeacherSignals, n_classes: int) -> np.ndarray:
         raise ConfigError(f"kd={self.name} has no soft-label form for tree students")
-
-
-@dataclass(frozen=True)
-class StudentLoss:
-    """One student's loss in a stacked pass: `α·CE_ε + (1−α)·τ²·D`, batch means. CE_ε is the cross-entropy
-    with labels smoothed by ε (torch's `label_smoothing`), D the distillation term: Hinton's
-    KL(softmax(z_T/τ) ‖ softmax(z_S/τ)) (kdx.models.losses.kd_loss), or with `dkd=(a, b, warmup)` decoupled KD's
-    w(epoch)·(a·TCKD + b·NCKD) (kdx.distill.objectives.dkd). α = 1, ε = 0 is the no-KD student; α = 1, ε > 0 label
-    smoothing. `matching` ("jacobian" or "attribution") adds λ times that objective's input-gradient term
-    (kdx.distill.objectives.jacobian / attribution). `resolved`: what the objective chose from the data (e.g. ε),
-    recorded with the model."""
-
-    tau: float = 1.0
-    alpha: float = 1.0
-    epsilon: float = 0.0
-    dkd: tuple[float, float, int] | None = None
-    matching: str | None = None
-    lam: float = 0.0
-    resolved: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def uses_teacher(self) -> bool:
-        return self.alpha < 1
-
-    def describe(self) -> str:
-        if self.matching:
-            return f"{self.matching} λ={self.lam:g}, τ={self.tau:g}, α={self.alpha:g}"
-        if self.uses_teacher:
-            return ("DKD " if self.dkd else "") + f"τ={self.tau:g}, α={self.alpha:g}"
-        return f"label smoothing ε={self.epsilon:.3g}" if self.epsilon else "no KD"

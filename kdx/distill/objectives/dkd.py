@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdx.distill.objectives.base import Objective, StudentLoss
+from kdx.distill.objectives.base import Objective
 from kdx.errors import ConfigError
 from kdx.models.base import require_float, require_int
 
@@ -37,7 +37,7 @@ class DKD(Objective):
     distribution has a single class, NCKD is identically zero and β would silently do nothing."""
 
     name = "dkd"
-    stacks = True
+    kl = False  # DKD's term replaces Hinton's
     no_generated_rows = ("DKD splits the teacher's distribution at each row's true class, which rows the teacher "
                          "labelled do not have; use kd=hinton (or jacobian, attribution) with augmentation")
 
@@ -59,12 +59,20 @@ class DKD(Objective):
                               "between one-class distributions, always 0, so DKD would silently become its "
                               "target-class term alone; use kd=hinton for binary tasks")
 
-    def loss(self, net, x, y, batch, constants, epoch):
-        z = net(x)
-        tckd, nckd, _ = dkd_terms(z, batch["teacher_logits"], y, self.tau)
-        ramp = min(1.0, epoch / self.warmup) if self.warmup else 1.0
-        kd = self.tau**2 * ramp * (self.dkd_alpha * tckd.mean() + self.dkd_beta * nckd.mean())
-        return self.alpha * F.cross_entropy(z, y) + (1 - self.alpha) * kd
+    def term_settings(self, signals):
+        if self.alpha == 1:
+            return None  # the teacher's weight is 0: the no-KD loss
+        return {"tau": self.tau, "alpha": self.alpha, "dkd_alpha": self.dkd_alpha, "dkd_beta": self.dkd_beta,
+                "warmup": self.warmup}
 
-    def stacked_loss(self, signals):
-        return StudentLoss(self.tau, self.alpha, dkd=(self.dkd_alpha, self.dkd_beta, self.warmup))
+    def describe(self, signals):
+        return "DKD " + super().describe(signals)
+
+    @staticmethod
+    def term(settings, step):
+        """(1−α)·τ²·w(epoch)·(dkd_alpha·mean TCKD + dkd_beta·mean NCKD) per student."""
+        tau, warmup = settings["tau"], settings["warmup"]
+        tckd, nckd, _ = dkd_terms(step.logits.transpose(1, 2), step.teacher[None], step.y, tau[:, None, None])
+        ramp = torch.where(warmup > 0, (step.epoch / warmup.clamp_min(1)).clamp(max=1.0), 1.0)
+        kd = tau**2 * ramp * (settings["dkd_alpha"] * tckd.mean(1) + settings["dkd_beta"] * nckd.mean(1))
+        return (1 - settings["alpha"]) * kd

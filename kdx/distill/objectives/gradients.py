@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kdx.distill.objectives.base import Objective, StudentLoss
+from kdx.distill.objectives.base import Objective
 from kdx.models.base import require_float
 from kdx.models.outputs import output_matrix
 
@@ -56,9 +56,7 @@ class GradientMatching(Objective):
     student's input gradients of the explained output with the teacher's (MLP teacher and student)."""
 
     needs_gradients = True
-    stacks = True
     logit_signals = False
-    matching = ""  # which input-gradient term (kdx.distill.stacked.StudentLoss.matching): set by subclasses
 
     def __init__(self, tau: float = 4.0, alpha: float = 0.5, lam: float = 1.0):
         super().__init__(tau, alpha)
@@ -67,8 +65,11 @@ class GradientMatching(Objective):
     def settings(self) -> dict:
         return {**super().settings(), "lam": self.lam}
 
-    def stacked_loss(self, signals):
-        return StudentLoss(self.tau, self.alpha, matching=self.matching, lam=self.lam)
+    def term_settings(self, signals):
+        return {"lam": self.lam}
+
+    def describe(self, signals):
+        return f"{self.name} λ={self.lam:g}, " + super().describe(signals)
 
     @staticmethod
     def teacher_pass(teacher, X: np.ndarray, output: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,10 +77,3 @@ class GradientMatching(Objective):
         logits = teacher.logits(X).astype(np.float32)
         W = output_weights(logits, output)
         return logits, W, teacher_gradients(teacher.net_, X, W).astype(np.float32)
-
-    @staticmethod
-    def student_pass(net: torch.nn.Module, x: torch.Tensor, weights: torch.Tensor):
-        """The student's logits and its input gradients, differentiable in its weights (double backprop)."""
-        x = x.detach().requires_grad_(True)
-        z = net(x)
-        return z, torch.autograd.grad((z * weights).sum(), x, create_graph=True)[0]

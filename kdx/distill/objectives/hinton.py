@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from kdx.distill.objectives.base import Objective, StudentLoss
-from kdx.models.losses import kd_loss
+from kdx.distill.objectives.base import Objective
 from kdx.models.soft_targets import blended_targets
 
 
 class Hinton(Objective):
     """`α·CE(y, z_S) + (1−α)·τ²·KL(softmax(z_T/τ) ‖ softmax(z_S/τ))`; tree students fit the blended
-    target α·onehot(y) + (1−α)·softmax(z_T/τ)."""
+    target α·onehot(y) + (1−α)·softmax(z_T/τ). Both parts are the trainers' own (no term)."""
 
     name = "hinton"
     soft_labels = True
-    stacks = True
-
-    def loss(self, net, x, y, batch, constants, epoch):
-        return kd_loss(net(x), batch["teacher_logits"], y, self.tau, self.alpha)
-
-    def stacked_loss(self, signals):
-        return StudentLoss(self.tau, self.alpha)
 
     def soft_targets(self, y, signals, n_classes):
         return blended_targets(y, signals.rows["teacher_logits"], n_classes, self.tau, self.alpha)

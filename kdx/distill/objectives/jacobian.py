@@ -7,7 +7,6 @@ import torch
 
 from kdx.distill.objectives.base import TeacherSignals
 from kdx.distill.objectives.gradients import GradientMatching, normalized
-from kdx.models.losses import kd_loss
 
 
 def jacobian_term(student_grad: torch.Tensor, teacher_grad: torch.Tensor) -> torch.Tensor:
@@ -22,13 +21,11 @@ class Jacobian(GradientMatching):
     Teacher gradients on the training rows are computed once per seed."""
 
     name = "jacobian"
-    matching = "jacobian"
 
     def signals(self, teacher, X, y, n_classes, column_feature, output) -> TeacherSignals:
         logits, W, grad = self.teacher_pass(teacher, X, output)
         return TeacherSignals({"teacher_logits": logits, "weights": W, "teacher_grad": grad})
 
-    def loss(self, net, x, y, batch, constants, epoch):
-        z, grad = self.student_pass(net, x, batch["weights"])
-        return kd_loss(z, batch["teacher_logits"], y, self.tau, self.alpha) + self.lam * jacobian_term(
-            grad, batch["teacher_grad"])
+    @staticmethod
+    def term(settings, step):
+        return settings["lam"] * jacobian_term(step.gradients(step.rows["weights"]), step.rows["teacher_grad"])

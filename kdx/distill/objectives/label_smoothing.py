@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
-import torch.nn.functional as F
 from scipy.optimize import brentq
 from scipy.special import softmax
 
-from kdx.distill.objectives.base import Objective, StudentLoss, TeacherSignals
+from kdx.distill.objectives.base import Objective, TeacherSignals
 from kdx.models.base import require_float
 
 
@@ -36,7 +37,7 @@ class LabelSmoothing(Objective):
 
     name = "label_smoothing"
     soft_labels = True
-    stacks = True
+    kl = False  # the trainers' cross-entropy with label smoothing ε is the whole loss (α = 1)
     no_generated_rows = ("label smoothing learns from the true labels only (the teacher sets ε at most), so rows "
                          "without one would teach nothing; use kd=hinton with augmentation")
 
@@ -60,12 +61,15 @@ class LabelSmoothing(Objective):
     def signals_key(self) -> tuple:
         return (*super().signals_key(), self.tau, self.epsilon)
 
-    def loss(self, net, x, y, batch, constants, epoch):
-        return F.cross_entropy(net(x), y, label_smoothing=float(constants["epsilon"]))
+    def student_loss(self, signals):
+        loss = super().student_loss(signals)
+        return replace(loss, alpha=1.0, tau=1.0)  # α is not used; τ only chose ε
 
-    def stacked_loss(self, signals):
-        # The float32 ε the loss above uses, so that stacked and alone train the same loss.
-        return StudentLoss(epsilon=float(signals.constants["epsilon"]), resolved=signals.resolved)
+    def smoothing(self, signals):
+        return float(signals.constants["epsilon"])  # the float32 ε the signals carry (stacked and alone alike)
+
+    def describe(self, signals):
+        return f"label smoothing ε={self.smoothing(signals):.3g}"
 
     def soft_targets(self, y, signals, n_classes):
         eps = signals.resolved["epsilon"]
