@@ -20,7 +20,7 @@ def test_version_and_help():
     out = kdx("run", "--help").stdout
     for line in ("dataset: adult, breast_cancer, csv, wine_quality",
                  "teacher: catboost, dnn, gbt, lightgbm, mlp4, pretrained, xgboost",
-                 "student: lightgbm_small, logreg, mlp1, shallow_mlp, small_gbt, tree, xgboost_small",
+                 "student: ebm, lightgbm_small, logreg, mlp1, shallow_mlp, small_gbt, tree, xgboost_small",
                  "augment: munge, none, rows, spunge"):
         assert line in out
 

@@ -15,7 +15,7 @@ OPTIONS = config_options()
 def test_groups_are_the_documented_interface():
     assert OPTIONS["dataset"] == ["adult", "breast_cancer", "csv", "wine_quality"]
     assert OPTIONS["teacher"] == ["catboost", "dnn", "gbt", "lightgbm", "mlp4", "pretrained", "xgboost"]
-    assert OPTIONS["student"] == ["lightgbm_small", "logreg", "mlp1", "shallow_mlp", "small_gbt", "tree",
+    assert OPTIONS["student"] == ["ebm", "lightgbm_small", "logreg", "mlp1", "shallow_mlp", "small_gbt", "tree",
                                   "xgboost_small"]
     assert OPTIONS["augment"] == ["munge", "none", "rows", "spunge"]
     assert {"adult", "breast_cancer", "wine_quality"} <= set(OPTIONS["experiment"])

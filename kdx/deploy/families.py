@@ -147,5 +147,5 @@ def _boosted(model, n_features: int, n_classes: int):
     return helper.make_graph(nodes, "model", [], [], inits)
 
 
-for _name in ("GBTClassifier", "XGBoostClassifier", "LightGBMClassifier", "CatBoostClassifier"):
+for _name in ("GBTClassifier", "XGBoostClassifier", "LightGBMClassifier", "CatBoostClassifier", "EBMClassifier"):
     converter(_name)(_boosted)

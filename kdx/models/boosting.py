@@ -28,9 +28,9 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def require_library(module: str, option: str) -> None:
+def require_library(module: str, option: str, extra: str = "boosters") -> None:
     if not installed(module):
-        raise MissingExtra(f"{option} needs {module}: pip install 'kdx[boosters]' (or make install)")
+        raise MissingExtra(f"{option} needs {module}: pip install 'kdx[{extra}]' (or make install)")
 
 
 class BoosterClassifier(Classifier):
@@ -45,11 +45,12 @@ class BoosterClassifier(Classifier):
 
     library = ""  # the Python module
     option = ""  # the config option that builds it (teacher=...)
+    extra = "boosters"  # the kdx extra that installs it
     fits_logits = False  # implements _train_logits (kd_fit=logits)
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.1, early_stopping_rounds: int | None = None,
                  seed: int = 0, device: str = "cpu", kd_fit: str = "soft_rows"):
-        require_library(self.library, self.option)
+        require_library(self.library, self.option, self.extra)
         if kd_fit not in KD_FITS:
             raise ConfigError(f"kd_fit must be one of {', '.join(KD_FITS)}, got {kd_fit!r}")
         if kd_fit == "logits" and not self.fits_logits:
