@@ -117,7 +117,7 @@ def test_an_unsupported_model_is_one_line():
     class Odd:
         pass
 
-    with pytest.raises(ExportError, match="no ONNX exporter for Odd models; exportable: CatBoostClassifier, EBMClassifier, GBT"):
+    with pytest.raises(ExportError, match="no ONNX exporter for Odd models; exportable: CatBoostClassifier, EBM"):
         model_graph(Odd(), 3, 2)
 
 
