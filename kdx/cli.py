@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -46,13 +47,24 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def config_options() -> dict[str, list[str]]:
-    """The shipped config groups and their options (file names under kdx.conf/<group>/)."""
-    root = resources.files("kdx.conf")
-    return {
-        group.name: sorted(f.name[: -len(".yaml")] for f in group.iterdir() if f.name.endswith(".yaml"))
-        for group in root.iterdir() if group.is_dir() and not group.name.startswith(("_", "."))
-    }
+def config_options(search: list[str] = ()) -> dict[str, list[str]]:
+    """The config groups and their options (file names under kdx.conf/<group>/), with those of the user's own
+    config directories on Hydra's search path (`hydra.searchpath=[file://DIR]`: a new objective, student, ...)."""
+    roots = [resources.files("kdx.conf")]
+    for entry in search:
+        entry = str(entry)
+        if entry.startswith("file://") and Path(entry[len("file://"):]).is_dir():
+            roots.append(Path(entry[len("file://"):]))
+        elif entry.startswith("pkg://"):
+            with contextlib.suppress(ModuleNotFoundError, TypeError):
+                roots.append(resources.files(entry[len("pkg://"):].replace("/", ".")))
+    options: dict[str, set[str]] = {}
+    for root in roots:
+        for group in root.iterdir():
+            if group.is_dir() and not group.name.startswith(("_", ".")):
+                options.setdefault(group.name, set()).update(
+                    f.name[: -len(".yaml")] for f in group.iterdir() if f.name.endswith(".yaml"))
+    return {group: sorted(names) for group, names in options.items()}
 
 
 def check_group_overrides(argv: list[str]) -> None:
@@ -61,12 +73,14 @@ def check_group_overrides(argv: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    options = config_options()
     args, _ = get_args_parser().parse_known_args(argv)
     try:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except OverrideParseException as exc:
         _fail(f"cannot parse override: {str(exc).splitlines()[0]}")
+    search = [value for o in overrides if o.key_or_group == "hydra.searchpath" and not o.is_delete()
+              for value in (o.value() if isinstance(o.value(), list) else [o.value()])]
+    options = config_options(search)
     for override in overrides:
         group = override.key_or_group
         if group not in options or override.is_delete():
@@ -118,7 +132,7 @@ def check_composes(overrides) -> None:
 
     first = []
     for o in overrides:
-        if o.key_or_group.startswith("hydra") or o.key_or_group.startswith("+hydra"):
+        if o.key_or_group.startswith(("hydra", "+hydra")) and o.key_or_group != "hydra.searchpath":
             continue
         if o.is_delete():
             first.append(f"~{o.key_or_group}")

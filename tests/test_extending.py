@@ -103,3 +103,57 @@ def test_a_student_family_defined_outside_kdx_runs_loads_and_exports(tmp_path, c
     data = load_data(cfg)  # raw rows in, class names out, through the model read back from the run folder
     labels = loaded.predict(data.X.iloc[:50])
     assert set(labels) <= set(data.class_names) and (labels == np.asarray(data.class_names)[data.y[:50]]).mean() > 0.8
+
+
+OBJECTIVE_MODULE = '''
+from kdx.distill.objectives.hinton import Hinton
+
+
+class Sharp(Hinton):
+    """Hinton's loss plus a small penalty on the student's confidence (mean Σ_k p_k²): a user's objective."""
+
+    name = "sharp"
+
+    def __init__(self, tau=4.0, alpha=0.5, weight=0.05):
+        super().__init__(tau, alpha)
+        self.weight = weight
+
+    def settings(self):
+        return {**super().settings(), "weight": self.weight}
+
+    def term_settings(self, signals):
+        return {"weight": self.weight}
+
+    @staticmethod
+    def term(settings, step):
+        return settings["weight"] * (step.logits.softmax(1) ** 2).sum(1).mean(1)
+'''
+
+
+def test_a_users_objective_runs_through_the_command_line_from_their_own_config_dir(tmp_path):
+    """What a user types: their module on PYTHONPATH, their YAML under their own config directory, and
+    `hydra.searchpath=[file://DIR] kd=NAME` — the option is known to the command line's checks, the run trains
+    it (stacked with the no-KD student) and records its settings; an option in no directory is still refused."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "my_objectives.py").write_text(OBJECTIVE_MODULE)
+    (tmp_path / "conf" / "kd").mkdir(parents=True)
+    (tmp_path / "conf" / "kd" / "sharp.yaml").write_text(
+        "_target_: my_objectives.Sharp\nname: sharp\ntau: 2.0\nalpha: 0.5\nweight: 0.05\nsoft_labels: insample\n"
+        "oof_folds: 5\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+
+    def kdx(*args):
+        return subprocess.run([sys.executable, "-m", "kdx", "run", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=600)
+
+    done = kdx("experiment=breast_cancer", "+smoke=on", "seeds=[0]", f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+               "kd=sharp", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["kd"]["method"] == "sharp" and summary["kd"]["settings"]["weight"] == 0.05
+    refused = kdx("kd=sharp", f"hydra.run.dir={tmp_path / 'other'}")
+    assert refused.returncode == 2 and "unknown kd 'sharp'" in refused.stderr

@@ -24,7 +24,7 @@ class TeacherSignals:
 class Objective:
     """A distillation loss for the student: one module and one YAML (`kd=NAME`, found by `_target_`); the
     trainers never name it. Its loss is `α·CE_ε + (1−α)·τ²·KL + term` (kdx.models.losses.Loss): subclasses
-    choose the parts the trainers compute themselves (`kl`, `epsilon`) and write the rest once, as `term`,
+    choose the parts the trainers compute themselves (`kl`, `smoothing`) and write the rest once, as `term`,
     which trains torch students one by one and stacked alike. Where they can distil a tree student through soft
     labels they implement `soft_targets`.
 
