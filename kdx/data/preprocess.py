@@ -38,7 +38,9 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     # An empty string is missing too (a CSV reader's empty cell; the contract of the ONNX export's inputs).
     # A column of text (the usual case) is converted once per distinct value (pd.factorize), not per cell;
     # others cell by cell (factorize would merge 1 and 1.0, whose texts differ).
-    return pd.DataFrame(texts(frame), index=frame.index, columns=frame.columns).astype(object)
+    # object columns from the start: pandas would otherwise infer its string dtype and convert twice
+    return pd.DataFrame({name: pd.Series(text, index=frame.index, dtype=object)
+                         for name, text in texts(frame).items()}, index=frame.index, columns=frame.columns)
 
 
 @contextlib.contextmanager

@@ -47,5 +47,5 @@ class Spunge(Augmenter):
                 column = column + noisy[:, j] * rng.normal(0.0, 1.0, count) * spread * self.noise
                 if c in columns.integer:
                     column = np.round(column)
-            out[c] = column
+            out[c] = pd.Series(column, dtype=object if column.dtype == object else None)  # no string inference
         return pd.DataFrame(out)
