@@ -338,3 +338,27 @@ def test_a_file_of_unlabelled_rows_through_a_run(tmp_path, compose_cfg):
     with pytest.raises(DataError, match="lacks the dataset's feature column"):
         run(compose_cfg(*common, "augment=rows", f"augment.path={tmp_path / 'broken.csv'}"), tmp_path / "b")
     assert not (tmp_path / "b" / "checkpoints").exists()  # stopped at the door, before any seed's work
+
+
+def test_an_undecided_cell_of_a_table_says_the_seeds_it_would_need():
+    """The methods/augmentation tables' Holm marking: a significant Δ is starred; an undecided one carries the
+    seeds that would detect it with 80 % power at α/m (kdx.analysis.stats.seeds_needed, computed here from its
+    own figures), or says no number of re-split seeds would (the corrected variance's floor)."""
+    from kdx.analysis.stats import paired_comparison, seeds_needed
+    from kdx.analysis.tables import _mark_holm
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.80, 0.01, 5)
+    cases = {"clear": base + 0.05 + rng.normal(0, 0.002, 5), "small": base + 0.004 + rng.normal(0, 0.004, 5),
+             "floor": base + 0.004 + rng.normal(0, 0.004, 5)}
+    long, tests, rows = [], [], {}
+    for name, values in cases.items():
+        rows[name] = {}
+        r = paired_comparison(base, values, test_train_ratio=0.2 if name == "floor" else 0.0, alpha=0.05)
+        tests.append((len(long), rows[name], "Δ"))
+        long.append(r)
+    _mark_holm(tests, long, 0.05)
+    assert rows["clear"]["Δ"].endswith("*)") and "seeds_needed" not in long[0]
+    expected = seeds_needed(abs(long[1]["diff"]), long[1]["sd_diff"], 0.0, 0.05 / 3, 0.8)
+    assert long[1]["seeds_needed"] == expected and f"≈ {expected} seeds" in rows["small"]["Δ"]
+    assert long[2]["seeds_needed"] is None and "no number of seeds" in rows["floor"]["Δ"]

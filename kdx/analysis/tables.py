@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from kdx.analysis.claims import SUPPORTED, TABLE2, TABLE3, Verdict, within_ci
+from kdx.analysis.claims import SUPPORTED, TABLE2, TABLE3, Verdict, seeds_to_decide, within_ci
 from kdx.analysis.collect import RunRecord
 from kdx.analysis.stats import gap_recovered, holm, paired_comparison
 from kdx.analysis.summary import format_mean_sd, mean_sd
@@ -329,11 +329,20 @@ def _compare(kd: pd.DataFrame, refs: list, metrics: tuple[str, ...], how: tuple,
 
 
 def _mark_holm(tests: list, long: list, alpha: float) -> None:
-    """Holm over `tests`: each comparison's adjusted p in `long`, and its Δ with the p in its row's column."""
+    """Holm over `tests`: each comparison's adjusted p in `long`, and its Δ with the p in its row's column. An
+    undecided comparison also gets the seeds that would detect its observed Δ with 80 % power at Holm's first
+    step, α/m (`seeds_needed`; None where no number of re-split seeds would), in `long` and in its cell."""
     adjusted = holm([np.nan if long[i]["p"] is None else long[i]["p"] for i, *_ in tests])
+    family = int(np.sum(~np.isnan(adjusted)))
     for (i, row, column), p_adj in zip(tests, adjusted):
         long[i]["p_adjusted"] = p_adj
-        mark = "" if np.isnan(p_adj) else (f" (p {p_adj:.2g}*)" if p_adj < alpha else f" (p {p_adj:.2g})")
+        needs = None
+        if not np.isnan(p_adj) and p_adj >= alpha and long[i].get("sd_diff"):
+            needs, _ = seeds_to_decide(long[i], long[i]["diff"], alpha, True, family=family)
+            long[i]["seeds_needed"] = needs
+        seeds = "" if np.isnan(p_adj) or p_adj < alpha or not long[i].get("sd_diff") else (
+            f"; ≈ {needs} seeds" if needs is not None else "; no number of seeds")
+        mark = "" if np.isnan(p_adj) else (f" (p {p_adj:.2g}*)" if p_adj < alpha else f" (p {p_adj:.2g}{seeds})")
         row[column] = f"{long[i]['diff']:+.4f}{mark}"
     tests.clear()
 
