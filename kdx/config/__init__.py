@@ -3,7 +3,6 @@ or model trained, and building the classes its nodes name."""
 
 from __future__ import annotations
 
-import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -21,7 +20,8 @@ from kdx.config.schema import (  # noqa: E402, F401 — the allowed values live 
     TIMED_COSTS,
     RunSettings,
     number,
-    whole,
+    require_float,
+    require_int,
 )
 from kdx.errors import ConfigError, KdxError
 
@@ -57,24 +57,6 @@ def instantiate_node(role: str, params: dict, **extra):
         if isinstance(cause, TypeError) and "argument" in str(cause):
             raise ConfigError(f"{role}: {str(cause).split(': ', 1)[-1]} (check the keys under '{role}')") from None
         raise ConfigError(f"{role}: cannot build {params.get('_target_')}: {cause}") from None
-
-
-def require_int(name: str, value, minimum: int = 1) -> int:
-    """`value` as an int when it is a whole number >= minimum; else ConfigError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def require_float(name: str, value, low: float, high: float | None = None, low_open: bool = False) -> float:
-    """`value` as a float when it is a finite number in the range; else ConfigError naming `name` and the range."""
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (high is None or value <= high)
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-        raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
-    return float(value)
 
 
 def seeds_of(cfg: DictConfig) -> list[int]:
@@ -124,7 +106,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"required value(s) not set: {sorted(missing)}")
     if cfg.kd.get("soft_labels", "insample") not in SOFT_LABELS:
         raise ConfigError(f"kd.soft_labels must be one of {', '.join(SOFT_LABELS)}, got {cfg.kd.get('soft_labels')!r}")
-    whole("kd.oof_folds", cfg.kd.get("oof_folds", 5), minimum=2)
+    require_int("kd.oof_folds", cfg.kd.get("oof_folds", 5), minimum=2)
     augment = cfg.get("augment")
     if augment is not None and (not isinstance(augment, DictConfig) or "_target_" not in augment):
         raise ConfigError(f"augment must be a config group option (augment=none|munge|spunge|rows), got {augment!r}")

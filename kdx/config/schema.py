@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 from hydra.core.config_store import ConfigStore
 
 from kdx.errors import ConfigError
@@ -41,13 +42,25 @@ def number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def whole(name: str, value, minimum: int = 1, nullable: bool = False) -> None:
-    """An integer >= minimum (or null where `nullable`)."""
+def require_int(name: str, value, minimum: int = 1, nullable: bool = False) -> int | None:
+    """`value` as an int when it is a whole number >= minimum (or None where `nullable`); else ConfigError naming
+    `name`. The integer rule of every key and constructor argument."""
     if nullable and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ConfigError(f"{name} must be {what}{' or null' if nullable else ''}, got {value!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}{' or null' if nullable else ''}, got {value!r}")
+    return int(value)
+
+
+def require_float(name: str, value, low: float, high: float | None = None, low_open: bool = False) -> float:
+    """`value` as a float when it is a finite number in the range; else ConfigError naming `name` and the range."""
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        raise ConfigError(f"{name} must be a number {bound}, got {value!r}")
+    return float(value)
 
 
 def one_of(name: str, value, choices) -> None:
@@ -86,7 +99,7 @@ class SplitSettings:
         if not all(number(f) and 0 < f < 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
             raise ConfigError(f"split.train/val/test must each be in (0, 1) and sum to 1, got {fractions}")
         one_of("split.scheme", self.scheme, SCHEMES)
-        whole("split.folds", self.folds, minimum=2)
+        require_int("split.folds", self.folds, minimum=2)
 
 
 @dataclass
@@ -95,7 +108,7 @@ class MetricsSettings:
     ece_bins: int = 15
 
     def __post_init__(self):
-        whole("metrics.ece_bins", self.ece_bins)
+        require_int("metrics.ece_bins", self.ece_bins)
 
 
 @dataclass
@@ -109,7 +122,7 @@ class LimitsSettings:
 
     def __post_init__(self):
         for key in ("rows", "epochs", "n_estimators"):
-            whole(f"limits.{key}", getattr(self, key), nullable=True)
+            require_int(f"limits.{key}", getattr(self, key), nullable=True)
         if self.rows is not None and self.rows < 30:
             raise ConfigError(f"limits.rows must be at least 30 to split 70/15/15, got {self.rows}")
 
@@ -129,8 +142,8 @@ class ProfileSettings:
 
     def __post_init__(self):
         for key in ("threads", "repeats", "batch_size"):
-            whole(f"profile.{key}", getattr(self, key))
-        whole("profile.warmup", self.warmup, minimum=0)
+            require_int(f"profile.{key}", getattr(self, key))
+        require_int("profile.warmup", self.warmup, minimum=0)
         if self.onnx not in ("auto", True, False):
             raise ConfigError(f"profile.onnx must be auto, true or false, got {self.onnx!r}")
 
@@ -155,7 +168,7 @@ class ExplainSettings:
 
     def __post_init__(self):
         for key in ("rows", "background", "top_k", "stability_rows", "stability_draws", "permutations"):
-            whole(f"explain.{key}", getattr(self, key))
+            require_int(f"explain.{key}", getattr(self, key))
         if not number(self.noise_sigma) or self.noise_sigma <= 0:
             raise ConfigError(f"explain.noise_sigma must be a number > 0, got {self.noise_sigma!r}")
         one_of("explain.output", self.output, OUTPUTS)
