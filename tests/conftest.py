@@ -14,6 +14,16 @@ def make_config(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def nonlinear_task(n_classes: int, n: int = 600, d: int = 5, seed: int = 0):
+    """Gaussian rows and classes cut at quantiles of a score with a square and an interaction (the tree and
+    booster tests' task)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    score = X[:, 0] + 0.8 * X[:, 1] ** 2 - 0.5 * X[:, 2] * X[:, 3]
+    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1])).astype(np.int64)
+    return X, y
+
+
 TINY = ("seeds=[0]", "limits.rows=300", "limits.epochs=5", "limits.n_estimators=10", "device=cpu")
 
 

@@ -3,7 +3,7 @@ shared game, counts, early stopping, the missing-extra message, and a whole run.
 
 import numpy as np
 import pytest
-from conftest import TINY, make_config
+from conftest import TINY, make_config, nonlinear_task
 
 from kdx.errors import ConfigError, MissingExtra
 from kdx.measure.explain import attributions, explain, output_matrix
@@ -16,16 +16,8 @@ pytestmark = pytest.mark.skipif(not all(boosting.installed(m) for m in LIBRARIES
                                 reason="kdx[boosters] is not installed")
 
 
-def _data(n_classes: int, n: int = 600, d: int = 5, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d)).astype(np.float32)
-    score = X[:, 0] + 0.8 * X[:, 1] ** 2 - 0.5 * X[:, 2] * X[:, 3]
-    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1])).astype(np.int64)
-    return X, y
-
-
 def _fit(library: str, n_classes: int, **overrides):
-    X, y = _data(n_classes)
+    X, y = nonlinear_task(n_classes)
     cfg = make_config(f"teacher={library}", "teacher.n_estimators=30",
                       *[f"teacher.{k}={v}" for k, v in overrides.items()])
     return build_model("teacher", cfg.teacher, 0, "cpu", cfg.limits).fit(X[:400], y[:400], X[400:], y[400:],
@@ -88,7 +80,7 @@ def test_kdx_trees_give_the_librarys_own_treeshap(library):
 
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_early_stopping_uses_validation_and_is_off_by_default(library):
-    X, y = _data(2, seed=1)
+    X, y = nonlinear_task(2, seed=1)
     y_noisy = np.where(np.random.default_rng(0).random(len(y)) < 0.3, 1 - y, y)  # overfits quickly
     cfg = make_config(f"teacher={library}", "teacher.n_estimators=400", "teacher.early_stopping_rounds=5",
                       "teacher.learning_rate=0.3")
@@ -140,7 +132,7 @@ def test_a_booster_student_regresses_the_teachers_logits(student, n_classes):
     from kdx.distill.objectives.base import TeacherSignals
     from kdx.models.soft_targets import logit_targets
 
-    X, y = _data(n_classes)
+    X, y = nonlinear_task(n_classes)
     teacher = np.column_stack([X[:, 0] * k for k in range(n_classes)]).astype(np.float32)
     cfg = make_config(f"student={student}", "student.n_estimators=60")
     kd = build_model("student", cfg.student, 0, "cpu", cfg.limits).fit(

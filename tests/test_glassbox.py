@@ -3,7 +3,7 @@ teacher's logits, its terms read exactly into kdx's tree form (so exact TreeSHAP
 
 import numpy as np
 import pytest
-from conftest import TINY, make_config
+from conftest import TINY, make_config, nonlinear_task
 
 from kdx.distill.objectives import Hinton
 from kdx.distill.objectives.base import TeacherSignals
@@ -17,20 +17,12 @@ pytestmark = pytest.mark.skipif(not boosting.installed("interpret"), reason="kdx
 QUICK = ("student=ebm", "student.max_rounds=150", "student.outer_bags=2", "student.interactions=2")
 
 
-def _data(n_classes: int, n: int = 500, d: int = 5, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d)).astype(np.float32)
-    score = X[:, 0] + 0.8 * X[:, 1] ** 2 - 0.5 * X[:, 2] * X[:, 3]
-    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1])).astype(np.int64)
-    return X, y
-
-
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_an_ebm_student_regresses_the_teachers_logits_and_kdx_reads_its_terms(n_classes):
     """kd_fit=logits with α = 0 and τ = 1: one EBM regressor per output fits the teacher's centred logits; the
     no-KD twin is InterpretML's classifier. kdx's tree form of every term gives the library's own predictions,
     rows lying exactly on a bin's cut point included (InterpretML puts x = cut in the upper bin)."""
-    X, y = _data(n_classes)
+    X, y = nonlinear_task(n_classes, n=500)
     teacher = np.column_stack([np.tanh(X[:, 0]) * k + X[:, 1] * X[:, 2] for k in range(n_classes)]).astype(np.float32)
     cfg = make_config(*QUICK)
     signals = TeacherSignals({"teacher_logits": teacher})
@@ -55,7 +47,7 @@ def test_an_ebm_student_regresses_the_teachers_logits_and_kdx_reads_its_terms(n_
 
 
 def test_ebm_treeshap_is_the_exact_interventional_shapley_value():
-    X, y = _data(3)
+    X, y = nonlinear_task(3, n=500)
     cfg = make_config(*QUICK)
     model = build_model("student", cfg.student, 0, "cpu", cfg.limits).fit(X[:400], y[:400], X[400:], y[400:], 3)
     A, per_class = output_matrix(3, "centred")

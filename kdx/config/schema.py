@@ -169,14 +169,11 @@ class ExplainSettings:
     def __post_init__(self):
         for key in ("rows", "background", "top_k", "stability_rows", "stability_draws", "permutations"):
             require_int(f"explain.{key}", getattr(self, key))
-        if not number(self.noise_sigma) or self.noise_sigma <= 0:
-            raise ConfigError(f"explain.noise_sigma must be a number > 0, got {self.noise_sigma!r}")
+        require_float("explain.noise_sigma", self.noise_sigma, 0.0, low_open=True)
         one_of("explain.output", self.output, OUTPUTS)
         one_of("explain.players", self.players, PLAYERS)
         one_of("explain.method", self.method, METHODS)
-        if not number(self.categorical_resample) or not 0 <= self.categorical_resample <= 1:
-            raise ConfigError(f"explain.categorical_resample must be a probability in [0, 1], got "
-                              f"{self.categorical_resample!r}")
+        require_float("explain.categorical_resample", self.categorical_resample, 0.0, 1.0)
 
 
 @dataclass

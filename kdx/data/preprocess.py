@@ -97,10 +97,13 @@ class Preprocessor:
         self.column_feature_ = np.asarray(groups, dtype=np.int64)
         return self
 
-    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+    def _require_columns(self, X: pd.DataFrame) -> None:
         missing = [c for c in self.numeric + self.categorical if c not in X.columns]
         if missing:
             raise DataError(f"input rows lack feature column(s) {missing}")
+
+    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        self._require_columns(X)
         X = X[list(self.numeric + self.categorical)].copy()
         if self.categorical:
             X[list(self.categorical)] = as_text(X[list(self.categorical)])
@@ -110,9 +113,7 @@ class Preprocessor:
         """The encoded rows (float32): what the fitted ColumnTransformer computes (`reference_transform`, equal
         bit for bit: tested), written straight into one matrix — the numeric columns imputed and standardized
         in float64 as scikit-learn does, each category's level looked up once per distinct value."""
-        missing = [c for c in self.numeric + self.categorical if c not in X.columns]
-        if missing:
-            raise DataError(f"input rows lack feature column(s) {missing}")
+        self._require_columns(X)
         out = np.zeros((len(X), len(self.columns_)), dtype=np.float32)
         if self.numeric:
             steps = self._ct.named_transformers_["num"].named_steps

@@ -118,8 +118,7 @@ def contiguous(X: np.ndarray) -> np.ndarray:
 def with_raw(sd: SeedData, codes: np.ndarray) -> SeedData:
     """The seed's data with each part's encoded rows paired with their raw code rows (`codes`: the dataset's,
     kdx.data.raw.RawCodec.encode) as `Rows`, for a teacher that reads raw columns."""
-    parts = {"train": sd.split.train, "val": sd.split.val, "test": sd.split.test}
-    return replace(sd, X={part: Rows(sd.X[part], codes[idx], idx) for part, idx in parts.items()})
+    return replace(sd, X={part: Rows(sd.X[part], codes[idx], idx) for part, idx in sd.split.parts().items()})
 
 
 @dataclass
@@ -158,7 +157,7 @@ def prepare_seed(data: TabularData, seed: int, split_args: dict) -> SeedData:
     """Split (seed = the unit of kdx.config.units_of), preprocessing fitted on train, encoded parts."""
     split = make_split(data.y, seed, class_names=data.class_names, **split_args)
     pre = Preprocessor(data.numeric, data.categorical).fit(data.X.iloc[split.train])
-    parts = {"train": split.train, "val": split.val, "test": split.test}
+    parts = split.parts()
     X = {k: pre.transform(data.X.iloc[idx]) for k, idx in parts.items()}
     for part, values in X.items():
         bad = ~np.isfinite(values).all(axis=0)

@@ -15,8 +15,12 @@ class Split:
     val: np.ndarray
     test: np.ndarray
 
+    def parts(self) -> dict[str, np.ndarray]:
+        """Each part's row indices, by name."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        return {name: len(rows) for name, rows in self.parts().items()}
 
 
 def _allocate(n: int, fractions: np.ndarray) -> np.ndarray:

@@ -51,7 +51,7 @@ def export_run(run, seed: int | None = None, model: str = "student_kd", out: Pat
                 "kdx_data_fingerprint": summary["data_fingerprint"]}
     onnx_bytes = export_model(fitted, pre, run.class_names, metadata)
     schema = Schema.of(pre)
-    settings = ProfileSettings(**{k: v for k, v in run.config.profile.items() if k != "enabled"})
+    settings = ProfileSettings(**run.config.profile)
     deployed = DeployedModel(onnx_bytes, schema, threads=settings.threads)
     gap = check_parity(deployed, fitted, pre, rows, tolerance)
 

@@ -15,19 +15,20 @@ def kd_loss(
     targets: torch.Tensor,
     tau: float,
     alpha: float,
+    epsilon: float = 0.0,
 ) -> torch.Tensor:
     """`α·CE(y, z_S) + (1−α)·τ²·KL(softmax(z_T/τ) ‖ softmax(z_S/τ))`, each term a batch mean: CE over the
     rows with a label, KL over every row (rows the teacher labelled for augmentation have y = −1).
 
     τ² multiplies the KL term at every α (Hinton et al.: it keeps the soft-target gradients on the scale
     of the hard-label ones as τ grows). With α = 1 the result is exactly the cross-entropy and
-    `teacher_logits` may be None.
+    `teacher_logits` may be None. `epsilon`: label smoothing of the cross-entropy (torch's), 0 in the study.
     """
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    ce = labelled_cross_entropy(student_logits, targets)
+    ce = labelled_cross_entropy(student_logits, targets, epsilon)
     if alpha == 1.0:
         return ce
     if teacher_logits is None:
@@ -108,8 +109,8 @@ class Step:
 
 
 class OneStudentLoss:
-    """A `Loss` for one torch network, minibatch by minibatch: what `MLPClassifier.fit` minimizes. With no
-    term it is `kd_loss` with label smoothing, operation for operation."""
+    """A `Loss` for one torch network, minibatch by minibatch: what `MLPClassifier.fit` minimizes (its CE and
+    Hinton's term are `kd_loss`'s)."""
 
     def __init__(self, loss: Loss, device):
         self.loss = loss
@@ -121,15 +122,12 @@ class OneStudentLoss:
             x = x.detach().requires_grad_(True)
         z = net(x)
         teacher = rows.get("teacher_logits")
-        value = labelled_cross_entropy(z, y, spec.epsilon)
         if spec.hinton:
-            if teacher is None:
-                raise ValueError("teacher_logits are required when alpha < 1")
-            kl = F.kl_div(F.log_softmax(z / spec.tau, dim=-1), F.log_softmax(teacher / spec.tau, dim=-1),
-                          reduction="batchmean", log_target=True)
-            value = spec.alpha * value + (1.0 - spec.alpha) * spec.tau**2 * kl
-        elif spec.alpha != 1:
-            value = spec.alpha * value
+            value = kd_loss(z, teacher, y, spec.tau, spec.alpha, spec.epsilon)
+        else:
+            value = labelled_cross_entropy(z, y, spec.epsilon)
+            if spec.alpha != 1:
+                value = spec.alpha * value
         if spec.term is not None:
             def gradients(w):
                 return torch.autograd.grad((z * w).sum(), x, create_graph=True)[0][None]

@@ -125,7 +125,7 @@ def term_signals(losses: list[Loss], given: list) -> TeacherSignals | None:
 
 def _settings(cls, node: DictConfig):
     """The settings dataclass a config node describes, or None when the node is switched off."""
-    return cls(**{k: v for k, v in node.items() if k != "enabled"}) if node.enabled else None
+    return cls(**node) if node.enabled else None
 
 
 class Protocol:
