@@ -225,7 +225,9 @@ def _hydra_run(argv: list[str]) -> None:
             print_run(console, result.summary, out_dir, result.comparisons)
         else:
             print_summary(console, result.summary, out_dir, result.metrics, result.comparisons)
-        return result.summary["metrics"]["student_kd"]["val_accuracy"]["mean"]
+        # What an Optuna sweep maximizes: the KD student's validation accuracy (R² for a regression).
+        regression = result.summary["dataset"].get("task") == "regression"
+        return result.summary["metrics"]["student_kd"]["val_r2" if regression else "val_accuracy"]["mean"]
 
     argv = expand_seed_range(argv)
     check_extras(argv)
@@ -290,9 +292,10 @@ def _export(argv: list[str]) -> None:
         _fail(f"--seed {args.seed}: {args.run_dir} has checkpoints for seeds {run.seeds}")
     done = run.export(args.seed, args.model, args.out, args.tolerance)
     parity = done.card["parity"]
+    gap = "|Δ prediction| / sd" if "prediction" in done.card["outputs"] else "|Δp|"
     Console().print(f"exported {args.model} (seed {done.card['model']['seed']}): [bold]{done.onnx}[/bold] "
                     f"({done.card['onnx']['bytes']} bytes), model_card.md/json beside it; parity on "
-                    f"{parity['rows']} test rows: largest |Δp| {parity['max_abs_diff']:.1e}", highlight=False,
+                    f"{parity['rows']} test rows: largest {gap} {parity['max_abs_diff']:.1e}", highlight=False,
                     soft_wrap=True)
 
 

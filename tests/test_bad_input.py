@@ -81,10 +81,16 @@ def test_a_numeric_typo_is_named_and_the_user_chooses(tmp_path):
                                                                                                   "score"]
 
 
-def test_a_continuous_target_is_refused(tmp_path):
+def test_a_continuous_target_as_classes_is_refused_and_auto_predicts_it(tmp_path):
     path = tmp_path / "t.csv"
     table().to_csv(path, index=False)
-    one_line_error(csv_run(path, tmp_path / "r", target="score"), "regression target")
+    one_line_error(csv_run(path, tmp_path / "r", "dataset.task=classification", target="score"),
+                   "predict it as a number with dataset.task=regression")
+    res = csv_run(path, tmp_path / "auto", target="score")
+    assert res.returncode == 0, res.stderr
+    log = (tmp_path / "auto" / "kdx.log").read_text()
+    assert "240 distinct numeric values (not whole numbers): predicted as a number, a regression" in log
+    assert "r2" in pd.read_csv(tmp_path / "auto" / "metrics.csv")
 
 
 def test_report_without_profiling_or_explanations_picks_students_and_says_why(tmp_path):

@@ -18,7 +18,7 @@ def test_version_and_help():
     assert kdx("--version").stdout.startswith("kdx ")
     assert "eval" in kdx("--help").stdout
     out = kdx("run", "--help").stdout
-    for line in ("dataset: adult, breast_cancer, csv, wine_quality",
+    for line in ("dataset: adult, breast_cancer, csv, diabetes, wine_quality",
                  "teacher: catboost, dnn, gbt, lightgbm, mlp4, pretrained, xgboost",
                  "student: ebm, lightgbm_small, logreg, mlp1, shallow_mlp, small_gbt, tree, xgboost_small",
                  "augment: munge, none, rows, spunge"):

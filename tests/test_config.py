@@ -13,7 +13,7 @@ OPTIONS = config_options()
 
 
 def test_groups_are_the_documented_interface():
-    assert OPTIONS["dataset"] == ["adult", "breast_cancer", "csv", "wine_quality"]
+    assert OPTIONS["dataset"] == ["adult", "breast_cancer", "csv", "diabetes", "wine_quality"]
     assert OPTIONS["teacher"] == ["catboost", "dnn", "gbt", "lightgbm", "mlp4", "pretrained", "xgboost"]
     assert OPTIONS["student"] == ["ebm", "lightgbm_small", "logreg", "mlp1", "shallow_mlp", "small_gbt", "tree",
                                   "xgboost_small"]

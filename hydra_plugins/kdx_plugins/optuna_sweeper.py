@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("kdx")
 STUDY_FILE = "optuna.json"
-OBJECTIVE = "the KD student's mean validation accuracy over seeds"
+OBJECTIVE = "the KD student's mean validation accuracy over seeds (R² for a regression)"
 
 
 def _refuse(message: str) -> None:

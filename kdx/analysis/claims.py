@@ -17,6 +17,7 @@ from scipy import stats as st
 
 from kdx.analysis.stats import holm, seeds_needed
 from kdx.measure.intervals import mean_interval, variance_factor
+from kdx.measure.metrics import headline
 
 # Study, Table 2 (over its datasets): teacher / student without KD / student with KD.
 TABLE2 = {
@@ -225,17 +226,23 @@ def _decide_thresholds(pending: list[tuple[Verdict, float | None, float, float, 
 
 def claims_for_run(metrics: pd.DataFrame, stats: pd.DataFrame | None, alpha: float,
                    test_train_ratio: float = 0.0) -> list[Verdict]:
-    """The study's qualitative claims, checked on one run (one dataset and pair, over seeds)."""
+    """The study's qualitative claims, checked on one run (one dataset and pair, over seeds). On a regression the
+    accuracy claims are checked on R² (the headline metric) and the calibration claim does not apply."""
     def col(model, metric):
         rows = metrics[metrics.model == model]
         return rows[metric].to_numpy(float) if metric in rows else None
 
     nokd_kd = ("student_nokd", "student_kd")
+    p_metric = headline(metrics.columns)
+    regression = p_metric == "r2"
+    more = "has a higher R² than" if regression else "more accurate than"
+    named = "R²" if regression else "accuracy"
     verdicts = [
-        _directional("KD student more accurate than the same student without KD", "95.2 vs 92.1 %", stats,
-                     "accuracy", *nokd_kd, +1, alpha),
-        _noninferior("KD student keeps the teacher's accuracy (no degradation beyond the margin)",
-                     "“without significant performance degradation”", stats, "accuracy", "teacher", "student_kd",
+        _directional(f"KD student {more} the same student without KD",
+                     "accuracy 95.2 vs 92.1 % (classification)" if regression else "95.2 vs 92.1 %", stats,
+                     p_metric, *nokd_kd, +1, alpha),
+        _noninferior(f"KD student keeps the teacher's {named} (no degradation beyond the margin)",
+                     "“without significant performance degradation”", stats, p_metric, "teacher", "student_kd",
                      alpha, ("teacher", "student_nokd")),
         _directional("KD student's explanations closer to the teacher's than without KD", "cosine 0.88 vs 0.64",
                      stats, "cosine", *nokd_kd, +1, alpha),
@@ -243,14 +250,16 @@ def claims_for_run(metrics: pd.DataFrame, stats: pd.DataFrame | None, alpha: flo
                      *nokd_kd, +1, alpha),
         _directional("KD student more stable than the teacher", "stability 0.91 vs 0.88", stats, "stability",
                      "teacher", "student_kd", +1, alpha, control=("teacher", "student_nokd")),
+        Verdict("KD improves calibration (lower ECE than without KD)", "ECE improved by 2.3 %",
+                "not applicable: a regression has no class probabilities", "—", NOT_TESTED) if regression else
         _directional("KD improves calibration (lower ECE than without KD)", "ECE improved by 2.3 %", stats, "ece",
                      *nokd_kd, -1, alpha),
     ]
-    acc_t, acc_s = col("teacher", "accuracy"), col("student_kd", "accuracy")
+    acc_t, acc_s = col("teacher", p_metric), col("student_kd", p_metric)
     retention = None if acc_t is None or acc_s is None else acc_s / acc_t
     specs = [
-        ("KD student keeps ≥ 95 % of the teacher's accuracy", "retention 95–98 %", retention, 0.95,
-         "student_kd / teacher accuracy", test_train_ratio),
+        (f"KD student keeps ≥ 95 % of the teacher's {named}", "retention 95–98 %", retention, 0.95,
+         f"student_kd / teacher {named}", test_train_ratio),
         # Parameter counts and latencies do not estimate generalization: no re-split correction.
         ("parameters reduced by more than 60 %", "PRR 72 %", col("student_kd", "prr"), 0.6, "PRR of the KD student",
          0.0),
@@ -291,7 +300,7 @@ def tau_claim(points: pd.DataFrame) -> Verdict:
     if not groups:
         return Verdict(claim, study, "no τ sweep in these runs", test + " (run kdx run -m kd.tau=1,2,3,4,5,8)",
                        NOT_TESTED)
-    best = [float(g.loc[g.val_accuracy.idxmax(), "tau"]) for g in groups]
+    best = [float(g.loc[g[f"val_{headline(g.columns)}"].idxmax(), "tau"]) for g in groups]
     ok = all(3 <= b <= 5 for b in best)
     return Verdict(claim, study, "best τ: " + ", ".join(f"{b:g}" for b in best), test,
                    SUPPORTED if ok else CONTRADICTED, "reproduced" if ok else "not reproduced")

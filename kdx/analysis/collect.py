@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -35,10 +36,21 @@ class RunRecord:
         return bool(self.summary and self.summary.get("complete"))
 
     @property
+    def tau(self) -> float:
+        """The run's τ as its objective resolved it (kd.tau: null is 4 on a classification, none on a regression:
+        NaN); from the config where the run has no summary."""
+        kd = (self.summary or {}).get("kd") or self.config.get("kd") or {}
+        return np.nan if kd.get("tau") is None else float(kd["tau"])
+
+    @property
+    def alpha(self) -> float:
+        return float(self.config["kd"]["alpha"])
+
+    @property
     def label(self) -> str:
         c = self.config
-        return (f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} "
-                f"τ={c['kd']['tau']:g} α={c['kd']['alpha']:g}")
+        tau = "" if np.isnan(self.tau) else f"τ={self.tau:g} "
+        return f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} {tau}α={self.alpha:g}"
 
 
 @dataclass

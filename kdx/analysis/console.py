@@ -10,9 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from kdx.analysis.claims import claims_for_run, seeds_to_decide
-from kdx.analysis.summary import format_mean_sd
+from kdx.analysis.summary import format_mean_sd, kd_text
 
-MAIN_COLUMNS = (("accuracy", "accuracy"), ("roc_auc", "AUC"), ("brier", "Brier"), ("ece", "ECE"), ("nll", "NLL"),
+MAIN_COLUMNS = (("r2", "R²"), ("rmse", "RMSE"), ("mae", "MAE"), ("teacher_rmse", "RMSE to T"),
+                ("teacher_r2", "R² vs T"), ("accuracy", "accuracy"), ("roc_auc", "AUC"), ("brier", "Brier"),
+                ("ece", "ECE"), ("nll", "NLL"),
                 ("macro_f1", "macro-F1"), ("teacher_kl", "KL(T‖S)"), ("train_seconds", "train s"))
 EFFICIENCY_COLUMNS = (("params", "params"), ("prr", "PRR"), ("size_bytes", "size kB"),
                       ("latency_ms", "latency ms (b=1)"), ("latency_per_row_ms", "ms/row (batch)"),
@@ -23,7 +25,7 @@ ALIGNMENT_COLUMNS = (("cosine", "cosine (rows)"), ("cosine_global", "cosine (glo
                      ("topk_agreement", "top-k"), ("spearman", "Spearman"), ("stability", "stability"),
                      ("stability_worst", "worst"), ("stability_perturbed_share", "perturbed mass"),
                      ("additivity_error", "additivity err"))
-KEY_STATS = ("accuracy", "ece", "nll", "cosine", "stability", "latency_ms")
+KEY_STATS = ("r2", "rmse", "accuracy", "ece", "nll", "cosine", "stability", "latency_ms")
 SCALE = {"size_bytes": 1e-3}
 SPEC = {"params": ".0f", "size_bytes": ".1f", "train_seconds": ".2f", "prr": ".3f", "latency_reduction": ".3f",
         "ort_latency_reduction": ".3f", "ort_latency_per_row_ms": ".5f",
@@ -39,7 +41,7 @@ def _scaled(stat: dict | None, factor: float) -> dict | None:
 def results_table(summary: dict, columns=MAIN_COLUMNS, what: str = "test split") -> Table:
     seeds = summary.get("seeds", [])
     title = (f"{summary['dataset']['name']}: {summary['config']['teacher']['name']} → "
-             f"{summary['config']['student']['name']}, τ={summary['kd']['tau']:g} α={summary['kd']['alpha']:g}, "
+             f"{summary['config']['student']['name']}, {kd_text(summary['kd'])}, "
              f"{what}, mean ± sd over {len(seeds)} seed(s)")
     table = Table(title=title, title_justify="left")
     table.add_column("model")
@@ -52,7 +54,8 @@ def results_table(summary: dict, columns=MAIN_COLUMNS, what: str = "test split")
     return table
 
 
-SUMMARY_COLUMNS = (("accuracy", "accuracy", ".4f"), ("ece", "ECE", ".4f"), ("cosine", "cosine", ".3f"),
+SUMMARY_COLUMNS = (("r2", "R²", ".4f"), ("rmse", "RMSE", ".4g"), ("accuracy", "accuracy", ".4f"),
+                   ("ece", "ECE", ".4f"), ("cosine", "cosine", ".3f"),
                    ("stability", "stability", ".3f"), ("params", "params", ".0f"), ("latency_ms", "latency ms", ".3f"))
 
 
@@ -90,7 +93,7 @@ def print_summary(console: Console, summary: dict, out_dir, metrics: pd.DataFram
     cfg, seeds = summary["config"], summary.get("seeds", [])
     kd = summary["kd"]
     console.print(f"[bold]{summary['dataset']['name']}[/bold]: {cfg['teacher']['name']} → {cfg['student']['name']}, "
-                  f"kd={kd['method']} τ={kd['tau']:g} α={kd['alpha']:g}; test split, mean ± sd over {len(seeds)} "
+                  f"kd={kd['method']} {kd_text(kd)}; test split, mean ± sd over {len(seeds)} "
                   "seed(s)", highlight=False)
     present = [(k, label, spec) for k, label, spec in SUMMARY_COLUMNS
                if any(k in m for m in summary["metrics"].values())]
@@ -174,7 +177,7 @@ def stats_table(comparisons: pd.DataFrame, alpha: float, metrics=KEY_STATS) -> T
 
 
 def underpowered_lines(comparisons: pd.DataFrame, alpha: float = 0.05,
-                       metrics=("accuracy", "cosine", "stability")) -> list[str]:
+                       metrics=("accuracy", "r2", "cosine", "stability")) -> list[str]:
     """For the key KD-vs-no-KD comparisons that are not significant: the seeds that would decide them."""
     out = []
     for _, r in comparisons[(comparisons.a == "student_nokd") & comparisons.metric.isin(metrics)].iterrows():

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from kdx.analysis.collect import RunRecord
+from kdx.measure.metrics import headline
 
 COLORS = {"teacher": "#4c72b0", "student_nokd": "#dd8452", "student_kd": "#55a868"}
 LABELS = {"teacher": "teacher", "student_nokd": "student, no KD", "student_kd": "student, KD"}
@@ -74,23 +75,25 @@ def tradeoff(points: pd.DataFrame, file: Path) -> bool:
                              layout="constrained")
     vmin = float(min(0.0, np.nanmin(points.I))) if points.I.notna().any() else 0.0
     scatter = None
+    p = headline(points.columns)  # accuracy, or R² for a regression
     for ax, dataset in zip(axes[0], datasets):
         d = points[points.dataset == dataset]
         for model, g in d.groupby("model"):
-            scatter = ax.scatter(g.C, g.accuracy, c=g.I.fillna(1.0), cmap="viridis", vmin=vmin, vmax=1.0,
+            scatter = ax.scatter(g.C, g[p], c=g.I.fillna(1.0), cmap="viridis", vmin=vmin, vmax=1.0,
                                  marker=MARKERS.get(model, "o"), s=70, edgecolors="black", linewidths=0.3,
                                  label=LABELS.get(model, model))
         front = d[d.pareto]
-        ax.scatter(front.C, front.accuracy, s=190, facecolors="none", edgecolors="red", linewidths=1.5,
+        ax.scatter(front.C, front[p], s=190, facecolors="none", edgecolors="red", linewidths=1.5,
                    label="Pareto-efficient (validation)")
         if d.run.nunique() > 1 and len(d) <= 30:
             for _, r in d[d.model != "teacher"].iterrows():
-                label = "no KD" if pd.isna(r.tau) else f"τ={r.tau:g} α={r.alpha:g}"
-                ax.annotate(label, (r.C, r.accuracy), fontsize=6, xytext=(4, 3),
+                label = "no KD" if pd.isna(r.alpha) else (f"α={r.alpha:g}" if pd.isna(r.tau) else
+                                                          f"τ={r.tau:g} α={r.alpha:g}")
+                ax.annotate(label, (r.C, r[p]), fontsize=6, xytext=(4, 3),
                             textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("normalized cost C (vs teacher = 1, log scale)")
-        ax.set_ylabel("test accuracy (mean over seeds)")
+        ax.set_ylabel(f"test {'R²' if p == 'r2' else p} (mean over seeds)")
         ax.set_title(f"{dataset}: {d.pair.iloc[0]}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(loc="lower right", fontsize=7, frameon=True)
@@ -109,12 +112,12 @@ def tau_curves(runs: list[RunRecord], file: Path) -> bool:
     rows = []
     for run in runs:
         for _, r in run.metrics.iterrows():
-            rows.append({"dataset": run.config["dataset"]["name"], "tau": float(run.config["kd"]["tau"]),
-                         "alpha": float(run.config["kd"]["alpha"]), **r.to_dict()})
+            rows.append({"dataset": run.config["dataset"]["name"], "tau": run.tau,
+                         "alpha": run.alpha, **r.to_dict()})
     frame = pd.DataFrame(rows)
     if frame.empty or frame.tau.nunique() < 2:
         return False
-    metrics = [m for m in ("accuracy", "cosine", "stability") if m in frame]
+    metrics = [m for m in ("accuracy", "r2", "cosine", "stability") if m in frame]
     datasets = sorted(frame.dataset.unique())
     fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(datasets)),
                              squeeze=False)

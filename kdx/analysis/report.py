@@ -29,11 +29,13 @@ from kdx.analysis.tables import (
     verdicts_table,
 )
 from kdx.config import TIMED_COSTS
+from kdx.measure.metrics import headline
 from kdx.store.persist import write_csv, write_text
 
 log = logging.getLogger("kdx")
 REPORT_FILE = "report.md"
-REPORT_STATS = ("accuracy", "roc_auc", "brier", "ece", "nll", "teacher_kl", "cosine", "mad", "stability", "latency_ms",
+REPORT_STATS = ("r2", "rmse", "mae", "teacher_rmse", "teacher_r2", "accuracy", "roc_auc", "brier", "ece", "nll",
+                "teacher_kl", "cosine", "mad", "stability", "latency_ms",
                 "latency_batch_ms")
 
 
@@ -47,11 +49,16 @@ def _rules_section(runs: list[RunRecord], max_lines: int = 60) -> list[str]:
         rules = seeds[0].read_text().splitlines()
         shown = rules[:max_lines] + ([f"... ({len(rules) - max_lines} more lines in {seeds[0].name})"]
                                      if len(rules) > max_lines else [])
-        out += [f"### {run.label}: the distilled tree ({seeds[0].parent.name})", "",
-                "Agreement with the teacher's predictions on the test split (mean ± sd over seeds): KD student "
-                f"{ms(run, 'student_kd', 'teacher_agreement')}, no-KD student "
-                f"{ms(run, 'student_nokd', 'teacher_agreement')}; test accuracy KD "
-                f"{ms(run, 'student_kd', 'accuracy')}.", "", "```", *shown, "```", ""]
+        fidelity = ("RMSE to the teacher's predictions on the test split (mean ± sd over seeds): KD student "
+                    f"{ms(run, 'student_kd', 'teacher_rmse', '.4g')}, no-KD student "
+                    f"{ms(run, 'student_nokd', 'teacher_rmse', '.4g')}; test R² KD {ms(run, 'student_kd', 'r2')}."
+                    if run.metrics is not None and "r2" in run.metrics else
+                    "Agreement with the teacher's predictions on the test split (mean ± sd over seeds): KD student "
+                    f"{ms(run, 'student_kd', 'teacher_agreement')}, no-KD student "
+                    f"{ms(run, 'student_nokd', 'teacher_agreement')}; test accuracy KD "
+                    f"{ms(run, 'student_kd', 'accuracy')}.")
+        out += [f"### {run.label}: the distilled tree ({seeds[0].parent.name})", "", fidelity, "", "```", *shown,
+                "```", ""]
     return (["## Readable students: rules and fidelity to the teacher", "", *out]) if out else []
 
 
@@ -169,7 +176,7 @@ def _optuna_lines(root: Path) -> list[str]:
                        for k, v in best.get("params", {}).items())
     return [f"This sweep is an Optuna search ({study['sampler']}, seed {study['seed']}): {len(done)} of "
             f"{len(study['trials'])} trials finished, each ranked by {study['objective']}; the test split took no "
-            f"part. Best trial: job {best.get('job')} ({params}), validation accuracy "
+            f"part. Best trial: job {best.get('job')} ({params}), value "
             f"{best.get('value', float('nan')):.4f}. Every trial is in `optuna.json`.", ""]
 
 
@@ -228,7 +235,9 @@ def _claims_and_tables_lines(tables: dict, verdicts: list, first: dict, alpha: f
               f"show it, a one-sided test against the margin (stats.margins.accuracy = "
               f"{stats_first.get('margins', {}).get('accuracy', '—')}) does. The plain t-test's verdict, "
               "uncorrected and unadjusted as kdx 0.1 gave it, stands beside each; *effect of* says whether the "
-              "no-KD student shows the same effect (then it belongs to the student architecture, not to KD).", "",
+              "no-KD student shows the same effect (then it belongs to the student architecture, not to KD). On a "
+              "regression the accuracy claims are checked on R² (margin stats.margins.r2) and the calibration "
+              "claim does not apply.", "",
               md_table(tables["claims"]),
               *(["What the corrections changed (plain t-test → now):", "", *changed, ""] if changed else
                 ["The corrections changed no verdict.", ""]),
@@ -268,8 +277,8 @@ def _selection_lines(tables: dict, points: pd.DataFrame, first: dict, alpha: flo
     i_used = first.get("objective", {}).get("I_used", True)
     timed = [c for c in cost if c in TIMED_COSTS]
     return ["## Composite objective J = a_P·P − b_C·C + g_I·I (test, mean ± sd over seeds)", "",
-              "P = accuracy, C = mean of model/teacher over " + (", ".join(cost) or "nothing measured (C left out "
-                                                                 "of J)")
+              "P = accuracy (R² for a regression), C = mean of model/teacher over "
+              + (", ".join(cost) or "nothing measured (C left out of J)")
               + " (teacher = 1), I = SHAP cosine to the teacher (the teacher's I = 1 by definition: it is the "
               "reference, not a candidate, in the selections below)"
               + ("" if i_used else "; **explanations were off, so I is undefined and left out of J**")
@@ -309,7 +318,7 @@ def _selection_lines(tables: dict, points: pd.DataFrame, first: dict, alpha: flo
               md_table(tables["best_per_profile"]),
               "## Pareto-efficient students over (P, −C, I), per dataset and teacher, on validation metrics", "",
               md_table(tables["pareto"][["run", "dataset", "pair", "tau", "alpha", "model", "val_P", "C", "val_I",
-                                         "accuracy", "I"]].round(4) if not points.empty else points)]
+                                         headline(points.columns), "I"]].round(4) if not points.empty else points)]
 
 
 def build_report(collection: Collection, figures: bool = True) -> str:

@@ -33,7 +33,7 @@ PAIRS = (("teacher", "student_kd"), ("teacher", "student_nokd"), ("student_nokd"
 METRICS = COMPARED_METRICS
 # Everything else is better when lower (errors, costs, MAD).
 HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "roc_auc", "cosine", "cosine_global", "topk_agreement",
-                              "spearman", "stability", "teacher_agreement"})
+                              "spearman", "stability", "teacher_agreement", "r2", "teacher_r2"})
 FEW_SEEDS = 5
 MIN_SEEDS = 3
 MAX_SEEDS = 1000  # the search limit of `seeds_needed`

@@ -32,6 +32,12 @@ def summarize(metrics: pd.DataFrame) -> dict:
     return {"metrics": per_model, "accuracy_retention": retention}
 
 
+def kd_text(kd: dict) -> str:
+    """A run's distillation setting as the console and report name it: τ and α (a regression has no τ)."""
+    tau = kd.get("tau")
+    return ("" if tau is None else f"τ={tau:g} ") + f"α={kd['alpha']:g}"
+
+
 def format_mean_sd(stat: dict | None, spec: str = ".4f") -> str:
     """'mean ± sd' with a format spec such as '.4f' or '.1e'; just the mean when sd is undefined."""
     if stat is None or stat.get("mean") is None or np.isnan(stat["mean"]):
@@ -48,6 +54,13 @@ def sanity_warnings(metrics: pd.DataFrame, majority_accuracy: dict[int, float]) 
     """Lines flagging results that say more about a broken teacher than about distillation: a teacher below
     the majority-class rate (always predicting the training set's most frequent class) on a seed's test rows,
     a student whose accuracy is over RETENTION_FLAG times the teacher's."""
+    if "r2" in metrics.columns and "teacher" in set(metrics.model):
+        r2 = metrics[metrics.model == "teacher"].set_index("seed")["r2"]
+        low = r2[r2 < 0]
+        if len(low):
+            shown = ", ".join(f"seed {s}: {v:.4f}" for s, v in low.items())
+            return [f"teacher R² below 0 (worse than predicting the mean of the test rows) on {len(low)} of {len(r2)} "
+                    f"seed(s) ({shown}): check the teacher before reading anything else"]
     if "accuracy" not in metrics.columns:
         return []
     acc = metrics.pivot(index="seed", columns="model", values="accuracy")

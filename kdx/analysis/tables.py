@@ -12,6 +12,7 @@ from kdx.analysis.collect import RunRecord
 from kdx.analysis.stats import gap_recovered, holm, paired_comparison
 from kdx.analysis.summary import format_mean_sd, mean_sd
 from kdx.analysis.tradeoff import pareto_mask
+from kdx.measure.metrics import headline
 from kdx.store.cache import content_key
 from kdx.store.persist import MODELS, OBJECTIVE_FILE
 
@@ -36,6 +37,21 @@ def ms(run: RunRecord, model: str, metric: str, spec: str = ".4f", scale: float 
     return format_mean_sd(stat, spec)
 
 
+# A classification column's counterparts on a regression (nothing: the column does not apply).
+ON_REGRESSION = {"accuracy": ("r2", "rmse"), "roc_auc": (), "ece": (), "teacher_agreement": ("teacher_rmse",),
+                 "teacher_kl": ("teacher_r2",)}
+
+
+def for_task(metrics: tuple[str, ...], regression: bool) -> tuple[str, ...]:
+    """A table's metric columns for the runs' task: as they are for classes, their counterparts for a regression."""
+    return metrics if not regression else tuple(m for c in metrics for m in ON_REGRESSION.get(c, (c,)))
+
+
+def headline_name(metric: str) -> str:
+    """How tables name the headline metric (kdx.measure.metrics.headline)."""
+    return "R²" if metric == "r2" else metric
+
+
 def student_size(student: dict) -> str:
     keys = ("hidden", "max_depth", "max_leaf_nodes", "n_estimators")
     return ", ".join(f"{k}={student[k]}" for k in keys if k in student)
@@ -43,20 +59,23 @@ def student_size(student: dict) -> str:
 
 def tuned_on_validation(points: pd.DataFrame) -> pd.DataFrame:
     """Per dataset and teacher→student family: the configuration whose KD student has the best mean
-    validation accuracy, with its test figures. The test split plays no part in the choice."""
+    validation accuracy (R² for a regression), with its test figures. The test split plays no part in the
+    choice."""
     kd = points[points.model == "student_kd"] if not points.empty else points
     rows = []
+    p = headline(points.columns)
+    name = headline_name(p)
     for (dataset, pair), g in kd.groupby(["dataset", "pair"]) if not kd.empty else []:
-        w = g.loc[g.val_accuracy.idxmax()]
+        w = g.loc[g[f"val_{p}"].idxmax()]
         base = points[(points.run == w.run) & (points.model == "student_nokd")]
         teacher = points[(points.run == w.run) & (points.model == "teacher")]
         rows.append({"dataset": dataset, "pair": pair, "candidates": len(g), "chosen run": w.run,
                      "τ": float(f"{w.tau:.4g}"), "α": float(f"{w.alpha:.4g}"), "student": w.student_config,
-                     "val accuracy": round(w.val_accuracy, 4),
-                     "test accuracy": f"{w.accuracy:.4f} ± {w.accuracy_sd:.4f}" if not pd.isna(w.accuracy_sd)
-                     else f"{w.accuracy:.4f}",
-                     "test accuracy, no KD": round(float(base.accuracy.iloc[0]), 4) if len(base) else None,
-                     "test accuracy, teacher": round(float(teacher.accuracy.iloc[0]), 4) if len(teacher) else None,
+                     f"val {name}": round(w[f"val_{p}"], 4),
+                     f"test {name}": f"{w[p]:.4f} ± {w[f'{p}_sd']:.4f}" if not pd.isna(w[f"{p}_sd"])
+                     else f"{w[p]:.4f}",
+                     f"test {name}, no KD": round(float(base[p].iloc[0]), 4) if len(base) else None,
+                     f"test {name}, teacher": round(float(teacher[p].iloc[0]), 4) if len(teacher) else None,
                      "test cosine": round(w.I, 4) if not pd.isna(w.I) else None})
     return pd.DataFrame(rows)
 
@@ -104,8 +123,8 @@ def points_table(runs: list[RunRecord]) -> pd.DataFrame:
         for model, g in scored.groupby("model", sort=False):
             row = {"run": run.name, "dataset": c["dataset"]["name"], "teacher": c["teacher"]["name"],
                    "teacher_id": identity(c, "teacher"), "candidate": identity(c, model),
-                   "pair": f"{c['teacher']['name']}→{c['student']['name']}", "tau": float(c["kd"]["tau"]),
-                   "alpha": float(c["kd"]["alpha"]), "model": model, "seeds": len(g),
+                   "pair": f"{c['teacher']['name']}→{c['student']['name']}", "tau": run.tau,
+                   "alpha": run.alpha, "model": model, "seeds": len(g),
                    "kd_method": method(run) if model == "student_kd" else "none",
                    "student_config": student_size(c["student"])}
             for col in g.columns:
@@ -138,6 +157,7 @@ def pareto_and_best(points: pd.DataFrame, profiles: list[str]) -> tuple[pd.DataF
         objectives = points.loc[idx, ["val_P", "C", "val_I"]].to_numpy() * np.array([1, -1, 1])
         points.loc[idx, "pareto"] = pareto_mask(objectives)
     best = []
+    p = headline(points.columns)
     for keys, candidates in points[students].groupby(group_keys, sort=True):
         teacher = points[(points.model == "teacher") & (points[group_keys] == pd.Series(
             keys if isinstance(keys, tuple) else (keys,), index=group_keys)).all(axis=1)]
@@ -150,18 +170,25 @@ def pareto_and_best(points: pd.DataFrame, profiles: list[str]) -> tuple[pd.DataF
                          "pair": winner["pair"], "τ": winner["tau"], "α": winner["alpha"], "model": winner["model"],
                          "objective": winner.get("kd_method", "—") if winner["model"] == "student_kd" else "—",
                          "candidates": len(candidates), "val J": round(winner[col], 4),
-                         "test J": round(winner[f"J_{profile}"], 4), "test accuracy": round(winner["accuracy"], 4),
+                         "test J": round(winner[f"J_{profile}"], 4), f"test {headline_name(p)}": round(winner[p], 4),
                          "C": round(winner["C"], 4), "test cosine (I)": round(winner["I"], 4),
                          "teacher val J (reference)": round(float(teacher[col].iloc[0]), 4) if len(teacher) else None})
     return points, pd.DataFrame(best)
 
 
 def table2(runs: list[RunRecord]) -> pd.DataFrame:
+    """The study's Table 2 beside each run's (R² and RMSE in place of accuracy for a regression; the study's own
+    rows, all classification, only beside classification runs)."""
     rows = []
-    for run in runs:
+    regression = [run.metrics is not None and headline(run.metrics.columns) == "r2" for run in runs]
+    for run, numbers in zip(runs, regression):
         for model in MODELS:
-            rows.append({"run": run.label, "model": model, "accuracy": ms(run, model, "accuracy"),
+            first = {"R²": ms(run, model, "r2"), "RMSE": ms(run, model, "rmse", ".4g")} if numbers else {
+                "accuracy": ms(run, model, "accuracy")}
+            rows.append({"run": run.label, "model": model, **first,
                          "cosine": ms(run, model, "cosine"), "stability": ms(run, model, "stability")})
+    if regression and all(regression):
+        return pd.DataFrame(rows)
     study = [{"run": "study (published, over its datasets)", "model": m,
               "accuracy": f"{TABLE2['accuracy'][m][0]:.3f} ± {TABLE2['accuracy'][m][1]:.3f}",
               "cosine": (f"{TABLE2['cosine'][m][0]:.2f} ± {TABLE2['cosine'][m][1]:.2f}"
@@ -279,19 +306,19 @@ def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, p
         first = members[0]
         test, ratio, label = _group_head(first)
         nokd = _seed_frame(first, "student_nokd")
-        hinton = {(float(r.config["kd"]["tau"]), float(r.config["kd"]["alpha"])): r for r in members
-                  if method(r) == "hinton"}
+        shown = for_task(METHOD_METRICS, headline(first.metrics.columns) == "r2")
+        hinton = {(r.tau, r.alpha): r for r in members if method(r) == "hinton"}
         rows = [{"pair": label, "method": "no KD (hard labels)", "τ": "—", "α": "—",
-                 **{m: ms(first, "student_nokd", m) for m in METHOD_METRICS}}]
+                 **{m: ms(first, "student_nokd", m) for m in shown}}]
         tests = []
         for run in sorted(members, key=lambda r: (method(r) != "hinton", method(r), r.name)):
             kd = _seed_frame(run, "student_kd")
-            tau, a = float(run.config["kd"]["tau"]), float(run.config["kd"]["alpha"])
+            tau, a = run.tau, run.alpha
             ref = hinton.get((tau, a)) if method(run) != "hinton" else None
             refs = [("no KD", nokd)] + ([("hinton", _seed_frame(ref, "student_kd"))] if ref is not None else [])
             row = {"pair": label, "method": method(run), "τ": tau, "α": a,
-                   **{metric: ms(run, "student_kd", metric) for metric in METHOD_METRICS}}
-            _compare(kd, refs, METHOD_METRICS, (ratio, alpha, test), row, tests, long,
+                   **{metric: ms(run, "student_kd", metric) for metric in shown}}
+            _compare(kd, refs, shown, (ratio, alpha, test), row, tests, long,
                      {"pair": label, "method": method(run), "τ": tau, "α": a})
             rows.append(row)
         _mark_holm(tests, long, alpha)  # Holm over each pair's table
@@ -373,8 +400,9 @@ def augmentation_tables(runs: list[RunRecord], alpha: float, confidence: float =
     labels (augment × size_factor × soft_labels): each setting's KD student (mean ± sd over seeds) with its
     difference from the no-KD student and from plain KD (the study's rows and in-sample labels, same objective),
     paired tests of the runs' kind with Holm over the whole table, and the share of the teacher–student accuracy
-    gap it recovers, (acc_KD − acc_noKD)/(acc_T − acc_noKD), with its interval. `chosen`: the setting with the
-    best validation accuracy of its group (test figures reported as they are). Losses show as plainly as gains
+    gap it recovers, (acc_KD − acc_noKD)/(acc_T − acc_noKD), with its interval (R² for a regression). `chosen`:
+    the setting with the best validation accuracy (R²) of its group (test figures reported as they are). Losses
+    show as plainly as gains
     (negative differences, negative shares). Returns the markdown-ready table and the long table of tests."""
     groups: dict[str, list[RunRecord]] = {}
     for run in runs:
@@ -389,30 +417,31 @@ def augmentation_tables(runs: list[RunRecord], alpha: float, confidence: float =
             continue
         first = members[0]
         test, ratio, label = _group_head(first)
-        objective = first.config.get("kd") or {}
-        label += f" ({method(first)} τ={float(objective.get('tau', 4)):g} α={float(objective.get('alpha', 0.5)):g})"
+        p = headline(first.metrics.columns)
+        shown = for_task(AUGMENT_METRICS, p == "r2")
+        label += f" ({method(first)} " + ("" if np.isnan(first.tau) else f"τ={first.tau:g} ") + f"α={first.alpha:g})"
         nokd, teacher = _seed_frame(first, "student_nokd"), _seed_frame(first, "teacher")
         plain = next((r for r in members if plain_labels(r)), None)
         distinct: dict[tuple, RunRecord] = {}  # augment=none jobs of a sweep's size factors are one setting
         for r in members:
             distinct.setdefault(labels_setting(r.config), r)
         ordered = sorted(distinct.values(), key=lambda r: (not plain_labels(r), labels_setting(r.config)))
-        val = {r.name: float(_seed_frame(r, "student_kd")["val_accuracy"].mean()) if "val_accuracy" in r.metrics
+        val = {r.name: float(_seed_frame(r, "student_kd")[f"val_{p}"].mean()) if f"val_{p}" in r.metrics
                else float("nan") for r in ordered}
         best = max(val, key=lambda k: -np.inf if np.isnan(val[k]) else val[k])
         rows = [{"pair": label, "augment": "— (no KD)", "size": "—", "soft labels": "—",
-                 **{m: ms(first, "student_nokd", m) for m in AUGMENT_METRICS}}]
+                 **{m: ms(first, "student_nokd", m) for m in shown}}]
         for run in ordered:
             name, size, soft = labels_setting(run.config)
             kd = _seed_frame(run, "student_kd")
             row = {"pair": label, "augment": name, "size": f"{size:g}" if size else "—", "soft labels": soft,
-                   **{m: ms(run, "student_kd", m) for m in AUGMENT_METRICS},
-                   "val accuracy": round(val[run.name], 4), "chosen": "✓" if run.name == best else ""}
+                   **{m: ms(run, "student_kd", m) for m in shown},
+                   f"val {headline_name(p)}": round(val[run.name], 4), "chosen": "✓" if run.name == best else ""}
             refs = [("no KD", nokd)] + ([("plain KD", _seed_frame(plain, "student_kd"))]
                                         if plain is not None and run is not plain else [])
-            _compare(kd, refs, AUGMENT_METRICS, (ratio, alpha, test), row, tests, long,
+            _compare(kd, refs, shown, (ratio, alpha, test), row, tests, long,
                      {"pair": label, "augment": name, "size": size, "soft_labels": soft})
-            three = pd.concat([kd["accuracy"], nokd["accuracy"], teacher["accuracy"]], axis=1).dropna().to_numpy()
+            three = pd.concat([kd[p], nokd[p], teacher[p]], axis=1).dropna().to_numpy()
             gap = gap_recovered(three[:, 0], three[:, 1], three[:, 2], confidence, ratio if test == "corrected" else 0)
             row["gap recovered"] = ("—" if gap["recovered"] is None else f"{gap['recovered']:+.2f}" + (
                 f" [{gap['low']:+.2f}, {gap['high']:+.2f}]" if gap["low"] is not None else ""))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kdx.measure.metrics import headline
+
 # C: mean over these columns of model / teacher (so the teacher costs 1 and a student below 1).
 COST_COLUMNS = ("params", "flops")
 
 
 def add_objective_terms(metrics: pd.DataFrame, cost_columns=COST_COLUMNS, prefix: str = "") -> pd.DataFrame:
-    """Add P (accuracy), C (normalized cost) and I (cosine to the teacher, 1 for the teacher) per row.
+    """Add P (accuracy; R² for a regression), C (normalized cost) and I (cosine to the teacher, 1 for the
+    teacher) per row.
 
     With prefix='val_', P and I come from the validation split (for selection); C does not depend on
     the split.
@@ -23,7 +26,7 @@ def add_objective_terms(metrics: pd.DataFrame, cost_columns=COST_COLUMNS, prefix
         out["C"] = np.mean(ratios, axis=0)
     else:
         out["C"] = np.nan
-    out[f"{prefix}P"] = out[f"{prefix}accuracy"]
+    out[f"{prefix}P"] = out[f"{prefix}{headline(out.columns)}"]
     cos = f"{prefix}cosine"
     student_i = out[cos] if cos in out.columns else pd.Series(np.nan, index=out.index)
     # Without attributions (explain off) I is undefined for every model, the teacher included.

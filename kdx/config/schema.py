@@ -31,9 +31,12 @@ TESTS = ("corrected", "paired")  # stats.test (kdx.analysis.stats)
 CORRECTIONS = ("holm", "none")  # stats.correction
 DEVICES = ("auto", "cpu", "cuda")  # a run's `device`; a model also takes cuda:N
 # The metrics the statistics compare when present (alignment metrics exist for students only).
-COMPARED_METRICS = ("accuracy", "ece", "nll", "macro_f1", "roc_auc", "brier", "teacher_kl", "latency_ms",
+COMPARED_METRICS = ("accuracy", "ece", "nll", "macro_f1", "roc_auc", "brier", "teacher_kl", "r2", "rmse", "mae",
+                    "teacher_rmse", "teacher_r2", "latency_ms",
                     "latency_batch_ms", "params", "flops", "size_bytes", "peak_mb_batch", "cosine", "cosine_global",
                     "mad", "mad_total", "topk_agreement", "spearman", "stability")
+# Margins in units of the target's sd (a regression's errors): stats.margins.rmse = 0.05 is 0.05 sd.
+SD_MARGINS = ("rmse", "mae", "teacher_rmse")
 PROFILE_WEIGHTS = ("a_P", "b_C", "g_I")  # a trade-off profile's weights (kdx.analysis.tradeoff)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdx.data.base import TabularData, check_features, encode_labels
+from kdx.data.base import TabularData, check_features, check_task, encode_labels, regression_target
 from kdx.errors import DataError
 
 ADULT_NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
@@ -55,8 +55,12 @@ def read_bundled(name: str, bundle_dir: Path | None = None) -> bytes:
     return raw
 
 
-def load_adult(bundle_dir: Path | None = None) -> TabularData:
+CLASSIFICATION = ("auto", "classification")
+
+
+def load_adult(bundle_dir: Path | None = None, task: str = "auto") -> TabularData:
     """UCI Adult: adult.data + adult.test (48,842 rows, 14 features); ' ?' is missing."""
+    check_task(task, "adult", CLASSIFICATION)
     frames = []
     for name, skip in (("adult.data", 0), ("adult.test", 1)):
         text = read_bundled(name, bundle_dir).decode("utf-8")
@@ -76,22 +80,48 @@ def load_adult(bundle_dir: Path | None = None) -> TabularData:
     return TabularData("adult", X, y, classes, ADULT_NUMERIC, ADULT_CATEGORICAL, ADULT_SOURCE)
 
 
-def load_wine_quality(bundle_dir: Path | None = None) -> TabularData:
-    """UCI Wine Quality, red + white (6,497 rows, 11 features, quality 3..9 as 7 classes)."""
+def load_wine_quality(bundle_dir: Path | None = None, task: str = "auto") -> TabularData:
+    """UCI Wine Quality, red + white (6,497 rows, 11 features, quality 3..9 as 7 classes; with
+    task=regression the grade as a number, the classic regression target of this table)."""
+    check_task(task, "wine_quality")
     frames = [
         pd.read_csv(io.BytesIO(read_bundled(name, bundle_dir)), sep=";")
         for name in ("winequality-red.csv", "winequality-white.csv")
     ]
     df = pd.concat(frames, ignore_index=True)
-    y, classes = encode_labels(df.pop("quality"), "wine_quality")
+    quality = df.pop("quality")
     numeric = tuple(df.columns)
     check_features(df, numeric, (), "wine_quality")
+    if task == "regression":
+        return TabularData("wine_quality", df, regression_target(quality, "wine_quality"), ("quality",), numeric, (),
+                           WINE_SOURCE, task="regression")
+    y, classes = encode_labels(quality, "wine_quality")
     return TabularData("wine_quality", df, y, classes, numeric, (), WINE_SOURCE)
 
 
-def load_breast_cancer() -> TabularData:
+DIABETES_SOURCE = ("Diabetes (Efron et al. 2004, Least Angle Regression), via scikit-learn: 442 patients, 10 baseline "
+                   "variables, disease progression one year later")
+
+
+def load_diabetes(task: str = "auto") -> TabularData:
+    """scikit-learn's diabetes table (442 x 10), unscaled (`scaled=False`): the target, a quantitative measure of
+    disease progression one year after baseline (25..346), is predicted as a number."""
+    from sklearn.datasets import load_diabetes as sk_load
+
+    check_task(task, "diabetes", ("auto", "regression"))
+    bunch = sk_load(as_frame=True, scaled=False)
+    X = bunch.data
+    numeric = tuple(X.columns)
+    check_features(X, numeric, (), "diabetes")
+    return TabularData("diabetes", X, regression_target(bunch.target, "diabetes"), ("progression",), numeric, (),
+                       DIABETES_SOURCE, task="regression")
+
+
+def load_breast_cancer(task: str = "auto") -> TabularData:
     """Breast Cancer Wisconsin (Diagnostic), 569 x 30, as shipped by scikit-learn."""
     from sklearn.datasets import load_breast_cancer as sk_load
+
+    check_task(task, "breast_cancer", CLASSIFICATION)
 
     bunch = sk_load(as_frame=True)
     X = bunch.data
@@ -227,16 +257,31 @@ def _coerce_numeric(df: pd.DataFrame, columns: list[str], name: str) -> None:
             df[c] = parsed
 
 
-def _check_target(raw: pd.Series, name: str) -> None:
-    """Refuse a target that looks continuous: kdx distils classifiers."""
+def resolve_task(raw: pd.Series, name: str, task: str) -> str:
+    """dataset.task=auto: a numeric target that looks continuous (more than REGRESSION_LEVELS distinct values, and
+    fractional or distinct in over 5 % of rows) is a regression, anything else classification; said in the log
+    with the override either way when the target is numeric. An explicit task is kept, except classification of a
+    target that looks continuous (one class per value), refused with the override named."""
+    check_task(task, name)
     if not pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
-        return
+        return "classification" if task == "auto" else task
     levels = raw.nunique()
     fractional = bool((raw.dropna() % 1 != 0).any())
-    if levels > REGRESSION_LEVELS and (fractional or levels > 0.05 * len(raw)):
-        raise DataError(f"{name}: target '{raw.name}' has {levels} distinct numeric values"
-                        f"{' (not whole numbers)' if fractional else ''}: it looks like a regression target; kdx "
-                        "distils classifiers: bin it into classes or pick a class column")
+    continuous = levels > REGRESSION_LEVELS and (fractional or levels > 0.05 * len(raw))
+    values = f"{levels} distinct numeric values{' (not whole numbers)' if fractional else ''}"
+    if task == "classification" and continuous:
+        raise DataError(f"{name}: target '{raw.name}' has {values}: as classes each value would be its own class; "
+                        "predict it as a number with dataset.task=regression, or bin it into classes")
+    if task != "auto":
+        return task
+    log = logging.getLogger("kdx")
+    if continuous:
+        log.info("%s: target '%s' has %s: predicted as a number, a regression (dataset.task=regression says so "
+                 "explicitly)", name, raw.name, values)
+        return "regression"
+    log.info("%s: target '%s' has %s: classification, one class per value (dataset.task=regression to predict it "
+             "as a number)", name, raw.name, values)
+    return "classification"
 
 
 IDENTIFIER_SHARE = 0.5  # a text column with a distinct value in at least this share of rows looks like an id
@@ -316,6 +361,7 @@ def load_csv(
     name: str = "csv",
     encoding: str = "utf-8-sig",
     parse_dates: list[str] | None = None,
+    task: str = "auto",
 ) -> TabularData:
     """A user's table (CSV, or Parquet by extension): numeric and categorical columns detected from dtypes
     unless listed explicitly. A UTF-8 byte-order mark is ignored (the default encoding utf-8-sig)."""
@@ -345,8 +391,11 @@ def load_csv(
                         f"{file.name}; columns are {list(df.columns)}")
     if target in dates:
         raise DataError(f"dataset.parse_dates names the target column '{target}'; remove it from dataset.parse_dates")
-    _check_target(df[target], name)
-    y, classes = encode_labels(df.pop(target), name)
+    task = resolve_task(df[target], name, task)
+    if task == "regression":
+        y, classes = regression_target(df.pop(target), name), (target,)
+    else:
+        y, classes = encode_labels(df.pop(target), name)
     df = df.drop(columns=drop)
     _parse_dates(df, dates, name)
     if numeric is not None:
@@ -377,4 +426,4 @@ def load_csv(
     check_features(X, tuple(numeric), tuple(categorical), name)
     X = X.astype({c: "object" for c in categorical})
     return TabularData(name, X, y, classes, tuple(numeric), tuple(categorical), str(file),
-                       notes={"columns": notes, "dropped_constant": constant} if notes else {})
+                       notes={"columns": notes, "dropped_constant": constant} if notes else {}, task=task)

@@ -97,6 +97,30 @@ class Preprocessor:
         self.column_feature_ = np.asarray(groups, dtype=np.int64)
         return self
 
+    def fit_target(self, y: np.ndarray) -> Preprocessor:
+        """A regression target's standardization, from the training rows: mean and sd (population, ddof 0)."""
+        y = np.asarray(y, dtype=np.float64)
+        self.target_mean_, self.target_scale_ = float(y.mean()), float(y.std())
+        if not self.target_scale_ > 0:
+            raise DataError("the regression target is constant in the training rows: there is nothing to predict")
+        return self
+
+    @property
+    def regression(self) -> bool:
+        """Whether the target is a number (standardized by `fit_target`) rather than a class."""
+        return getattr(self, "target_scale_", None) is not None
+
+    def scale_target(self, y: np.ndarray) -> np.ndarray:
+        """Target values in the units models fit and predict: (y − mean) / sd, float32."""
+        return ((np.asarray(y, dtype=np.float64) - self.target_mean_) / self.target_scale_).astype(np.float32)
+
+    def unscale_target(self, z: np.ndarray) -> np.ndarray:
+        """Predictions in standardized units back in the target's own: z·sd + mean, float64 (a (rows, 1) output
+        becomes (rows,))."""
+        z = np.asarray(z, dtype=np.float64)
+        z = z[:, 0] if z.ndim == 2 else z
+        return z * self.target_scale_ + self.target_mean_
+
     def _require_columns(self, X: pd.DataFrame) -> None:
         missing = [c for c in self.numeric + self.categorical if c not in X.columns]
         if missing:

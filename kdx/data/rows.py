@@ -43,13 +43,15 @@ def build_dataset(node: DictConfig) -> TabularData:
 
 
 def subsample(data: TabularData, rows: int, seed: int = 0) -> TabularData:
-    """A stratified sample of about `rows` rows that keeps at least 3 rows of every class that has them."""
+    """A stratified sample of about `rows` rows that keeps at least 3 rows of every class (or quantile bin of a
+    regression target) that has them."""
     if rows >= len(data.y):
         return data
     rng = np.random.default_rng(seed)
     keep = []
-    for cls in np.unique(data.y):
-        members = np.flatnonzero(data.y == cls)
+    strata = data.strata()
+    for cls in np.unique(strata):
+        members = np.flatnonzero(strata == cls)
         take = min(len(members), max(3, round(rows * len(members) / len(data.y))))
         keep.append(rng.choice(members, size=take, replace=False))
     idx = np.sort(np.concatenate(keep))
@@ -66,7 +68,8 @@ def load_data(cfg: DictConfig) -> TabularData:
 def fingerprint(data: TabularData) -> str:
     """SHA-256 of the rows, labels and column roles: any change in the data changes every cache key."""
     h = pd.util.hash_pandas_object(data.X, index=False).to_numpy().tobytes()
-    return content_key(h.hex(), data.y.tobytes().hex(), data.class_names, data.numeric, data.categorical)
+    return content_key(h.hex(), data.y.tobytes().hex(), data.class_names, data.numeric, data.categorical,
+                       *([data.task] if data.regression else []))
 
 
 class Rows(np.ndarray):
@@ -154,9 +157,13 @@ def seed_data(data: TabularData, data_key: str, seed: int, split_args: dict) -> 
 
 
 def prepare_seed(data: TabularData, seed: int, split_args: dict) -> SeedData:
-    """Split (seed = the unit of kdx.config.units_of), preprocessing fitted on train, encoded parts."""
-    split = make_split(data.y, seed, class_names=data.class_names, **split_args)
+    """Split (seed = the unit of kdx.config.units_of), preprocessing fitted on train, encoded parts. A regression
+    target is standardized with the training rows' mean and sd (every model fits and predicts it in those units;
+    `Preprocessor.unscale_target` maps predictions back)."""
+    split = split_of(data, seed, split_args)
     pre = Preprocessor(data.numeric, data.categorical).fit(data.X.iloc[split.train])
+    if data.regression:
+        pre.fit_target(data.y[split.train])
     parts = split.parts()
     X = {k: pre.transform(data.X.iloc[idx]) for k, idx in parts.items()}
     for part, values in X.items():
@@ -165,6 +172,11 @@ def prepare_seed(data: TabularData, seed: int, split_args: dict) -> SeedData:
             columns = [pre.columns_[j] for j in np.flatnonzero(bad)][:5]
             raise DataError(f"{data.name}: column(s) {columns} are not finite after standardization in the {part} "
                             "rows (values too large to scale, e.g. 1e308); clip or rescale them")
-    y = {k: data.y[idx] for k, idx in parts.items()}
+    y = {k: pre.scale_target(data.y[idx]) if data.regression else data.y[idx] for k, idx in parts.items()}
     return SeedData(split, pre, X, y)
+
+
+def split_of(data: TabularData, seed: int, split_args: dict) -> Split:
+    """The seed's split (kdx.data.split.make_split), stratified on the classes or the target's quantile bins."""
+    return make_split(data.strata(), seed, class_names=None if data.regression else data.class_names, **split_args)
 

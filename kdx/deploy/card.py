@@ -10,7 +10,8 @@ import numpy as np
 from kdx.measure.intervals import mean_interval
 from kdx.store.persist import write_json, write_text
 
-CARD_METRICS = ("accuracy", "macro_f1", "roc_auc", "brier", "ece", "nll", "teacher_agreement", "teacher_kl", "cosine",
+CARD_METRICS = ("r2", "rmse", "mae", "teacher_rmse", "teacher_r2", "accuracy", "macro_f1", "roc_auc", "brier",
+                "ece", "nll", "teacher_agreement", "teacher_kl", "cosine",
                 "cosine_global", "mad_total", "stability", "stability_worst")
 LATENCY = ("latency_ms", "latency_median_ms", "latency_p95_ms", "latency_batch_ms", "latency_per_row_ms")
 
@@ -37,6 +38,10 @@ def build_card(*, model_name: str, seed: int, model, summary: dict, metrics, sch
                        "ci_high": None if interval is None else interval[1],
                        "this_seed": _number(float(this_seed[name].iloc[0])) if len(this_seed) else None}
     distilled = model_name == "student_kd"
+    regression = summary["dataset"].get("task") == "regression"
+    outputs = ({"prediction": f"double [rows], the predicted {classes[0]} in its own units"} if regression else
+               {"probabilities": "float [rows, classes], in the order of `classes`",
+                "label": "string [rows], the class with the highest probability"})
     return {
         "kdx_version": summary.get("versions", {}).get("kdx"),
         "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -55,8 +60,7 @@ def build_card(*, model_name: str, seed: int, model, summary: dict, metrics, sch
         "inputs": {"contract": "one input per feature, shape [rows, 1]: numeric as double (NaN = missing), "
                                "categorical as string (\"\" = missing; str(value) of anything else; unseen "
                                "values encode as all zeros)", **schema.to_dict()},
-        "outputs": {"probabilities": "float [rows, classes], in the order of `classes`",
-                    "label": "string [rows], the class with the highest probability"},
+        "outputs": outputs,
         "metrics": {"confidence": confidence, "interval": "t interval over seeds with the corrected variance "
                     "(1/n + n_test/n_train)" if ratio else "t interval over seeds", "seeds": summary.get("seeds"),
                     "test": table},
@@ -95,11 +99,15 @@ def render(card: dict) -> str:
             f"{augment.get('size_factor', '—')}) that the teacher labelled.")
         oof = kd.get("soft_labels") == "oof"
         labels = " The teacher's labels on the training rows were out of fold." if oof else ""
+        tau = "" if kd.get("tau") is None else f"τ = {kd['tau']:g}, "
         lines += [f"Teacher: `{card['distilled_from']['teacher']['name']}`; objective `{kd['method']}`, "
-                  f"τ = {kd['tau']:g}, α = {kd['alpha']:g}.{rows}{labels}", ""]
+                  f"{tau}α = {kd['alpha']:g}.{rows}{labels}", ""]
     data = card["dataset"]
+    regression = "prediction" in card["outputs"]
+    target = (f"target {card['classes'][0]} (a regression: mean {data.get('target_mean', float('nan')):.4g}, sd "
+              f"{data.get('target_sd') or float('nan'):.4g})" if regression else f"classes {card['classes']}")
     lines += ["## Data", "",
-              f"{data['name']}: {data['rows']} rows, classes {card['classes']}; source: {data['source']}.",
+              f"{data['name']}: {data['rows']} rows, {target}; source: {data['source']}.",
               f"Data fingerprint (SHA-256): `{data['data_fingerprint']}`; split of this seed: "
               f"{data['split_sizes']}.", "",
               "## Test metrics", "",
@@ -123,7 +131,8 @@ def render(card: dict) -> str:
     p, o = card["parity"], card["onnx"]
     lines += ["", "## The ONNX file", "",
               f"`model.onnx`, {o['bytes']} bytes, SHA-256 `{o['sha256']}`, opset {o['opset']} (+ ai.onnx.ml "
-              f"{o['ml_opset']}). Parity with kdx on {p['rows']} test rows: largest |Δp| = {p['max_abs_diff']:.2e} "
+              f"{o['ml_opset']}). Parity with kdx on {p['rows']} test rows: largest "
+              f"{'|Δ prediction| / sd' if regression else '|Δp|'} = {p['max_abs_diff']:.2e} "
               f"(tolerance {p['tolerance']:g}).", "", "Inputs (one per feature, shape [rows, 1]):", ""]
     for f in card["inputs"]["numeric"]:
         lines.append(f"- `{f['name']}`: double; missing → median {f['median']:.6g}"
@@ -132,11 +141,13 @@ def render(card: dict) -> str:
         shown = ", ".join(f["categories"][:12]) + (", …" if len(f["categories"]) > 12 else "")
         lines.append(f"- `{f['name']}`: string, one of {len(f['categories'])}: {shown}")
     lines += ["", "Missing categorical values are \"\"; other values are passed as str(value). Outputs: "
-              "`probabilities` (float [rows, classes]) and `label` (string [rows]).", "",
+              + ("`prediction` (double [rows], in the target's units)." if regression else
+                 "`probabilities` (float [rows, classes]) and `label` (string [rows])."), "",
               "Score a CSV file with nothing but onnxruntime and NumPy: `python score.py rows.csv predictions.csv` "
               "(score.py is beside this card). One row from Python:", "",
               "```python", "import numpy as np, onnxruntime as ort", "",
               "session = ort.InferenceSession(\"model.onnx\")", *_example(card["inputs"]),
+              "(prediction,) = session.run(None, feed)" if regression else
               "probabilities, label = session.run(None, feed)", "```", "",
               "The exact configuration, library versions and code fingerprint are in model_card.json."]
     return "\n".join(lines) + "\n"

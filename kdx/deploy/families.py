@@ -55,12 +55,13 @@ def _adopt(proto, source_input: str, source_output: str, prefix: str, tail: list
 
 @converter("MLPClassifier")
 def mlp(model, n_features: int, n_classes: int):
-    """torch.onnx (TorchScript exporter: no onnxscript needed) of the network followed by a softmax."""
+    """torch.onnx (TorchScript exporter: no onnxscript needed) of the network followed by a softmax (a regressor:
+    the network alone)."""
     import onnx
     import torch
     from torch import nn
 
-    wrapped = nn.Sequential(model.net_, nn.Softmax(dim=1)).eval()
+    wrapped = (model.net_ if n_classes == 1 else nn.Sequential(model.net_, nn.Softmax(dim=1))).eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -76,7 +77,7 @@ def _sklearn(estimator, n_features: int):
     try:
         return convert_sklearn(estimator, initial_types=[("x", FloatTensorType([None, n_features]))],
                                target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
-                               options={id(estimator): {"zipmap": False}})
+                               options={id(estimator): {"zipmap": False}} if hasattr(estimator, "classes_") else None)
     except Exception as exc:  # skl2onnx raises many types for what it cannot convert
         raise ExportError(f"skl2onnx cannot convert {type(estimator).__name__}: {str(exc).splitlines()[0]}") from exc
 
@@ -94,9 +95,11 @@ def _all_classes(classes: np.ndarray, n_classes: int) -> tuple[list, list]:
 @converter("TreeClassifier")
 def tree(model, n_features: int, n_classes: int):
     """skl2onnx's tree ensemble, then kdx's floor: p ← max(p, 1e-6) renormalized (softmax of the logits
-    log(max(p, 1e-6)) that kdx predicts with)."""
+    log(max(p, 1e-6)) that kdx predicts with). A regression tree: skl2onnx's regressor, its value as it is."""
     from onnx import helper
 
+    if n_classes == 1:
+        return _adopt(_sklearn(model.model_, n_features), "x", "variable", "sk/")
     nodes, inits = _all_classes(model.model_.classes_, n_classes)
     nodes += [helper.make_node("Max", ["sk/full", "sk/floor"], ["sk/floored"]),
               helper.make_node("ReduceSum", ["sk/floored", "sk/axis"], ["sk/total"], keepdims=1),
@@ -107,9 +110,9 @@ def tree(model, n_features: int, n_classes: int):
 
 def _boosted(model, n_features: int, n_classes: int):
     """Boosted trees from kdx's representation (kdx.models.ensemble) as one TreeEnsembleRegressor (raw scores
-    = kdx's logits), then a softmax. Its thresholds are float32-exact for "x ≤ t", the ONNX rule BRANCH_LEQ,
-    so every row takes the path it takes in kdx. (Written here rather than by skl2onnx, whose HistGBT
-    converter, 1.20, fails on scikit-learn 1.9.)"""
+    = kdx's logits), then a softmax (a regressor: its one raw score, the standardized prediction). Its thresholds
+    are float32-exact for "x ≤ t", the ONNX rule BRANCH_LEQ, so every row takes the path it takes in kdx.
+    (Written here rather than by skl2onnx, whose HistGBT converter, 1.20, fails on scikit-learn 1.9.)"""
     from onnx import helper
 
     ensemble = model.ensemble()
@@ -138,6 +141,9 @@ def _boosted(model, n_features: int, n_classes: int):
                               n_targets=len(ensemble.trees), base_values=ensemble.base.tolist(),
                               aggregate_function="SUM", post_transform="NONE", **attrs)]
     inits = []
+    if n_classes == 1:  # a regressor: the score is the output
+        nodes.append(helper.make_node("Identity", ["gbt/scores"], [PROBA]))
+        return helper.make_graph(nodes, "model", [], [], inits)
     if ensemble.binary:  # logits [0, z]
         inits.append(_const("gbt/zero_weight", [[0.0, 1.0]], np.float32))
         nodes.append(helper.make_node("MatMul", ["gbt/scores", "gbt/zero_weight"], ["gbt/logits"]))

@@ -2,11 +2,13 @@
 
 Inputs: one per original feature, numeric as tensor(double) [N, 1] (NaN = missing), categorical as
 tensor(string) [N, 1] ("" = missing, unseen values encode as all zeros like kdx's one-hot encoder).
-Outputs: `probabilities` float [N, C] (kdx's `predict_proba`) and `label` string [N] (the class name).
+Outputs: `probabilities` float [N, C] (kdx's `predict_proba`) and `label` string [N] (the class name); a
+regressor's one output is `prediction` double [N], in the target's units.
 
 The preprocessing is computed in double, exactly as scikit-learn computes it, then cast to float32, so the
 model sees the same bits as in kdx. Each model family contributes a sub-graph from the encoded rows `x`
-(float [N, d]) to probabilities over all C classes; `kdx.deploy.families` holds one converter per family.
+(float [N, d]) to probabilities over all C classes (a regressor's: to its standardized prediction, float [N, 1],
+which the graph maps back to the target's units in double); `kdx.deploy.families` holds one converter per family.
 """
 
 from __future__ import annotations
@@ -78,9 +80,11 @@ def preprocessing(schema: Schema) -> tuple[list, list, list]:
     return inputs, nodes, inits
 
 
-def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[str, str] | None = None) -> bytes:
-    """The whole model: preprocessing → `model_graph` (ENCODED → PROBA) → probabilities and label."""
-    from onnx import TensorProto, checker, helper
+def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[str, str] | None = None,
+            target: tuple[float, float] | None = None) -> bytes:
+    """The whole model: preprocessing → `model_graph` (ENCODED → PROBA) → probabilities and label; for a
+    regressor (`target`: the standardization's mean and sd) → prediction = PROBA·sd + mean, in double."""
+    from onnx import TensorProto, helper
 
     taken = [name for name in schema.names if name in OUTPUTS or name.startswith(("kdx/", "torch/", "sk/", "gbt/"))]
     if taken:
@@ -90,6 +94,10 @@ def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[
     n_classes = len(class_names)
     nodes += list(model_graph.node)
     inits += list(model_graph.initializer)
+    if target is not None:
+        more_nodes, more_inits, outputs = _prediction(target)
+        return _finish(inputs, nodes + more_nodes, inits + more_inits, outputs,
+                       {"classes": json.dumps([str(c) for c in class_names]), "task": "regression", **(metadata or {})})
     nodes += [
         helper.make_node("Identity", [PROBA], ["probabilities"]),
         helper.make_node("ArgMax", [PROBA], ["kdx/label_index"], axis=1, keepdims=0),
@@ -99,12 +107,35 @@ def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[
     ]
     outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes]),
                helper.make_tensor_value_info("label", TensorProto.STRING, [None])]
+    return _finish(inputs, nodes, inits, outputs, {"classes": json.dumps([str(c) for c in class_names]),
+                                                   **(metadata or {})})
+
+
+def _prediction(target: tuple[float, float]) -> tuple[list, list, list]:
+    """(nodes, initializers, outputs) of a regressor's `prediction`: its standardized output in double, times the
+    target's sd, plus its mean, as one value per row."""
+    from onnx import TensorProto, helper
+
+    mean, scale = target
+    nodes = [helper.make_node("Cast", [PROBA], ["kdx/standardized"], to=TensorProto.DOUBLE),
+             helper.make_node("Mul", ["kdx/standardized", "kdx/target_scale"], ["kdx/scaled"]),
+             helper.make_node("Add", ["kdx/scaled", "kdx/target_mean"], ["kdx/prediction_column"]),
+             helper.make_node("Squeeze", ["kdx/prediction_column", "kdx/column_axis"], ["prediction"])]
+    inits = [_const("kdx/target_scale", scale, np.float64), _const("kdx/target_mean", mean, np.float64),
+             _const("kdx/column_axis", [1], np.int64)]
+    return nodes, inits, [helper.make_tensor_value_info("prediction", TensorProto.DOUBLE, [None])]
+
+
+def _finish(inputs: list, nodes: list, inits: list, outputs: list, properties: dict[str, str]) -> bytes:
+    """The checked, serialized model of these nodes, with `properties` as its metadata."""
+    from onnx import checker, helper
+
     graph = helper.make_graph(nodes, "kdx", inputs, outputs, inits)
     model = helper.make_model(graph, producer_name="kdx", producer_version=__version__,
                               opset_imports=[helper.make_opsetid("", OPSET),
                                              helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
     model.ir_version = 8  # the oldest IR that opset 17 needs: readable by older runtimes too
-    helper.set_model_props(model, {"classes": json.dumps([str(c) for c in class_names]), **(metadata or {})})
+    helper.set_model_props(model, properties)
     try:
         checker.check_model(model, full_check=True)
     except (checker.ValidationError, ValueError) as exc:

@@ -18,10 +18,13 @@ PARITY_TOLERANCE = 1e-5
 
 
 def export_model(model: Classifier, pre: Preprocessor, class_names, metadata: dict[str, str] | None = None) -> bytes:
-    """The serialized ONNX model of `model` behind `pre` (raw rows in, probabilities and label out)."""
+    """The serialized ONNX model of `model` behind `pre` (raw rows in, probabilities and label out; a regressor's
+    prediction out, in the target's units)."""
     require()
     schema = Schema.of(pre)
-    return compose(schema, model_graph(model, pre.n_features_out, len(class_names)), list(class_names), metadata)
+    target = (pre.target_mean_, pre.target_scale_) if pre.regression else None
+    return compose(schema, model_graph(model, pre.n_features_out, len(class_names)), list(class_names), metadata,
+                   target)
 
 
 class DeployedModel:
@@ -54,15 +57,24 @@ class DeployedModel:
         return self.probabilities(self.feed(rows))
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        return self.run(self.feed(rows))[1]
+        """The class names (a regressor: its predictions)."""
+        outputs = self.run(self.feed(rows))
+        return outputs[-1]
 
 
 def parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, rows: pd.DataFrame,
            encoded: np.ndarray | None = None, feed: dict[str, np.ndarray] | None = None) -> float:
-    """Largest absolute difference between onnxruntime's probabilities on raw `rows` and kdx's. `encoded`,
-    `feed`: `rows` as `pre` encodes them and as onnxruntime's inputs, when the caller has them already."""
-    ours = model.predict_proba(pre.transform(rows) if encoded is None else encoded)
+    """Largest absolute difference between onnxruntime's probabilities on raw `rows` and kdx's (a regressor:
+    between their predictions, in units of the target's sd, the scale its models fit). `encoded`, `feed`: `rows`
+    as `pre` encodes them and as onnxruntime's inputs, when the caller has them already."""
+    X = pre.transform(rows) if encoded is None else encoded
     theirs = deployed.probabilities(deployed.feed(rows) if feed is None else feed)
+    if pre.regression:
+        ours = pre.unscale_target(model.logits(X))
+        if theirs.shape != ours.shape:
+            raise ExportError(f"the exported model gives outputs of shape {theirs.shape}, kdx {ours.shape}")
+        return float(np.max(np.abs(theirs - ours)) / pre.target_scale_) if len(rows) else 0.0
+    ours = model.predict_proba(X)
     if theirs.shape != ours.shape:
         raise ExportError(f"the exported model gives {theirs.shape[1]} probabilities per row, kdx {ours.shape[1]}")
     return float(np.max(np.abs(theirs.astype(np.float64) - ours))) if len(rows) else 0.0
@@ -72,7 +84,8 @@ def check_parity(deployed: DeployedModel, model: Classifier, pre: Preprocessor, 
                  tolerance: float = PARITY_TOLERANCE) -> float:
     gap = parity(deployed, model, pre, rows)
     if not gap <= tolerance:
-        raise ExportError(f"parity check failed: onnxruntime's probabilities differ from kdx's by up to {gap:.3g} "
+        what = "predictions (in target sd)" if pre.regression else "probabilities"
+        raise ExportError(f"parity check failed: onnxruntime's {what} differ from kdx's by up to {gap:.3g} "
                           f"on {len(rows)} test rows (tolerance {tolerance:g}); the export was not written")
     return gap
 

@@ -4,7 +4,8 @@
 
 rows.csv has a header with the model's feature names (other columns are ignored). An empty numeric cell is
 missing (the training median is used), an empty categorical cell is missing, and any other text is the
-category as written. predictions.csv gets the predicted label and one probability column per class.
+category as written. predictions.csv gets the predicted label and one probability column per class (a
+regressor: one column, the predicted value).
 Written by `kdx export`.
 """
 
@@ -53,12 +54,17 @@ def main(argv):
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError) as exc:
         sys.exit(f"score.py: cannot read {args.rows}: {getattr(exc, 'strerror', None) or exc}")
-    probabilities, labels = session.run(None, feed_for(session, rows))
+    outputs = session.run(None, feed_for(session, rows))
     out = open(args.predictions, "w", newline="") if args.predictions else sys.stdout
     writer = csv.writer(out)
-    writer.writerow(["label", *[f"p_{c}" for c in classes]])
-    for label, p in zip(labels, probabilities):
-        writer.writerow([label, *(f"{v:.9g}" for v in p)])
+    if len(outputs) == 1:  # a regressor: one predicted value per row
+        writer.writerow([classes[0]])
+        writer.writerows([f"{v:.17g}"] for v in outputs[0])
+    else:
+        probabilities, labels = outputs
+        writer.writerow(["label", *[f"p_{c}" for c in classes]])
+        for label, p in zip(labels, probabilities):
+            writer.writerow([label, *(f"{v:.9g}" for v in p)])
     if out is not sys.stdout:
         out.close()
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from kdx.data.base import regression_strata
+
 log = logging.getLogger("kdx")
 
 
@@ -48,9 +50,11 @@ def out_of_fold_logits(make_teacher: Callable[[int], object], X: np.ndarray, y: 
     model k (`make_teacher(k)`, unfitted) trains on the other folds, with the seed's validation rows for its
     early stopping as the full teacher has them, and labels fold k. A class with fewer training rows than
     folds is missing from some fold models' rows; its rows then get the logits of a model that never saw
-    the class, which is what out of fold means (said in the log)."""
-    counts = np.bincount(y, minlength=n_classes)
-    rare = [k for k in range(n_classes) if 0 < counts[k] < folds]
+    the class, which is what out of fold means (said in the log). A regression's folds are stratified on the
+    target's quantile bins (kdx.data.base.regression_strata)."""
+    strata = regression_strata(y) if n_classes == 1 else y
+    counts = np.bincount(y, minlength=n_classes) if n_classes > 1 else np.zeros(0, dtype=np.int64)
+    rare = [k for k in range(len(counts)) if 0 < counts[k] < folds]
     if rare:
         log.info("out-of-fold teachers: class(es) %s have fewer training rows (%s) than the %d folds: some fold "
                  "models never see them", rare, [int(counts[k]) for k in rare], folds)
@@ -60,7 +64,7 @@ def out_of_fold_logits(make_teacher: Callable[[int], object], X: np.ndarray, y: 
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # scikit-learn's warning about those classes, said above in kdx's words
         warnings.simplefilter("ignore", UserWarning)
-        parts = list(splitter.split(np.zeros(len(y)), y))
+        parts = list(splitter.split(np.zeros(len(y)), strata))
     for k, (fit_rows, held) in enumerate(parts):
         model = make_teacher(k).fit(X[fit_rows], y[fit_rows], X_val, y_val, n_classes)
         logits[held] = model.logits(X[held])

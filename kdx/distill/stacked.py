@@ -42,6 +42,8 @@ def stackable(models: list) -> bool:
 def _check_stack(models: list, losses: list[Loss], teacher_logits, signals) -> None:
     if not stackable(models) or len(losses) != len(models):
         raise ValueError("fit_stacked needs two or more MLP students with identical settings and one loss each")
+    if any(loss.regression for loss in losses):
+        raise ValueError("fit_stacked trains classifiers; regression students train one by one (MLPClassifier.fit)")
     if teacher_logits is None and any(loss.uses_teacher for loss in losses):
         raise ValueError("teacher_logits are required when a student has alpha < 1")
     if signals is None and any(loss.gradients for loss in losses):

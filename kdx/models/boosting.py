@@ -19,7 +19,7 @@ import torch
 from kdx.errors import ConfigError, MissingExtra
 from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.ensemble import TreeEnsemble
-from kdx.models.soft_targets import hard_targets, logit_targets, weighted_rows
+from kdx.models.soft_targets import hard_targets, logit_targets, regression_targets, weighted_rows
 
 KD_FITS = ("soft_rows", "logits")
 
@@ -41,7 +41,9 @@ class BoosterClassifier(Classifier):
     duplicated rows, as kdx's other tree models do (`kd_fit=soft_rows`), or (`kd_fit=logits`, LightGBM and
     XGBoost) regresses its margins on the soft targets' logits (kdx.models.soft_targets.logit_targets: the
     teacher's logits blended with the hard label), squared error weighted by each row's share of the loss; the
-    no-KD twin is the library's usual classifier either way."""
+    no-KD twin is the library's usual classifier either way. With one output (a regression) every booster fits the
+    standardized target by squared error (`_train_logits`; KD: α·y + (1−α)·ŷ_T, kdx.models.soft_targets), its raw
+    margin the prediction."""
 
     library = ""  # the Python module
     option = ""  # the config option that builds it (teacher=...)
@@ -80,18 +82,24 @@ class BoosterClassifier(Classifier):
 
     def fit(self, X, y, X_val, y_val, n_classes, objective=None, signals=None):
         start = time.perf_counter()
-        q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
         self.n_classes_ = n_classes
         stop = self.early_stopping_rounds is not None and X_val is not None
-        if objective is not None and getattr(self, "kd_fit", "soft_rows") == "logits":
+        if n_classes == 1:
+            targets, weight = regression_targets(y) if objective is None else objective.regression_targets(y, signals)
+            self.model_ = self._train_logits(np.asarray(X, np.float32), targets, weight, 1)
+            stop = False
+        elif objective is not None and getattr(self, "kd_fit", "soft_rows") == "logits":
+            q = objective.soft_targets(y, signals, n_classes)
             weight = q.sum(1)
             targets = logit_targets(q / weight[:, None])
             self.model_ = self._train_logits(np.asarray(X, np.float32), targets, weight, n_classes)
         else:
+            q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
             Xw, yw, w = weighted_rows(np.asarray(X, np.float32), q)
             self.model_ = self._train(Xw, yw, w, np.asarray(X_val, np.float32) if stop else None,
                                       None if not stop else np.asarray(y_val), n_classes)
         self.ensemble_ = self._ensemble(np.asarray(X, np.float32)[:512])
+        self.ensemble_.regression = n_classes == 1
         self.history_ = {"fit_seconds": time.perf_counter() - start, "train_device": "cpu",
                          "rounds": self._rounds(), "early_stopped": stop}
         return self
@@ -138,6 +146,8 @@ class BoosterClassifier(Classifier):
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         raw = np.asarray(self._raw(np.asarray(X, np.float32)), dtype=np.float64)
+        if self.n_classes_ == 1:
+            return raw.reshape(-1, 1)
         if raw.ndim == 1 or raw.shape[1] == 1:
             raw = raw.reshape(-1)
             return np.column_stack([np.zeros_like(raw), raw])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kdx.errors import ConfigError
 from kdx.models.base import require_float, require_int
 from kdx.models.boosting import BoosterClassifier
 from kdx.models.ensemble import Tree, float32_at_most, with_base_from
@@ -75,6 +76,19 @@ class CatBoostClassifier(BoosterClassifier):
             use_best_model=X_val is not None)
         eval_set = None if X_val is None else catboost.Pool(X_val, y_val)
         return model.fit(catboost.Pool(X, y, weight=w), eval_set=eval_set)
+
+    def _train_logits(self, X, targets, weight, n_classes):
+        """A regression (one output): CatBoost's squared-error regressor of the target, weighted."""
+        import catboost
+
+        if targets.shape[1] != 1:
+            raise ConfigError("kd_fit=logits needs a booster that can regress margins (lightgbm, xgboost), not "
+                              "catboost")
+        model = catboost.CatBoostRegressor(
+            iterations=self.n_estimators, learning_rate=self.learning_rate, depth=self.depth,
+            l2_leaf_reg=self.l2_leaf_reg, loss_function="RMSE", random_seed=self.seed, thread_count=self.threads(),
+            verbose=False, allow_writing_files=False)
+        return model.fit(catboost.Pool(X, targets[:, 0], weight=weight))
 
     def _raw(self, X):
         return self.model_.predict(X, prediction_type="RawFormulaVal")

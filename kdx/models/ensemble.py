@@ -72,15 +72,16 @@ class Tree:
 
 @dataclass
 class TreeEnsemble:
-    """Raw score of output k = base[k] + Σ trees[k]. One output (binary: the log-odds, logits [0, z]) or
-    one per class."""
+    """Raw score of output k = base[k] + Σ trees[k]. One output (binary: the log-odds, logits [0, z]; a
+    regression: the standardized prediction, its one logit) or one per class."""
 
     trees: list[list[Tree]]
     base: np.ndarray
+    regression: bool = False
 
     @property
     def binary(self) -> bool:
-        return len(self.trees) == 1
+        return len(self.trees) == 1 and not self.regression
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         return np.column_stack([self.base[k] + sum((t.predict(X) for t in trees), np.zeros(len(X)))

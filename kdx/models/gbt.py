@@ -8,11 +8,11 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.ensemble import Tree, TreeEnsemble, float32_at_most
-from kdx.models.soft_targets import hard_targets, weighted_rows
+from kdx.models.soft_targets import hard_targets, regression_targets, weighted_rows
 
 
 class GBTClassifier(Classifier):
@@ -22,7 +22,8 @@ class GBTClassifier(Classifier):
     HistGradientBoosting rather than GradientBoostingClassifier: it handles multiclass with a tree per
     class per round, is an order of magnitude faster, and SHAP's TreeExplainer supports it. Its raw
     decision function is the log-odds (binary) or per-class scores (multiclass); binary scores z become
-    logits [0, z], which give the same probabilities under softmax.
+    logits [0, z], which give the same probabilities under softmax. With one output (a regression) it is the
+    squared-error regressor of the standardized target (KD: α·y + (1−α)·ŷ_T, kdx.models.soft_targets).
     """
 
     family = "sklearn"
@@ -52,19 +53,24 @@ class GBTClassifier(Classifier):
         """Hard labels, or (KD) the blended target α·onehot(y) + (1−α)·softmax(z_T/τ) as weighted duplicated
         rows: exact for the log-loss that boosting minimizes; α = 1 is exactly the hard-label fit."""
         start = time.perf_counter()
-        q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
-        Xw, yw, w = weighted_rows(X, q)
-        self.model_ = HistGradientBoostingClassifier(
-            max_iter=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
-            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
-            l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.seed,
-        ).fit(Xw, yw, sample_weight=w)
+        settings = {"max_iter": self.n_estimators, "learning_rate": self.learning_rate, "max_depth": self.max_depth,
+                    "max_leaf_nodes": self.max_leaf_nodes, "min_samples_leaf": self.min_samples_leaf,
+                    "l2_regularization": self.l2_regularization, "early_stopping": False, "random_state": self.seed}
+        if n_classes == 1:
+            t, w = regression_targets(y) if objective is None else objective.regression_targets(y, signals)
+            self.model_ = HistGradientBoostingRegressor(**settings).fit(X, t[:, 0], sample_weight=w)
+        else:
+            q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
+            Xw, yw, w = weighted_rows(X, q)
+            self.model_ = HistGradientBoostingClassifier(**settings).fit(Xw, yw, sample_weight=w)
         self.n_classes_ = n_classes
         self.ensemble_ = None  # read from the fitted trees when first needed
         self.history_ = {"fit_seconds": time.perf_counter() - start, "train_device": "cpu"}
         return self
 
     def logits(self, X: np.ndarray) -> np.ndarray:
+        if self.n_classes_ == 1:
+            return self.model_.predict(X)[:, None]
         scores = self.model_.decision_function(X)
         if scores.ndim == 1:
             return np.column_stack([np.zeros_like(scores), scores])
@@ -89,7 +95,8 @@ class GBTClassifier(Classifier):
                     np.where(leaf, -2, n["feature_idx"].astype(np.int64)),
                     float32_at_most(np.where(leaf, 0.0, n["num_threshold"])),  # x ≤ threshold goes left
                     np.where(leaf, n["value"], 0.0).astype(np.float64), n["count"].astype(np.float64)))
-        return TreeEnsemble(trees, np.asarray(est._baseline_prediction, dtype=np.float64).ravel())
+        return TreeEnsemble(trees, np.asarray(est._baseline_prediction, dtype=np.float64).ravel(),
+                            regression=self.n_classes_ == 1)
 
     def n_params(self) -> int:
         """Stored values: per split node its feature index and threshold, per leaf its value, the baseline(s)."""

@@ -55,6 +55,30 @@ def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, epsilon:
                            label_smoothing=epsilon) / count
 
 
+def labelled_squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of (rows, 1) outputs to a standardized regression target, over the rows that have one
+    (a row only the teacher labelled has NaN; 0 when none has)."""
+    z = outputs[:, 0]
+    labelled = ~torch.isnan(targets)
+    if bool(labelled.all()):
+        return F.mse_loss(z, targets)
+    return ((z - torch.nan_to_num(targets)) ** 2 * labelled).sum() / labelled.sum().clamp_min(1)
+
+
+def regression_kd_loss(outputs: torch.Tensor, teacher: torch.Tensor | None, targets: torch.Tensor,
+                       alpha: float) -> torch.Tensor:
+    """The regression form of distillation: `α·MSE(y, f) + (1−α)·MSE(ŷ_T, f)`, each a batch mean (the label's
+    over the rows with a label, the teacher's over every row), in the target's standardized units. Its minimizer
+    per row is α·y + (1−α)·ŷ_T; there is no temperature. α = 1 is the plain squared error (`teacher` may be
+    None)."""
+    value = labelled_squared_error(outputs, targets)
+    if alpha == 1.0:
+        return value
+    if teacher is None:
+        raise ValueError("teacher outputs are required when alpha < 1")
+    return alpha * value + (1.0 - alpha) * F.mse_loss(outputs, teacher)
+
+
 @dataclass(frozen=True)
 class Loss:
     """One student's training loss, as both trainers compute it — one by one (`OneStudentLoss`, kdx.models.mlp)
@@ -62,12 +86,13 @@ class Loss:
 
         α·CE_ε(z, y) + (1−α)·τ²·KL(softmax(z_T/τ) ‖ softmax(z/τ)) + term(settings, step)
 
-    each a batch mean (CE over the rows with a label, KL over every row). CE_ε is torch's cross-entropy with
-    label smoothing ε; the KL term is on when `kl` (Hinton's loss) and α < 1. These two the trainers compute
-    themselves (the stacked one fused, without autograd when no student has a term). `term` is the rest of an
-    objective's loss, written once (kdx.distill.objectives): a function of `settings` — its per-student
-    numbers, each given as a (students,) float32 tensor — and a `Step`, returning one value per student; the
-    stacked trainer calls it once for all its students. `Loss()` is the no-KD student."""
+    each a batch mean (CE over the rows with a label, KL over every row); for a regression (`regression`) the first
+    two are `regression_kd_loss`'s squared errors to the label and to the teacher instead. CE_ε is torch's
+    cross-entropy with label smoothing ε; the KL term is on when `kl` (Hinton's loss) and α < 1. These two the
+    trainers compute themselves (the stacked one fused, without autograd when no student has a term). `term` is the
+    rest of an objective's loss, written once (kdx.distill.objectives): a function of `settings` — its per-student
+    numbers, each given as a (students,) float32 tensor — and a `Step`, returning one value per student; the stacked
+    trainer calls it once for all its students. `Loss()` is the no-KD student."""
 
     alpha: float = 1.0
     tau: float = 1.0
@@ -78,6 +103,7 @@ class Loss:
     gradients: bool = False  # the term reads the student's input gradients (Step.gradients)
     label: str = "no KD"  # how messages call this loss
     resolved: dict = field(default_factory=dict, compare=False)  # settings the objective chose from the data
+    regression: bool = False  # one standardized output, squared errors instead of CE and KL
 
     @property
     def uses_teacher(self) -> bool:
@@ -122,7 +148,11 @@ class OneStudentLoss:
             x = x.detach().requires_grad_(True)
         z = net(x)
         teacher = rows.get("teacher_logits")
-        if spec.hinton:
+        if spec.regression:
+            value = regression_kd_loss(z, teacher if spec.hinton else None, y, spec.alpha if spec.hinton else 1.0)
+            if spec.alpha != 1 and not spec.hinton:
+                value = spec.alpha * value
+        elif spec.hinton:
             value = kd_loss(z, teacher, y, spec.tau, spec.alpha, spec.epsilon)
         else:
             value = labelled_cross_entropy(z, y, spec.epsilon)

@@ -14,7 +14,7 @@ from torch import nn
 
 from kdx import progress
 from kdx.config.schema import device as check_device
-from kdx.errors import TrainingError
+from kdx.errors import ConfigError, TrainingError
 from kdx.models.adam import Adam
 from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.losses import Loss, OneStudentLoss
@@ -45,7 +45,9 @@ def resolve_device(device: str) -> torch.device:
 class MLPClassifier(Classifier):
     """An MLP trained by minibatch Adam from whole tensors with index slicing.
 
-    Checkpoint selection: the epoch with the lowest validation cross-entropy; training stops after
+    With one output (n_classes = 1) it is a regressor of the standardized target, trained on squared errors
+    (kdx.models.losses.regression_kd_loss). Checkpoint selection: the epoch with the lowest validation
+    cross-entropy (regression: squared error); training stops after
     `patience` epochs without improvement. The same `seed` gives the same initialization, the same
     minibatch order and the same dropout masks, so a KD student and its no-KD baseline differ only in
     their loss.
@@ -86,10 +88,17 @@ class MLPClassifier(Classifier):
         torch.manual_seed(self.seed)
         net = build_mlp(X.shape[1], self.hidden, n_classes, self.dropout).to(device)
         Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
-        yt = torch.as_tensor(y, dtype=torch.long, device=device)
+        regression = n_classes == 1  # one output: the standardized target (kdx.data.preprocess.fit_target)
+        target_type = torch.float32 if regression else torch.long
+        yt = torch.as_tensor(y, dtype=target_type, device=device)
         Xv = torch.as_tensor(X_val, dtype=torch.float32, device=device)
-        yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
-        spec = Loss() if objective is None else objective.student_loss(signals)
+        yv = torch.as_tensor(y_val, dtype=target_type, device=device)
+        validation_loss = (lambda z: nn.functional.mse_loss(z[:, 0], yv)) if regression else (
+            lambda z: nn.functional.cross_entropy(z, yv))
+        spec = Loss(regression=regression) if objective is None else objective.student_loss(signals)
+        if spec.regression != regression:
+            raise ConfigError(f"a {'regression' if regression else 'classification'} student got the other task's "
+                              "loss: build its objective with build_objective(node, regression=...)")
         step_loss = OneStudentLoss(spec, device)
         rows = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.rows.items()}
         constants = {} if signals is None else {k: torch.as_tensor(v, device=device)
@@ -111,7 +120,7 @@ class MLPClassifier(Classifier):
                 opt.step()
             net.eval()
             with torch.no_grad():
-                val_loss = float(nn.functional.cross_entropy(net(Xv), yv))
+                val_loss = float(validation_loss(net(Xv)))
             # Checked once per epoch (a per-step check would synchronize a GPU every step): a non-finite
             # training loss makes the weights, and so the validation loss, non-finite.
             if not np.isfinite(val_loss):

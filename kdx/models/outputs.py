@@ -9,9 +9,10 @@ from kdx.config import OUTPUTS
 
 
 def resolve_output(output: str, n_classes: int) -> str:
-    """'auto' → 'margin' (binary) or 'centred' (multiclass); other choices unchanged."""
+    """'auto' → 'margin' (binary), 'centred' (multiclass) or 'raw' (one output: a regression's prediction); other
+    choices unchanged."""
     if output == "auto":
-        return "margin" if n_classes == 2 else "centred"
+        return "raw" if n_classes == 1 else "margin" if n_classes == 2 else "centred"
     return output
 
 
@@ -23,9 +24,11 @@ def output_matrix(n_classes: int, output: str) -> tuple[np.ndarray, bool]:
             raise ValueError("explain.output=margin needs a binary task; use centred")
         return np.array([[-1.0], [1.0]]), False
     if output == "centred":
+        if n_classes == 1:
+            raise ValueError("explain.output=centred needs classes; a regression's one output is explained as it is")
         return np.eye(n_classes) - 1.0 / n_classes, True
     if output == "raw":
-        return np.eye(n_classes), True
+        return (np.eye(1), False) if n_classes == 1 else (np.eye(n_classes), True)
     raise ValueError(f"unknown explain.output {output!r}; choose one of {OUTPUTS}")
 
 

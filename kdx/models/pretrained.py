@@ -5,7 +5,9 @@ one is given the seed's rows as `kdx.data.rows.Rows`, encoded rows that carry th
 dataset row ids, and scores the raw ones (each set of rows once: its logits are remembered by row ids). Rows
 without raw values are refused, never approximated; perturbed copies for stability get theirs from the clean
 raw rows (`perturbed`). In the Shapley game it is evaluated directly on raw rows mixed feature by feature
-(`raw_logits`), see kdx.measure.explain.
+(`raw_logits`), see kdx.measure.explain. A regressor's predictions are standardized like every kdx model's
+(kdx.data.preprocess.Preprocessor.fit_target): `fit`, given a seed's training rows, takes their target's mean
+and sd.
 """
 
 from __future__ import annotations
@@ -70,6 +72,13 @@ class PretrainedTeacher(Classifier):
         self.codec = codec
         features, f = tuple(data.features), self.file
         where = f"teacher.path={self.path.name}"
+        if f.regression != data.regression:
+            raise DataError(f"{where}: the file holds a {'regressor' if f.regression else 'classifier'} ({f.kind}), "
+                            f"but {data.name} is a {'regression' if data.regression else 'classification'}: "
+                            + ("give a classifier file, or predict the target as a number (dataset.task=regression)"
+                               if data.regression is False else "give a regressor file, or read the target as "
+                               "classes (dataset.task=classification)"))
+        self.target_values_ = data.y if data.regression else None
         if f.feature_names is None:
             if f.n_features is not None and f.n_features != len(features):
                 raise DataError(f"{where}: the teacher expects {f.n_features} features, {data.name} has "
@@ -106,6 +115,9 @@ class PretrainedTeacher(Classifier):
         except Exception as exc:  # noqa: BLE001 — the library's own complaint about the rows, in one line
             raise DataError(f"{where}: the teacher cannot score {data.name}'s rows ({type(exc).__name__}: "
                             f"{(str(exc).strip().splitlines() or [''])[0][:200]})") from None
+        if data.regression:
+            self.output_labels_ = tuple(data.class_names)
+            return self
         if probe.shape[1] != data.n_classes:
             raise DataError(f"{where}: the teacher has {probe.shape[1]} classes, {data.name} has {data.n_classes} "
                             f"({', '.join(data.class_names)})")
@@ -153,7 +165,15 @@ class PretrainedTeacher(Classifier):
 
     def _raw(self, codes: np.ndarray) -> np.ndarray:
         z = np.asarray(self.file.logits(self.file.prepare(self._frame(codes))), dtype=np.float64)
+        if self.file.regression:
+            return self._standardized(z)
         return z if self.order_ is None else z[:, self.order_]
+
+    def _standardized(self, z: np.ndarray) -> np.ndarray:
+        """A regressor's predictions in the units kdx's models fit (the seed's training target's mean and sd);
+        as they are before `fit` (the checks at `attach`)."""
+        target = getattr(self, "target_", None)
+        return z if target is None else (z - target[0]) / target[1]
 
     def raw_logits(self, codes: np.ndarray) -> np.ndarray:
         """Logits on raw rows given as a code matrix (kdx.data.raw)."""
@@ -192,13 +212,22 @@ class PretrainedTeacher(Classifier):
 
         def call():
             z = self.file.logits(prepared)
+            if self.file.regression:
+                return self._standardized(z)
             return softmax(z if order is None else z[:, order], axis=1)
         return call
 
     def fit(self, X, y, X_val, y_val, n_classes, objective=None, signals=None):
-        """Nothing is trained: the model is used as it is."""
+        """Nothing is trained: the model is used as it is. A regressor takes the standardization of these rows'
+        target (X: the seed's training rows as kdx.data.rows.Rows, whose ids name them), as the seed's
+        preprocessing does, and forgets the predictions it remembered in other units."""
         if self.codec is None:
             raise KdxError("the pretrained teacher has not been given the dataset (attach)")
+        if self.file.regression:
+            self.to_raw(X)  # rows without their raw values and ids are refused
+            y_train = np.asarray(self.target_values_, dtype=np.float64)[X.ids]
+            self.target_ = (float(y_train.mean()), float(y_train.std()))
+            self._memo = {}
         self.n_classes_ = n_classes
         self.history_ = {"fit_seconds": self.load_seconds, "trained": False, "format": self.file.format,
                          "path": str(self.path), "sha256": self.sha256}

@@ -20,7 +20,8 @@ def _condition(pre: Preprocessor, column: int, threshold: float) -> tuple[str, s
 
 def tree_rules(tree, pre: Preprocessor, class_names, proba_of_node) -> str:
     """Indented if/else rules; each leaf shows the predicted class, its probability and the training
-    weight it holds. `proba_of_node(i)` gives the class probabilities of node i."""
+    weight it holds. `proba_of_node(i)` gives the class probabilities of node i. A regression tree
+    (`pre.regression`) shows each leaf's predicted value in the target's units instead."""
     t = tree.tree_
     lines: list[str] = []
 
@@ -28,8 +29,12 @@ def tree_rules(tree, pre: Preprocessor, class_names, proba_of_node) -> str:
         pad = "|   " * depth
         if t.children_left[node] == -1:
             p = proba_of_node(node)
-            k = int(np.argmax(p))
             weight = t.weighted_n_node_samples[node]
+            if pre.regression:
+                value = float(pre.unscale_target(np.atleast_1d(p[:1]))[0])
+                lines.append(f"{pad}└─ predict {class_names[0]} = {value:.4g} (training weight {weight:.1f})")
+                return
+            k = int(np.argmax(p))
             lines.append(f"{pad}└─ predict {class_names[k]} (p = {p[k]:.3f}, training weight {weight:.1f})")
             return
         left, right = _condition(pre, int(t.feature[node]), float(t.threshold[node]))

@@ -31,6 +31,25 @@ def blended_targets(y: np.ndarray, teacher_logits: np.ndarray | None, n_classes:
     return q
 
 
+def regression_targets(y: np.ndarray, teacher: np.ndarray | None = None,
+                       alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """What a regression student that takes targets (a tree, a booster, an EBM) fits: per row a target t (rows × 1)
+    and a weight w, such that Σ_i w_i·(f_i − t_i)² equals the MLP's loss α·Σ_L (f − y)²·N/N_L + (1−α)·Σ (f − ŷ_T)²
+    up to a constant (kdx.models.losses.regression_kd_loss; N rows, N_L with a label). A labelled row:
+    t = (a·y + b·ŷ_T)/(a + b), w = a + b with a = α·N/N_L, b = 1 − α — without generated rows t = α·y + (1−α)·ŷ_T,
+    w = 1; a row only the teacher labelled (y = NaN): t = ŷ_T, w = 1 − α. No teacher (or α = 1): t = y, w = 1."""
+    y = np.asarray(y, np.float64)
+    unlabelled = np.isnan(y)
+    if teacher is None or alpha == 1.0:
+        if unlabelled.any():
+            raise ValueError("rows without a label need the teacher's predictions and alpha < 1")
+        return y[:, None], np.ones(len(y))
+    t = np.asarray(teacher, np.float64).reshape(len(y))
+    a, b = alpha * len(y) / max(1, int((~unlabelled).sum())), 1.0 - alpha
+    target = np.where(unlabelled, t, (a * np.nan_to_num(y) + b * t) / (a + b))
+    return target[:, None], np.where(unlabelled, b, a + b)
+
+
 def weighted_rows(X: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row repeated once per class k with label k and weight q_k; zero-weight copies dropped.
 

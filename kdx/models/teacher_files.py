@@ -3,7 +3,8 @@
 Each reader loads the file without running code from it (pickle only when the user allows it), states what
 the model records about its inputs and classes, and turns a frame of raw rows into the model's logits:
 raw margins for the boosters (binary: [0, z]), log-probabilities for everything else (softmax of them is
-the model's probabilities, so KD's soft targets are the model's own). A new format is one class here.
+the model's probabilities, so KD's soft targets are the model's own). A regressor (`regression`) gives its
+predictions instead, rows × 1, in the target's units. A new format is one class here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ LOG_FLOOR = 1e-12  # log-probability of a class the model gives probability 0
 
 def log_probabilities(p: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(p, dtype=np.float64), LOG_FLOOR, None))
+
+
+def predictions(raw) -> np.ndarray:
+    """A regressor's outputs as rows × 1, float64."""
+    return np.asarray(raw, dtype=np.float64).reshape(-1, 1)
 
 
 def binary_margins(raw) -> np.ndarray:
@@ -56,6 +62,8 @@ class TeacherFile:
     categorical: tuple[str, ...] | None = None
     classes: tuple[str, ...] | None = None
     n_classes: int | None = None
+    regression = False  # a regressor: `logits` are its predictions (rows × 1)
+    kind = ""  # what the file says it is, for messages (an objective, a loss, a class)
 
     def __init__(self, path: Path):
         self.path = path
@@ -104,11 +112,14 @@ class XGBoostFile(TeacherFile):
         self.booster = xgb.Booster(model_file=str(path))
         learner = json.loads(self.booster.save_config())["learner"]
         objective = learner["objective"]["name"]
-        if not objective.startswith(("binary:logistic", "binary:logitraw", "multi:")):
-            raise DataError(f"teacher.path={path.name}: an XGBoost model with objective {objective!r} is not a "
-                            "probabilistic classifier (kdx needs binary:logistic or multi:softprob)")
+        self.kind = f"objective {objective!r}"
+        self.regression = objective in ("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror")
+        if not self.regression and not objective.startswith(("binary:logistic", "binary:logitraw", "multi:")):
+            raise DataError(f"teacher.path={path.name}: an XGBoost model with objective {objective!r} is neither a "
+                            "probabilistic classifier (binary:logistic, multi:softprob) nor a regressor of the "
+                            "target's values (reg:squarederror, reg:absoluteerror, reg:pseudohubererror)")
         num_class = int(learner["learner_model_param"]["num_class"])
-        self.n_classes = 2 if num_class == 0 else num_class
+        self.n_classes = 1 if self.regression else 2 if num_class == 0 else num_class
         self.n_features = self.booster.num_features()
         if self.booster.feature_names:
             self.feature_names = tuple(self.booster.feature_names)
@@ -124,13 +135,15 @@ class XGBoostFile(TeacherFile):
 
     def logits(self, prepared):
         self.booster.set_param({"nthread": _threads()})
+        if self.regression:
+            return predictions(self.booster.predict(prepared))
         return binary_margins(self.booster.predict(prepared, output_margin=True))
 
     def counts(self):
         model = json.loads(bytes(self.booster.save_raw("json")))["learner"]["gradient_booster"]["model"]
         trees = [_leaf_depths(np.asarray(t["left_children"]), np.asarray(t["right_children"]),
                               np.asarray(t["sum_hessian"], dtype=np.float64)) for t in model["trees"]]
-        return _tree_counts(trees, 1 if self.n_classes == 2 else self.n_classes)
+        return _tree_counts(trees, 1 if self.n_classes <= 2 else self.n_classes)
 
 
 class LightGBMFile(TeacherFile):
@@ -149,10 +162,14 @@ class LightGBMFile(TeacherFile):
                             f"({str(exc).splitlines()[0]})") from None
         self.dump = self.booster.dump_model()
         objective = str(self.dump.get("objective", ""))
-        if not objective.startswith(("binary", "multiclass", "cross_entropy")):
-            raise DataError(f"teacher.path={path.name}: a LightGBM model with objective {objective!r} is not a "
-                            "probabilistic classifier (kdx needs binary or multiclass)")
-        self.n_classes = 2 if self.booster.num_model_per_iteration() == 1 else self.booster.num_model_per_iteration()
+        self.kind = f"objective {objective.split()[0] if objective else objective!r}"
+        self.regression = objective.startswith(("regression", "huber", "fair", "quantile"))
+        if not self.regression and not objective.startswith(("binary", "multiclass", "cross_entropy")):
+            raise DataError(f"teacher.path={path.name}: a LightGBM model with objective {objective!r} is neither a "
+                            "probabilistic classifier (binary, multiclass) nor a regressor of the target's values "
+                            "(regression, regression_l1, huber, fair)")
+        per_round = self.booster.num_model_per_iteration()
+        self.n_classes = 1 if self.regression else 2 if per_round == 1 else per_round
         names = tuple(self.booster.feature_name())
         self.n_features = len(names)
         # Trained on a NumPy array, LightGBM names the columns Column_0, Column_1, …: no names recorded.
@@ -167,6 +184,8 @@ class LightGBMFile(TeacherFile):
         return frame if self.feature_names is not None else frame.to_numpy(np.float64)
 
     def logits(self, prepared):
+        if self.regression:
+            return predictions(self.booster.predict(prepared, num_threads=_threads()))
         return binary_margins(self.booster.predict(prepared, raw_score=True, num_threads=_threads()))
 
     def counts(self):
@@ -198,14 +217,17 @@ class CatBoostFile(TeacherFile):
             raise DataError(f"teacher.path={path.name}: not a CatBoost model file "
                             f"({str(exc).splitlines()[0]})") from None
         loss = str(self.model.get_all_params().get("loss_function", ""))
-        if loss not in ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll"):
-            raise DataError(f"teacher.path={path.name}: a CatBoost model with loss {loss!r} is not a classifier")
+        self.kind = f"loss {loss!r}"
+        self.regression = loss in ("RMSE", "MAE", "Huber", "Lq", "Quantile", "Expectile")
+        if not self.regression and loss not in ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll"):
+            raise DataError(f"teacher.path={path.name}: a CatBoost model with loss {loss!r} is neither a classifier "
+                            "nor a regressor of the target's values (RMSE, MAE, Huber, Quantile)")
         self.feature_names = tuple(self.model.feature_names_)
         self.n_features = len(self.feature_names)
         cat = set(self.model.get_cat_feature_indices())
         self.categorical = tuple(n for i, n in enumerate(self.feature_names) if i in cat)
-        classes = getattr(self.model, "classes_", None)
-        self.n_classes = 2 if loss in ("Logloss", "CrossEntropy") else len(classes)
+        classes = None if self.regression else getattr(self.model, "classes_", None)
+        self.n_classes = 1 if self.regression else 2 if loss in ("Logloss", "CrossEntropy") else len(classes)
         if classes is not None and len(classes) == self.n_classes:
             self.classes = tuple(str(c) for c in classes)
 
@@ -218,11 +240,12 @@ class CatBoostFile(TeacherFile):
         return catboost.Pool(frame, cat_features=list(self.categorical))
 
     def logits(self, prepared):
-        return binary_margins(self.model.predict(prepared, prediction_type="RawFormulaVal", thread_count=_threads()))
+        raw = self.model.predict(prepared, prediction_type="RawFormulaVal", thread_count=_threads())
+        return predictions(raw) if self.regression else binary_margins(raw)
 
     def counts(self):
         depths = self.model.get_tree_leaf_counts()
-        outputs = 1 if self.n_classes == 2 else self.n_classes
+        outputs = 1 if self.n_classes <= 2 else self.n_classes
         # A symmetric tree stores each level's split once (as kdx's CatBoost teacher counts it).
         params = outputs + sum(2 * int(np.log2(n)) + n * outputs for n in depths)
         return float(params), float(sum(np.log2(n) + 1 for n in depths))
@@ -257,15 +280,21 @@ def _estimator_values(obj, seen: set[int]) -> int:
 
 
 class SklearnFile(TeacherFile):
-    """A fitted scikit-learn classifier or Pipeline (anything with predict_proba and classes_)."""
+    """A fitted scikit-learn classifier or Pipeline (anything with predict_proba and classes_), or a regressor
+    (scikit-learn's `is_regressor`: its `predict` is the prediction)."""
 
     def _adopt(self, model) -> None:
-        if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
-            raise DataError(f"teacher.path={self.path.name}: the file holds a {type(model).__name__}, not a fitted "
-                            "classifier with predict_proba (save the fitted estimator or Pipeline)")
+        from sklearn.base import is_regressor
+
+        self.kind = f"a {type(model).__name__}"
+        self.regression = bool(is_regressor(model)) and hasattr(model, "predict")
+        if not self.regression and not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
+            raise DataError(f"teacher.path={self.path.name}: the file holds a {type(model).__name__}, neither a fitted "
+                            "classifier with predict_proba nor a regressor (save the fitted estimator or Pipeline)")
         self.model = model
-        self.classes = tuple(str(c) for c in model.classes_)
-        self.n_classes = len(self.classes)
+        if not self.regression:
+            self.classes = tuple(str(c) for c in model.classes_)
+        self.n_classes = 1 if self.regression else len(self.classes)
         names = getattr(model, "feature_names_in_", None)
         self.feature_names = None if names is None else tuple(str(n) for n in names)
         self.n_features = getattr(model, "n_features_in_", None)
@@ -274,6 +303,8 @@ class SklearnFile(TeacherFile):
         return frame if self.feature_names is not None else frame.to_numpy()
 
     def logits(self, prepared):
+        if self.regression:
+            return predictions(self.model.predict(prepared))
         return log_probabilities(self.model.predict_proba(prepared))
 
     def counts(self):
@@ -324,7 +355,9 @@ class OnnxFile(TeacherFile):
     """An ONNX classifier over raw columns: one input per feature named after it ([rows, 1], string for a
     categorical, a float type for a numeric feature; kdx export's convention), or a single numeric matrix
     [rows, features] in the dataset's column order. Its probabilities: the output holding a [rows, C] float
-    tensor or a ZipMap (whose keys are the classes)."""
+    tensor or a ZipMap (whose keys are the classes). A regressor — metadata task=regression (kdx export's), or
+    a graph whose only output is one float value per row ([rows] or [rows, 1], e.g. skl2onnx's `variable`) —
+    gives its predictions from that output."""
 
     format = "ONNX model"
 
@@ -358,6 +391,15 @@ class OnnxFile(TeacherFile):
             self.n_features = len(inputs)
             self.categorical = tuple(i.name for i in inputs if i.type == "tensor(string)")
             self.types = {i.name: i.type for i in inputs}
+        props = {p.key: p.value for p in model.metadata_props}
+        outs = self.session.get_outputs()
+        single = len(outs) == 1 and outs[0].type in ("tensor(float)", "tensor(double)") and (
+            len(outs[0].shape) == 1 or (len(outs[0].shape) == 2 and outs[0].shape[1] == 1))
+        self.regression = props.get("task") == "regression" or (single and "prob" not in outs[0].name.lower())
+        self.kind = "a regressor" if self.regression else "a classifier"
+        if self.regression:
+            self.output, self.zipmap, self.n_classes = outs[0].name, False, 1
+            return
         self.output, self.zipmap = self._probabilities_output()
         labels = self._class_labels(model)
         if labels is not None:
@@ -408,6 +450,8 @@ class OnnxFile(TeacherFile):
 
     def logits(self, prepared):
         out = self.session.run([self.output], prepared)[0]
+        if self.regression:
+            return predictions(out)
         if self.zipmap:
             keys = list(out[0].keys()) if out else []
             if self.classes is None:

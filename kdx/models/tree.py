@@ -8,11 +8,11 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from kdx.models.base import Classifier, require_int
 from kdx.models.rules import tree_rules
-from kdx.models.soft_targets import hard_targets, weighted_rows
+from kdx.models.soft_targets import hard_targets, regression_targets, weighted_rows
 
 PROBA_FLOOR = 1e-6  # leaves with a zero class probability get this before the log: logits stay finite
 
@@ -23,7 +23,9 @@ class TreeClassifier(Classifier):
     weighted class proportions, each leaf predicts the mean q of its rows, so a tree can match the
     teacher's soft labels exactly. α = 1 gives exactly the hard-label tree.
 
-    Logits are log(max(p, 1e-6)) of the leaf probabilities.
+    Logits are log(max(p, 1e-6)) of the leaf probabilities. With one output (a regression) it is CART with the
+    squared error: each leaf predicts the weighted mean of its rows' targets (kdx.models.soft_targets.
+    regression_targets: α·y + (1−α)·ŷ_T with KD).
     """
 
     family = "sklearn"
@@ -42,16 +44,23 @@ class TreeClassifier(Classifier):
 
     def fit(self, X, y, X_val, y_val, n_classes, objective=None, signals=None):
         start = time.perf_counter()
-        q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
-        Xw, yw, w = weighted_rows(X, q)
-        self.model_ = DecisionTreeClassifier(
-            criterion="log_loss", max_depth=self.max_depth, max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf, random_state=self.seed,
-        ).fit(Xw, yw, sample_weight=w)
+        shape = {"max_depth": self.max_depth, "max_leaf_nodes": self.max_leaf_nodes,
+                 "min_samples_leaf": self.min_samples_leaf, "random_state": self.seed}
+        if n_classes == 1:
+            t, w = regression_targets(y) if objective is None else objective.regression_targets(y, signals)
+            self.model_ = DecisionTreeRegressor(criterion="squared_error", **shape).fit(X, t[:, 0], sample_weight=w)
+        else:
+            q = hard_targets(y, n_classes) if objective is None else objective.soft_targets(y, signals, n_classes)
+            Xw, yw, w = weighted_rows(X, q)
+            self.model_ = DecisionTreeClassifier(criterion="log_loss", **shape).fit(Xw, yw, sample_weight=w)
         self.n_classes_ = n_classes
         self.history_ = {"fit_seconds": time.perf_counter() - start, "train_device": "cpu",
                          "leaves": int(self.model_.get_n_leaves()), "depth": int(self.model_.get_depth())}
         return self
+
+    @property
+    def regression(self) -> bool:
+        return self.n_classes_ == 1
 
     def _full_proba(self, X: np.ndarray) -> np.ndarray:
         proba = np.zeros((len(X), self.n_classes_))
@@ -59,17 +68,23 @@ class TreeClassifier(Classifier):
         return proba
 
     def logits(self, X: np.ndarray) -> np.ndarray:
+        if self.regression:
+            return self.model_.predict(X)[:, None]
         return np.log(np.maximum(self._full_proba(X), PROBA_FLOOR))
 
     def node_proba(self) -> np.ndarray:
         """Per node, the class probabilities it predicts (nodes × classes)."""
         values = self.model_.tree_.value[:, 0, :]
+        if self.regression:
+            return values.astype(np.float64)  # (nodes, 1): each node's predicted value
         proba = np.zeros((len(values), self.n_classes_))
         proba[:, self.model_.classes_] = values / values.sum(1, keepdims=True)
         return proba
 
     def leaf_logits(self) -> np.ndarray:
-        """Per node, the logits it predicts (nodes × classes), for exact tree SHAP."""
+        """Per node, the logits it predicts (nodes × classes), for exact tree SHAP (a regression: its value)."""
+        if self.regression:
+            return self.node_proba()
         return np.log(np.maximum(self.node_proba(), PROBA_FLOOR))
 
     def n_params(self) -> int:

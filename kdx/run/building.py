@@ -24,16 +24,18 @@ def build_model(role: str, node: DictConfig, seed: int, device: str, limits: Dic
     return model
 
 
-def build_objective(node: DictConfig):
-    """The distillation objective a `kd` node names (`_target_`); a node without one (configs written by
-    kdx 0.1) is the study's Hinton loss with its τ and α."""
+def build_objective(node: DictConfig, regression: bool = False):
+    """The distillation objective a `kd` node names (`_target_`), for a regression student when `regression`
+    (refused in one line where it does not apply, Objective.for_regression); a node without one (configs
+    written by kdx 0.1) is the study's Hinton loss with its τ and α."""
     params = {k: v for k, v in node_arguments(node).items() if k not in KD_LABEL_KEYS}
     if "_target_" not in params:
-        return Hinton(params.get("tau", 4.0), params.get("alpha", 0.5))
-    objective = instantiate_node("kd", params)
+        objective = Hinton(params.get("tau", 4.0), params.get("alpha", 0.5))
+    else:
+        objective = instantiate_node("kd", params)
     if not isinstance(objective, Objective):
         raise ConfigError(f"kd: {params['_target_']} is not a kdx.distill.objectives.Objective")
-    return objective
+    return objective.for_regression() if regression else objective
 
 
 def build_augmenter(node: DictConfig | None) -> Augmenter:

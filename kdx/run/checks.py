@@ -13,7 +13,7 @@ from kdx.data import TabularData
 from kdx.data.raw import RawCodec
 from kdx.data.rows import SeedData
 from kdx.errors import ConfigError, DataError, TrainingError
-from kdx.measure.metrics import SANITY_P, label_sanity
+from kdx.measure.metrics import SANITY_P, label_sanity, regression_sanity
 from kdx.models import Classifier
 from kdx.models.base import reads_raw
 from kdx.run.building import build_augmenter, build_model, build_objective
@@ -26,7 +26,10 @@ def check_pretrained(teacher, sd: SeedData, data: TabularData, seed: int) -> dic
     """A teacher read from a file, checked on the seed's validation rows before anything is distilled from it:
     one line and a stop where it is worse than always predicting the training majority class, or where its
     outputs in another order of the classes score better (sign tests at SANITY_P: the classes are read in the
-    wrong order, or the model is not a model of this data)."""
+    wrong order, or the model is not a model of this data). A regressor: a stop where the training mean is nearer
+    the target than its prediction on significantly more validation rows (a sign test at SANITY_P)."""
+    if data.regression:
+        return _check_regressor(teacher, sd, seed)
     majority = int(np.bincount(sd.y["train"], minlength=data.n_classes).argmax())
     check = label_sanity(teacher.predict(sd.X["val"]), sd.y["val"], majority, data.n_classes)
     where = f"teacher.path={teacher.path.name} (seed {seed}, {len(sd.y['val'])} validation rows)"
@@ -42,6 +45,19 @@ def check_pretrained(teacher, sd: SeedData, data: TabularData, seed: int) -> dic
         raise DataError(f"{where}: accuracy {check['accuracy']:.4f}, below always predicting '{names[majority]}' "
                         f"({check['majority_accuracy']:.4f}): the model is likely not trained on this data, these "
                         "columns or this label coding; check teacher.path, the dataset and teacher.classes")
+    return check
+
+
+def _check_regressor(teacher, sd: SeedData, seed: int) -> dict:
+    """A pretrained regressor against always predicting the training rows' mean, on the seed's validation rows
+    (standardized units: the mean is 0)."""
+    z, y = teacher.logits(sd.X["val"])[:, 0], np.asarray(sd.y["val"], dtype=np.float64)
+    check = regression_sanity(z, y)
+    if check["p_below_mean"] < SANITY_P:
+        raise DataError(f"teacher.path={teacher.path.name} (seed {seed}, {len(y)} validation rows): R² "
+                        f"{check['r2']:.4f}; always predicting the training mean is nearer the target on "
+                        f"{check['mean_nearer']} of {len(y)} rows: the model is likely not trained on this target "
+                        "(or these columns, or these units); check teacher.path and the dataset")
     return check
 
 
@@ -74,7 +90,7 @@ def check_objective(cfg: DictConfig, data: TabularData) -> None:
     """Refuse a distillation objective that does not apply to this task or these models, before any
     training (e.g. kd=dkd on a binary task, kd=jacobian with a tree teacher or student, kd=dkd with augmented
     rows). The augmenter is built here too, so that its settings and file are checked before any work."""
-    objective = build_objective(cfg.kd)
+    objective = build_objective(cfg.kd, data.regression)
     objective.check(data.n_classes, *model_families(cfg))
     augmenter = build_augmenter(cfg.get("augment"))
     augmenter.check(data)

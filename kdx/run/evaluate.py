@@ -7,10 +7,9 @@ from rich.console import Console
 from rich.table import Table
 
 from kdx.config import split_settings
-from kdx.data.rows import fingerprint, load_data
-from kdx.data.split import make_split
+from kdx.data.rows import fingerprint, load_data, split_of
 from kdx.errors import DataError
-from kdx.measure.metrics import FIDELITY_METRICS, fidelity
+from kdx.measure.metrics import headline, predictive_metrics, scores
 from kdx.run.loading import load_run
 from kdx.store.persist import MODELS
 
@@ -22,6 +21,7 @@ def evaluate_run(path) -> dict:
     data = load_data(cfg)
     check_same_data(run, data)
     recorded = run.metrics.set_index(["seed", "model"])
+    key = headline(run.metrics.columns)  # accuracy, or R² for a regression
     rows, worst = [], 0.0
     for seed in run.seeds:
         split = run.split(seed)
@@ -30,23 +30,25 @@ def evaluate_run(path) -> dict:
             raise DataError(f"{run.path}: seed {seed}'s split reaches row {top} but "
                             f"{data.name} now has {len(data.y)} rows: the data changed since the run; restore the "
                             "file the run used, or rerun it")
-        rederived = make_split(data.y, seed, class_names=data.class_names, **split_settings(cfg))
+        rederived = split_of(data, seed, split_settings(cfg))
         same_split = all(np.array_equal(a, b) for a, b in zip(
             (split.train, split.val, split.test), (rederived.train, rederived.val, rederived.test)))
         X_test = data.X.iloc[split.test]
         for name in MODELS:
             if (seed, name) not in recorded.index:
                 continue
-            now = fidelity(run.logits(X_test, name, seed), data.y[split.test], cfg.metrics.ece_bins)
+            now = scores(run.logits(X_test, name, seed), data.y[split.test], cfg.metrics.ece_bins,
+                         run.preprocessor(seed))
             # Metrics the run recorded (an older run lacks the later ones); an undefined AUC (NaN) on both sides
             # reproduces.
             then = recorded.loc[(seed, name)]
             diff = max((0.0 if np.isnan(now[k]) and np.isnan(then[k]) else abs(now[k] - then[k])
-                        for k in FIDELITY_METRICS if k in then.index), default=0.0)
+                        for k in predictive_metrics(data.regression) if k in then.index), default=0.0)
             worst = max(worst, diff)
-            rows.append({"seed": seed, "model": name, "accuracy_recorded": recorded.loc[(seed, name), "accuracy"],
-                         "accuracy_now": now["accuracy"], "max_abs_diff": diff, "split_reproduced": same_split})
-    return {"path": str(run.path), "complete": run.complete, "rows": rows, "max_abs_diff": worst}
+            rows.append({"seed": seed, "model": name, "recorded": then[key], "now": now[key], "max_abs_diff": diff,
+                         "split_reproduced": same_split})
+    return {"path": str(run.path), "complete": run.complete, "rows": rows, "max_abs_diff": worst, "metric": key,
+            "compared": list(predictive_metrics(data.regression))}
 
 
 def check_same_data(run, data) -> None:
@@ -64,10 +66,12 @@ def check_same_data(run, data) -> None:
 
 def print_evaluation(console: Console, report: dict, tolerance: float) -> None:
     table = Table(title=f"kdx eval {report['path']}", title_justify="left")
-    for col in ("seed", "model", "accuracy recorded", "accuracy now", "max |Δ| (acc, ece, nll, F1)", "split"):
+    name = "R²" if report["metric"] == "r2" else report["metric"]
+    for col in ("seed", "model", f"{name} recorded", f"{name} now", f"max |Δ| ({', '.join(report['compared'])})",
+                "split"):
         table.add_column(col, justify="right" if col != "model" else "left")
     for r in report["rows"]:
-        table.add_row(str(r["seed"]), r["model"], f"{r['accuracy_recorded']:.6f}", f"{r['accuracy_now']:.6f}",
+        table.add_row(str(r["seed"]), r["model"], f"{r['recorded']:.6f}", f"{r['now']:.6f}",
                       f"{r['max_abs_diff']:.2e}", "same" if r["split_reproduced"] else "DIFFERENT")
     console.print(table)
     if not report["complete"]:

@@ -102,8 +102,8 @@ def _prefit_group(members: list[DictConfig]) -> dict:
                 wanted[keys[0]["student_nokd"]] = (None, f"student_nokd seed {seed}")
             for p, k in zip(protocols, keys):
                 if not cache.has("models", k["student_kd"]):
-                    wanted[k["student_kd"]] = (p, f"student_kd seed {seed} (kd={p.objective.name} τ={p.tau:g} "
-                                                  f"α={p.alpha:g})")
+                    wanted[k["student_kd"]] = (p, f"student_kd seed {seed} (kd={p.objective.name} "
+                                                  f"{'' if p.tau is None else f'τ={p.tau:g} '}α={p.alpha:g})")
             if len(wanted) < 2:
                 passes.append(len(wanted))
                 continue

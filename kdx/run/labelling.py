@@ -82,13 +82,14 @@ class StudentRows:
 
     def rows(self, sd: SeedData, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """The rows the KD student trains on: the seed's training rows, then (augmenting) the generated rows,
-        labelled UNLABELLED (the teacher's label is all they have)."""
+        labelled UNLABELLED (NaN for a regression: the teacher's label is all they have)."""
         if not self.augmenting:
             return sd.X["train"], sd.y["train"]
         key = ("kd_rows", content_key(self.augmenter.settings()))
         generated = self.generated(sd, seed)
         if key not in sd.memo:
-            unlabelled = np.full(len(generated), UNLABELLED, dtype=sd.y["train"].dtype)
+            unlabelled = np.full(len(generated), np.nan if self.data.regression else UNLABELLED,
+                                 dtype=sd.y["train"].dtype)
             sd.memo[key] = (np.concatenate([sd.X["train"], generated.X]), np.concatenate([sd.y["train"], unlabelled]))
         return sd.memo[key]
 

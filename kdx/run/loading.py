@@ -91,10 +91,16 @@ class LoadedRun:
         return fitted.logits(self.preprocessor(seed).transform(rows))
 
     def predict_proba(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
+        if self.preprocessor(seed).regression:
+            raise DataError(f"{self.path} is a regression: it predicts values, not class probabilities; use predict")
         return softmax(self.logits(rows, model, seed).astype(np.float64), axis=1)
 
     def predict(self, rows: pd.DataFrame, model: str = "student_kd", seed: int | None = None) -> np.ndarray:
-        """Predicted class names for raw rows (original columns, as in the training table)."""
+        """Predicted class names for raw rows (original columns, as in the training table); a regression's predicted
+        values, in the target's units."""
+        pre = self.preprocessor(seed)
+        if pre.regression:
+            return pre.unscale_target(self.logits(rows, model, seed))
         return np.asarray(self.class_names)[self.logits(rows, model, seed).argmax(axis=1)]
 
     def export(self, seed: int | None = None, model: str = "student_kd", out: str | Path | None = None,

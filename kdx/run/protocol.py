@@ -36,7 +36,7 @@ from kdx.measure.explain import (
     explain_model,
     resolve_players,
 )
-from kdx.measure.metrics import fidelity, teacher_kl
+from kdx.measure.metrics import scores, to_teacher
 from kdx.measure.shapley import MAX_EXACT_COLUMNS
 from kdx.models import Classifier
 from kdx.models.base import reads_raw
@@ -86,8 +86,9 @@ def train_together(node: DictConfig, seed: int, device: str, limits: DictConfig,
     """Students of one config node and seed, one per objective (None = no KD), trained in one stacked pass
     (kdx.distill.stacked) when they can be: {index: fitted model}; {} when they cannot (then each trains
     alone). `signals(objective)`: that objective's teacher signals on the training rows, asked once per
-    distinct `signals_key` (a τ/α grid's KD students share one)."""
-    if len(objectives) < 2:
+    distinct `signals_key` (a τ/α grid's KD students share one). Regression students (one output) train one
+    by one: the stacked engine's fused loss is the classification one."""
+    if len(objectives) < 2 or n_classes == 1:
         return {}
     models = [build_model("student", node, seed, device, limits) for _ in objectives]
     if not stackable(models):
@@ -139,8 +140,8 @@ class Protocol:
         self.data = data
         self.cache = cache
         self.device = str(resolve_device(cfg.device))
-        self.tau, self.alpha = float(cfg.kd.tau), float(cfg.kd.alpha)
-        self.objective = build_objective(cfg.kd)
+        self.objective = build_objective(cfg.kd, data.regression)
+        self.tau, self.alpha = self.objective.tau, self.objective.alpha  # τ: None for a regression
         self.split_args = split_settings(cfg)
         self.profiling = _settings(ProfileSettings, cfg.profile)
         self.deploying = self.profiling is not None and deploy_latency(self.profiling.onnx)
@@ -214,19 +215,18 @@ class Protocol:
         the same fixed compute graph (torch, same architecture) measured this seed, reused rather than timed
         again, so that every model of one architecture has the same latency (no timing noise in selections).
         `teacher_test`: the teacher's logits on the test rows (agreement with it, KL from it)."""
-        bins = self.cfg.metrics.ece_bins
+        bins, pre = self.cfg.metrics.ece_bins, sd.preprocessor
         with self.stages("fidelity metrics"):
             logits = model.logits(sd.X["test"])
             row = {
-                "seed": seed, "model": name, **fidelity(logits, sd.y["test"], bins),
-                **{f"val_{k}": v for k, v in fidelity(model.logits(sd.X["val"]), sd.y["val"], bins).items()},
+                "seed": seed, "model": name, **scores(logits, self.truth(sd, "test"), bins, pre),
+                **{f"val_{k}": v for k, v in scores(model.logits(sd.X["val"]), self.truth(sd, "val"), bins,
+                                                    pre).items()},
                 "train_seconds": model.history_["fit_seconds"], "epochs_run": model.history_.get("epochs_run"),
                 "best_epoch": model.history_.get("best_epoch"), "params": model.n_params(), "flops": model.flops(),
                 # Students trained in one stacked pass (kdx.distill.stacked): train_seconds is this one's share.
                 "trained_together": model.history_.get("trained_together", 1),
-                "teacher_agreement": float((logits.argmax(1) == teacher_test.argmax(1)).mean()),
-                # the teacher's distance to itself is no measurement (and would put trivial tests in Holm's family)
-                "teacher_kl": teacher_kl(teacher_test, logits) if name != "teacher" else float("nan"),
+                **to_teacher(logits, teacher_test, pre, name == "teacher"),
             }
         if self.profiling is not None and profile_as is not None:
             timed = ("latency_", "peak_mb", "model_mb", "ort_latency_")
@@ -251,6 +251,10 @@ class Protocol:
             if teacher_expl is not None:
                 row.update(compare(teacher_expl, expl, ctx.top_k))
         return row, expl
+
+    def truth(self, sd: SeedData, part: str) -> np.ndarray:
+        """What a part's predictions are scored against: its labels, or a regression's target in its own units."""
+        return self.data.y[sd.split.parts()[part]] if self.data.regression else sd.y[part]
 
     def _deployed(self, model: Classifier, sd: SeedData, seed: int, timed: bool = True) -> dict:
         """The model exported to ONNX with the seed's preprocessing: its parity gap with kdx on the raw test
@@ -331,8 +335,9 @@ class Protocol:
                               f"limited to {MAX_EXACT_COLUMNS}; {data.name} has {columns}: use "
                               "explain.method=permutation")
         self.split_sizes[seed] = sd.split.sizes()
-        majority = np.bincount(sd.y["train"], minlength=data.n_classes).argmax()
-        self.majority_accuracy[seed] = float((sd.y["test"] == majority).mean())
+        if not data.regression:
+            majority = np.bincount(sd.y["train"], minlength=data.n_classes).argmax()
+            self.majority_accuracy[seed] = float((sd.y["test"] == majority).mean())
         with atomic_file(seed_dir / "split.npz") as tmp:
             np.savez_compressed(tmp, train=sd.split.train, val=sd.split.val, test=sd.split.test)
         with atomic_file(seed_dir / "preprocessor.joblib") as tmp:
@@ -434,11 +439,19 @@ def _run(cfg: DictConfig, out_dir: Path, data: TabularData, order: list[int], pa
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
     write_text(out_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     seeds = units_of(cfg)
+    if cfg.explain.enabled and data.regression and cfg.explain.output not in ("auto", "raw"):
+        raise ConfigError(f"explain.output={cfg.explain.output} needs classes; {data.name} is a regression, whose one "
+                          "output (the prediction) is explained: use explain.output=auto")
     if cfg.explain.enabled and cfg.explain.output == "margin" and data.n_classes != 2:
         raise ConfigError(f"explain.output=margin needs a binary task; {data.name} has {data.n_classes} classes "
                           "(use explain.output=centred)")
-    log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
-             data.n_classes, data.class_counts())
+    if data.regression:
+        log.info("%s: %d rows, %d features, regression of '%s' (mean %.4g, sd %.4g, %.4g..%.4g)", data.name,
+                 len(data.y), data.X.shape[1], data.class_names[0], data.y.mean(), data.y.std(), data.y.min(),
+                 data.y.max())
+    else:
+        log.info("%s: %d rows, %d features, %d classes %s", data.name, len(data.y), data.X.shape[1],
+                 data.n_classes, data.class_counts())
     for note in data.notes.get("columns", []):
         log.warning("%s: %s", data.name, note)
     cache = cache_for(cfg)
@@ -471,9 +484,10 @@ def _seed(protocol: Protocol, seed: int, out_dir: Path, rows: list[dict], seeds:
     rows = sorted(rows + seed_rows, key=lambda r: seeds.index(r["seed"]))  # stable: model order kept
     # Rewritten after every seed: an interrupted run keeps the seeds it finished.
     write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
-    acc = {r["model"]: r["accuracy"] for r in seed_rows}
-    log.info("seed %d: accuracy teacher %.4f | student no-KD %.4f | student KD %.4f%s", seed, acc["teacher"],
-             acc["student_nokd"], acc["student_kd"],
+    headline = "r2" if protocol.data.regression else "accuracy"
+    acc = {r["model"]: r[headline] for r in seed_rows}
+    log.info("seed %d: %s teacher %.4f | student no-KD %.4f | student KD %.4f%s", seed,
+             "R²" if headline == "r2" else headline, acc["teacher"], acc["student_nokd"], acc["student_kd"],
              " (reused: " + ", ".join(r["model"] for r in seed_rows if r["reused"]) + ")"
              if any(r["reused"] for r in seed_rows) else "")
     return rows

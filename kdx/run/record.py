@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,6 +18,7 @@ from kdx.analysis.stats import StatsSettings, compare_models, split_ratio
 from kdx.analysis.summary import sanity_warnings, summarize
 from kdx.analysis.tradeoff import add_objective_terms, cost_columns_present, objective, terms_used
 from kdx.config import seeds_of, stats_settings, units_of
+from kdx.config.schema import SD_MARGINS
 from kdx.data import TabularData
 from kdx.environment import code_fingerprint, library_versions, machine
 from kdx.models.outputs import resolve_output
@@ -67,7 +69,11 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
     seeds = units_of(cfg)
     metrics = pd.DataFrame(rows)
     ratio = split_ratio(protocol.split_sizes)
-    comparisons = compare_models(metrics, StatsSettings(**stats_settings(cfg)), ratio)
+    settings = stats_settings(cfg)
+    target_sd = float(np.std(data.y)) if data.regression else None
+    if target_sd is not None:  # a regression's error margins are given in units of the target's sd
+        settings["margins"] = {k: v * target_sd if k in SD_MARGINS else v for k, v in settings["margins"].items()}
+    comparisons = compare_models(metrics, StatsSettings(**settings), ratio)
     write_csv(out_dir / STATS_FILE, comparisons)
     write_json(out_dir / "stats.json", comparisons.to_dict(orient="records"))
     profiles = OmegaConf.to_container(cfg.objective.profiles, resolve=True)
@@ -84,13 +90,16 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
         "complete": True,
         "data_fingerprint": protocol.base["data"],
         "code": protocol.base["code"],
-        "dataset": {"name": data.name, "rows": int(len(data.y)), "features": list(data.features),
+        "dataset": {"name": data.name, "task": data.task, "rows": int(len(data.y)), "features": list(data.features),
+                    **({"target": data.class_names[0], "target_mean": float(np.mean(data.y)), "target_sd": target_sd}
+                       if data.regression else {}),
                     "classes": list(data.class_names), "class_counts": data.class_counts(), "source": data.source,
                     "column_notes": data.notes.get("columns", []),
                     "dropped_constant": data.notes.get("dropped_constant", [])},
         "seeds": seeds,
         "warnings": warnings,
-        "majority_accuracy": {seed: protocol.majority_accuracy[seed] for seed in seeds},
+        "majority_accuracy": {seed: protocol.majority_accuracy[seed] for seed in seeds
+                              if seed in protocol.majority_accuracy},
         "split": {**protocol.split_args, "seeds": seeds_of(cfg), "units": len(seeds), "test_train_ratio": ratio},
         "split_sizes": {seed: protocol.split_sizes[seed] for seed in seeds},
         "kd": {"tau": protocol.tau, "alpha": protocol.alpha, "method": protocol.objective.name,
@@ -123,7 +132,8 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
                       "cost_used": cost_columns_present(metrics, tuple(cfg.objective.cost)),
                       "I_used": terms_used(scored)[1], "profiles": profiles,
                       "J": summarize(scored[objective_columns])["metrics"]},
-        "stats": {**OmegaConf.to_container(cfg.stats, resolve=True), "test_train_ratio": ratio, "file": STATS_FILE},
+        "stats": {**OmegaConf.to_container(cfg.stats, resolve=True), "test_train_ratio": ratio, "file": STATS_FILE,
+                  **({"margins_used": settings["margins"]} if target_sd is not None else {})},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(out_dir / SUMMARY_FILE, summary)

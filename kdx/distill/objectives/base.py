@@ -10,6 +10,8 @@ from kdx.errors import ConfigError
 from kdx.models.base import require_float
 from kdx.models.losses import Loss, Step  # noqa: F401 — Step: what an objective's term receives
 
+DEFAULT_TAU = 4.0  # kd.tau: null on a classification
+
 
 @dataclass
 class TeacherSignals:
@@ -43,12 +45,30 @@ class Objective:
     # otherwise, e.g. out of fold, can stand in: kdx.distill.labels.FixedLogits).
     logit_signals = True
 
-    def __init__(self, tau: float = 4.0, alpha: float = 0.5):
-        self.tau = require_float("kd.tau", tau, 0.0, low_open=True)
+    # Why a regression (one numeric output) cannot train this objective; "" = it can (τ then has no meaning).
+    no_regression = ""
+
+    def __init__(self, tau: float | None = None, alpha: float = 0.5):
+        self.tau_given = tau is not None  # kd.tau: null = DEFAULT_TAU for classes, and no temperature for numbers
+        self.tau = require_float("kd.tau", DEFAULT_TAU if tau is None else tau, 0.0, low_open=True)
         self.alpha = require_float("kd.alpha", alpha, 0.0, 1.0)
+        self.regression = False
+
+    def for_regression(self) -> Objective:
+        """This objective for a regression student (set once, at the door): refused in one line where it does not
+        apply, or where a temperature was given (a regression's soft target is the teacher's prediction itself)."""
+        if self.no_regression:
+            raise ConfigError(f"kd={self.name} does not apply to a regression: {self.no_regression}; use kd=hinton "
+                              "(the student fits α·y + (1−α)·ŷ_T)")
+        if self.tau_given:
+            raise ConfigError(f"kd.tau={self.tau:g} with a regression: a temperature softens class probabilities, "
+                              "and a regression student fits α·y + (1−α)·ŷ_T directly; leave kd.tau unset (null) and "
+                              "set kd.alpha")
+        self.regression, self.tau = True, None
+        return self
 
     def settings(self) -> dict:
-        """Everything that determines the objective (for cache keys and summaries)."""
+        """Everything that determines the objective (for cache keys and summaries); τ is None for a regression."""
         return {"name": self.name, "tau": self.tau, "alpha": self.alpha}
 
     def check(self, n_classes: int, teacher_family: str, student_family: str) -> None:
@@ -95,15 +115,20 @@ class Objective:
 
     def describe(self, signals: TeacherSignals | None) -> str:
         """How messages call this student's loss."""
-        return f"τ={self.tau:g}, α={self.alpha:g}"
+        return f"α={self.alpha:g}" if self.regression else f"τ={self.tau:g}, α={self.alpha:g}"
 
     def student_loss(self, signals: TeacherSignals | None) -> Loss:
         """The student's loss (kdx.models.losses.Loss) given this objective's `signals`."""
         settings = self.term_settings(signals)
         term = type(self).term if settings is not None else None
-        return Loss(self.alpha, self.tau, self.smoothing(signals), self.kl, term,
+        return Loss(self.alpha, DEFAULT_TAU if self.regression else self.tau, self.smoothing(signals), self.kl, term,
                     tuple((settings or {}).items()), bool(term and self.needs_gradients), self.describe(signals),
-                    dict(signals.resolved) if signals is not None else {})
+                    dict(signals.resolved) if signals is not None else {}, self.regression)
 
     def soft_targets(self, y: np.ndarray, signals: TeacherSignals, n_classes: int) -> np.ndarray:
         raise ConfigError(f"kd={self.name} has no soft-label form for tree students")
+
+    def regression_targets(self, y: np.ndarray, signals: TeacherSignals) -> tuple[np.ndarray, np.ndarray]:
+        """For a tree, booster or glass-box regression student: the target it fits per row (rows × 1) and the
+        row's weight (kdx.models.soft_targets.regression_targets)."""
+        raise ConfigError(f"kd={self.name} has no target form for tree students")

@@ -37,6 +37,8 @@ class DKD(Objective):
     distribution has a single class, NCKD is identically zero and β would silently do nothing."""
 
     name = "dkd"
+    no_regression = ("DKD splits the teacher's class probabilities into the target class and the others, and a "
+                     "regression has no classes")
     kl = False  # DKD's term replaces Hinton's
     no_generated_rows = ("DKD splits the teacher's distribution at each row's true class, which rows the teacher "
                          "labelled do not have; use kd=hinton (or jacobian, attribution) with augmentation")

@@ -58,7 +58,7 @@ class GradientMatching(Objective):
     needs_gradients = True
     logit_signals = False
 
-    def __init__(self, tau: float = 4.0, alpha: float = 0.5, lam: float = 1.0):
+    def __init__(self, tau: float | None = None, alpha: float = 0.5, lam: float = 1.0):
         super().__init__(tau, alpha)
         self.lam = require_float("kd.lam", lam, 0.0)
 

@@ -36,6 +36,7 @@ class LabelSmoothing(Objective):
     for that number only); α is not used."""
 
     name = "label_smoothing"
+    no_regression = "label smoothing softens one-hot class labels, and a regression has none"
     soft_labels = True
     kl = False  # the trainers' cross-entropy with label smoothing ε is the whole loss (α = 1)
     no_generated_rows = ("label smoothing learns from the true labels only (the teacher sets ε at most), so rows "
