@@ -73,11 +73,10 @@ class PretrainedTeacher(Classifier):
         features, f = tuple(data.features), self.file
         where = f"teacher.path={self.path.name}"
         if f.regression != data.regression:
+            fix = ("give a regressor file, or read the target as classes (dataset.task=classification)"
+                   if data.regression else "give a classifier file")
             raise DataError(f"{where}: the file holds a {'regressor' if f.regression else 'classifier'} ({f.kind}), "
-                            f"but {data.name} is a {'regression' if data.regression else 'classification'}: "
-                            + ("give a classifier file, or predict the target as a number (dataset.task=regression)"
-                               if data.regression is False else "give a regressor file, or read the target as "
-                               "classes (dataset.task=classification)"))
+                            f"but {data.name} is a {'regression' if data.regression else 'classification'}: {fix}")
         self.target_values_ = data.y if data.regression else None
         if f.feature_names is None:
             if f.n_features is not None and f.n_features != len(features):
