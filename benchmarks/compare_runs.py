@@ -41,6 +41,9 @@ def jobs(root: Path) -> dict[str, Path]:
         # Keys later kdx versions added with their defaults (the study's rows and labels) pair with their absence.
         nodes["kd"] = {k: v for k, v in (nodes["kd"] or {}).items()
                        if (k, v) not in (("soft_labels", "insample"), ("oof_folds", 5))}
+        if "tau" in nodes["kd"] and nodes["kd"]["tau"] is None:  # kd.tau: null, as the objective resolved it
+            nodes["kd"]["tau"] = (summary.get("kd") or {}).get("tau")
+        nodes["dataset"] = {k: v for k, v in (nodes["dataset"] or {}).items() if (k, v) != ("task", "auto")}
         augment = config.get("augment") or {"name": "none"}
         if augment.get("name") != "none":
             nodes["augment"] = augment

@@ -93,6 +93,23 @@ def test_a_continuous_target_as_classes_is_refused_and_auto_predicts_it(tmp_path
     assert "r2" in pd.read_csv(tmp_path / "auto" / "metrics.csv")
 
 
+@pytest.mark.parametrize("target,extra,needle", [
+    (np.full(240, 3.5), ("dataset.task=regression",), "holds one value (3.5) in every row: nothing to predict"),
+    (np.where(np.arange(240) == 9, np.nan, np.arange(240) + 0.5), (), "1 missing value(s)"),
+    (np.where(np.arange(240) == 9, np.inf, np.arange(240) + 0.5), (), "1 infinite value(s)"),
+    (np.where(np.arange(240) % 2, "yes", "no"), ("dataset.task=regression",), "needs a numeric target"),
+    (np.arange(240) + 0.5, ("kd.tau=2",), "kd.tau=2 with a regression"),
+    (np.arange(240) + 0.5, ("kd=dkd",), "kd=dkd does not apply to a regression"),
+])
+def test_regression_bad_input_is_one_line(tmp_path, target, extra, needle):
+    path = tmp_path / "t.csv"
+    frame = table()
+    frame["label"] = target
+    frame.to_csv(path, index=False)
+    one_line_error(csv_run(path, tmp_path / "r", *extra), needle)
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
 def test_report_without_profiling_or_explanations_picks_students_and_says_why(tmp_path):
     res = kdx("run", *SMOKE, "profile.enabled=false", "explain.enabled=false", f"hydra.run.dir={tmp_path}")
     assert res.returncode == 0, res.stderr

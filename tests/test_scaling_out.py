@@ -92,6 +92,21 @@ def test_optuna_searches_on_validation(tmp_path):
         "kdx: error: +sweep=optuna chooses kd.tau, kd.alpha, student.hidden itself; remove kd.tau")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_OPTUNA, reason="kdx[tune] not installed")
+def test_optuna_on_a_regression_maximizes_validation_r2_without_a_temperature(tmp_path):
+    done = kdx("run", "+sweep=optuna", "dataset=diabetes", "+smoke=on", "hydra.sweeper.n_trials=2",
+               "profile.enabled=false", "explain.enabled=false", f"cache.dir={tmp_path / 'cache'}",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = json.loads((tmp_path / "sweep" / "optuna.json").read_text())
+    assert "kd.tau" not in study["space"] and "R² for a regression" in study["objective"]
+    for trial in study["trials"]:
+        summary = json.loads((Path(trial["folder"]) / "summary.json").read_text())
+        assert trial["value"] == pytest.approx(summary["metrics"]["student_kd"]["val_r2"]["mean"])
+        assert summary["kd"]["tau"] is None and summary["config"]["kd"]["alpha"] == trial["params"]["kd.alpha"]
+
+
 def test_a_missing_extra_is_one_line(monkeypatch, capsys):
     import importlib.util as util
 

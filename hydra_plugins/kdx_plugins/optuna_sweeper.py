@@ -46,6 +46,17 @@ def _distribution(name: str, spec: dict):
     return optuna.distributions.FloatDistribution(float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
 
 
+def _regression(config: DictConfig) -> bool:
+    """Whether the sweep's dataset is a regression (its task, `auto` included, as kdx reads the data)."""
+    from kdx.data.rows import build_dataset  # the dataset's loader, only when a τ is to be searched
+    from kdx.errors import KdxError
+
+    try:
+        return build_dataset(config.dataset).regression
+    except KdxError as exc:
+        _refuse(str(exc))
+
+
 class OptunaSweeper(Sweeper):
     def __init__(self, n_trials: int = 20, batch_size: int = 1, seed: int = 0, direction: str = "maximize",
                  space: DictConfig | dict | None = None):
@@ -76,6 +87,10 @@ class OptunaSweeper(Sweeper):
         if swept or clash:
             _refuse(f"+sweep=optuna chooses {', '.join(self.space)} itself; remove "
                     f"{', '.join(swept + clash)} from the command line (or from hydra.sweeper.space)")
+        if "kd.tau" in self.space and _regression(self.config):
+            del self.space["kd.tau"]
+            log.info("+sweep=optuna: %s is a regression, which has no temperature: kd.tau left out of the search",
+                     self.config.dataset.name)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")

@@ -50,7 +50,10 @@ class RunRecord:
     def label(self) -> str:
         c = self.config
         tau = "" if np.isnan(self.tau) else f"τ={self.tau:g} "
-        return f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} {tau}α={self.alpha:g}"
+        augment = c.get("augment") or {}  # generated rows: runs that differ only there have different labels
+        rows = "" if augment.get("name", "none") == "none" else (
+            f" + {augment['name']}" + (f" ×{augment['size_factor']:g}" if "size_factor" in augment else ""))
+        return f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} {tau}α={self.alpha:g}{rows}"
 
 
 @dataclass

@@ -297,7 +297,7 @@ def _selection_lines(tables: dict, points: pd.DataFrame, first: dict, alpha: flo
                  "labels (`soft labels`: in-sample, or out of fold from cross-fitted teachers) against the no-KD "
                  "student and against plain KD (no generated rows, in-sample labels, the same objective), paired "
                  f"over seeds ({test_line}; Holm over the table's tests; * adjusted p < {alpha:g}). `gap "
-                 "recovered` = (acc_KD − acc_noKD)/(acc_T − acc_noKD) with its "
+                 "recovered` = (acc_KD − acc_noKD)/(acc_T − acc_noKD) (R² for a regression) with its "
                  f"{confidence:.0%} interval (delta method, the same variance factor): 1 would close the gap, "
                  "below 0 is a loss. `chosen`: the best validation accuracy of its group. Every comparison is in "
                  "`report_augment_stats.csv`.", "",

@@ -123,7 +123,7 @@ def regression_target(raw: pd.Series, dataset: str) -> np.ndarray:
         raise DataError(f"{dataset}: target column '{name}' has {int(np.isinf(values).sum())} infinite value(s); "
                         "drop or replace them before running")
     if np.ptp(values) == 0:
-        raise DataError(f"{dataset}: target column '{name}' holds one value ({values[0]:g}) in every row: there is "
+        raise DataError(f"{dataset}: target column '{name}' holds one value ({values[0]:g}) in every row: "
                         "nothing to predict")
     return values
 
