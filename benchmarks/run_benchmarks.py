@@ -34,6 +34,7 @@ BENCHMARKS = {
     "deploy": "torch eager vs onnxruntime (raw rows, preprocessing inside) for Adult's teacher and KD student",
     "augment": "Adult: generating and labelling 5x the training rows vs the teacher's training; KD student with them",
     "paper": "the whole study, kdx run +study=paper, cold cache",
+    "scale": "synthetic 100k / 1M / 10M-row tables, one seed, 3 epochs: wall, time per row per stage, peak RSS",
 }
 
 

@@ -28,6 +28,18 @@ def test_stages_add_up_and_nest_without_double_counting():
     assert 0.09 < stages.seconds["outer"] < 0.2 and 0.04 < stages.seconds["inner"] < 0.1
 
 
+def test_stages_say_which_one_raised_the_peak_memory():
+    """In a fresh interpreter (a test worker's earlier peak would hide new allocations): 400 MB touched inside
+    `inner` count for `inner` only; 600 MB before it count for `outer`, less what the imports had already
+    peaked at and freed."""
+    code = ("import numpy as np; from kdx.timing import Stages; s = Stages()\n"
+            "with s('outer'):\n    a = np.ones(75_000_000)\n    with s('inner'):\n        b = np.ones(50_000_000)\n"
+            "print(s.peak_growth['outer'] / 2**20, s.peak_growth['inner'] / 2**20)")
+    outer, inner = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                             check=True).stdout.split())
+    assert 360 < inner < 420 and 400 < outer < 600, (outer, inner)
+
+
 def test_a_run_records_its_stages(tmp_path, compose_cfg):
     from kdx.run.protocol import run
 

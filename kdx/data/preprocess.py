@@ -128,7 +128,7 @@ class Preprocessor:
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         self._require_columns(X)
-        X = X[list(self.numeric + self.categorical)].copy()
+        X = X[list(self.numeric + self.categorical)]  # selecting columns copies the frame: no second copy
         if self.categorical:
             X[list(self.categorical)] = as_text(X[list(self.categorical)])
         return X
@@ -136,17 +136,20 @@ class Preprocessor:
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """The encoded rows (float32): what the fitted ColumnTransformer computes (`reference_transform`, equal
         bit for bit: tested), written straight into one matrix — the numeric columns imputed and standardized
-        in float64 as scikit-learn does, each category's level looked up once per distinct value."""
+        in float64 as scikit-learn does, one column at a time (a float64 copy of one column, never of the table),
+        each category's level looked up once per distinct value."""
         self._require_columns(X)
         out = np.zeros((len(X), len(self.columns_)), dtype=np.float32)
         if self.numeric:
             steps = self._ct.named_transformers_["num"].named_steps
-            values = X[list(self.numeric)].to_numpy(dtype=np.float64, na_value=np.nan)
-            values = np.where(np.isnan(values), steps["impute"].statistics_, values)
-            with _quiet_overflow():
-                values -= steps["scale"].mean_
-                values /= steps["scale"].scale_
-            out[:, : len(self.numeric)] = values
+            median, mean, scale = (steps["impute"].statistics_, steps["scale"].mean_, steps["scale"].scale_)
+            for j, name in enumerate(self.numeric):
+                values = X[name].to_numpy(dtype=np.float64, na_value=np.nan)
+                values = np.where(np.isnan(values), median[j], values)
+                with _quiet_overflow():
+                    values -= mean[j]
+                    values /= scale[j]
+                out[:, j] = values
         offset, rows = len(self.numeric), np.arange(len(X))
         if self.categorical:
             levels = self._ct.named_transformers_["cat"].named_steps["onehot"].categories_

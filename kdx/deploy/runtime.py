@@ -13,6 +13,7 @@ from kdx.deploy.schema import Schema, raw_feed
 from kdx.errors import ExportError
 from kdx.measure.efficiency import ProfileSettings, profiled_rows, time_calls
 from kdx.models import Classifier
+from kdx.models.mlp import INFERENCE_ROWS
 
 PARITY_TOLERANCE = 1e-5
 
@@ -51,7 +52,13 @@ class DeployedModel:
         return self.session.run(None, feed)
 
     def probabilities(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.run(feed)[0]
+        """The first output (probabilities, or a regressor's predictions) on the rows of `feed`, in passes of at
+        most INFERENCE_ROWS rows (one pass holds the hidden activations of every row it scores)."""
+        rows = len(next(iter(feed.values()))) if feed else 0
+        if rows <= INFERENCE_ROWS:
+            return self.run(feed)[0]
+        return np.concatenate([self.run({k: v[i : i + INFERENCE_ROWS] for k, v in feed.items()})[0]
+                               for i in range(0, rows, INFERENCE_ROWS)])
 
     def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
         return self.probabilities(self.feed(rows))

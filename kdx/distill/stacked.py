@@ -27,7 +27,7 @@ from kdx.distill.objectives.base import TeacherSignals
 from kdx.errors import TrainingError
 from kdx.models.adam import Adam
 from kdx.models.losses import Loss, Step
-from kdx.models.mlp import MLPClassifier, build_mlp, resolve_device
+from kdx.models.mlp import INFERENCE_ROWS, MLPClassifier, build_mlp, resolve_device
 
 
 def stackable(models: list) -> bool:
@@ -69,7 +69,10 @@ def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, 
     count = len(models)
     # Every layer's weights and biases of all K students as one tensor each (K, ...), laid out by _layout.
     params = [p.unsqueeze(0).repeat(count, *([1] * p.dim())).requires_grad_() for p in _layout(linears)]
-    Xt = _augment(torch.as_tensor(X, dtype=torch.float32, device=device))
+    Xt = torch.as_tensor(X, dtype=torch.float32, device=device)  # the caller's rows, not a copy (CPU, float32)
+    # The epoch's rows in its order, with the bias column of ones (_augment): one buffer for every epoch, filled
+    # by chunks, so the training rows exist once more, not twice more (kdx.models.mlp.INFERENCE_ROWS).
+    Xe = torch.ones(len(Xt), Xt.shape[1] + 1, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     Xv = _augment(torch.as_tensor(X_val, dtype=torch.float32, device=device))
     yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
@@ -91,7 +94,9 @@ def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, 
         started = time.perf_counter()
         perm = torch.randperm(len(Xt), generator=order).to(device)
         # The epoch's rows in its order, once: a minibatch is then a slice, not three gathers a step.
-        Xe, ye, Te = Xt[perm], yt[perm], None if Tt is None else Tt[perm]
+        for i in range(0, len(Xt), INFERENCE_ROWS):
+            Xe[i : i + INFERENCE_ROWS, :-1] = Xt[perm[i : i + INFERENCE_ROWS]]
+        ye, Te = yt[perm], None if Tt is None else Tt[perm]
         rows_e = {k: v[perm] for k, v in rows.items()}
         _epoch(params, opt, terms, Xe, ye, Te, rows_e, constants, spec.batch_size, epoch)
         val = _validation_loss(params, Xv, yv).tolist()

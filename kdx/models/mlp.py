@@ -36,6 +36,19 @@ def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0
     return nn.Sequential(*layers)
 
 
+INFERENCE_ROWS = 8_192  # rows per forward pass outside training (a wide network's activations on a whole table)
+
+
+def forward(net: nn.Module, X) -> torch.Tensor:
+    """`net(X)` in passes of at most INFERENCE_ROWS rows, concatenated: on a large table the hidden activations
+    of one pass over every row (rows × 512 floats for the study's teacher) would outweigh the table itself.
+    Tables of up to INFERENCE_ROWS rows take one pass, as before."""
+    x = torch.as_tensor(X, dtype=torch.float32)
+    if len(x) <= INFERENCE_ROWS:
+        return net(x)
+    return torch.cat([net(x[i : i + INFERENCE_ROWS]) for i in range(0, len(x), INFERENCE_ROWS)])
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,7 +133,7 @@ class MLPClassifier(Classifier):
                 opt.step()
             net.eval()
             with torch.no_grad():
-                val_loss = float(validation_loss(net(Xv)))
+                val_loss = float(validation_loss(forward(net, Xv)))
             # Checked once per epoch (a per-step check would synchronize a GPU every step): a non-finite
             # training loss makes the weights, and so the validation loss, non-finite.
             if not np.isfinite(val_loss):
@@ -159,11 +172,11 @@ class MLPClassifier(Classifier):
 
     @torch.inference_mode()
     def logits(self, X: np.ndarray) -> np.ndarray:
-        return self.net_(torch.as_tensor(X, dtype=torch.float32)).numpy()
+        return forward(self.net_, X).numpy()
 
     @torch.inference_mode()
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return torch.softmax(self.net_(torch.as_tensor(X, dtype=torch.float32)), dim=1).numpy()
+        return torch.softmax(forward(self.net_, X), dim=1).numpy()
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.net_.parameters() if p.requires_grad)

@@ -30,6 +30,7 @@ from kdx.store.persist import (
     write_csv,
     write_json,
 )
+from kdx.timing import peak_rss
 
 log = logging.getLogger("kdx")
 
@@ -127,6 +128,8 @@ def finish(cfg: DictConfig, out_dir: Path, data: TabularData, rows: list[dict], 
         "wall_seconds": time.perf_counter() - started,
         # Seconds per stage over all seeds (statistics: up to this summary); benchmarks/bench_stages.py.
         "stages": {**protocol.stages.seconds, "statistics and summary": time.perf_counter() - begun},
+        # Bytes by which each stage raised the process's peak memory, and the peak itself (benchmarks/bench_scale).
+        "stages_peak_growth": dict(protocol.stages.peak_growth), "peak_rss": peak_rss(),
         **summarize(metrics),
         "objective": {"cost": list(cfg.objective.cost),
                       "cost_used": cost_columns_present(metrics, tuple(cfg.objective.cost)),
