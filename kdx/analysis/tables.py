@@ -307,14 +307,14 @@ def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, p
         test, ratio, label = _group_head(first)
         nokd = _seed_frame(first, "student_nokd")
         shown = for_task(METHOD_METRICS, headline(first.metrics.columns) == "r2")
-        hinton = {(r.tau, r.alpha): r for r in members if method(r) == "hinton"}
+        hinton = {_setting(r): r for r in members if method(r) == "hinton"}
         rows = [{"pair": label, "method": "no KD (hard labels)", "τ": "—", "α": "—",
                  **{m: ms(first, "student_nokd", m) for m in shown}}]
         tests = []
         for run in sorted(members, key=lambda r: (method(r) != "hinton", method(r), r.name)):
             kd = _seed_frame(run, "student_kd")
             tau, a = run.tau, run.alpha
-            ref = hinton.get((tau, a)) if method(run) != "hinton" else None
+            ref = hinton.get(_setting(run)) if method(run) != "hinton" else None
             refs = [("no KD", nokd)] + ([("hinton", _seed_frame(ref, "student_kd"))] if ref is not None else [])
             row = {"pair": label, "method": method(run), "τ": tau, "α": a,
                    **{metric: ms(run, "student_kd", metric) for metric in shown}}
@@ -324,6 +324,11 @@ def methods_tables(runs: list[RunRecord], alpha: float) -> tuple[pd.DataFrame, p
         _mark_holm(tests, long, alpha)  # Holm over each pair's table
         wide += rows
     return pd.DataFrame(wide), pd.DataFrame(long)
+
+
+def _setting(run: RunRecord) -> tuple:
+    """A run's (τ, α) as a key (a regression's τ, NaN, as None: NaN equals nothing, itself included)."""
+    return (None if np.isnan(run.tau) else run.tau, run.alpha)
 
 
 def _group_head(first: RunRecord) -> tuple[str, float, str]:
