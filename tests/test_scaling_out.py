@@ -93,6 +93,23 @@ def test_optuna_searches_on_validation(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not HAS_MLFLOW, reason="kdx[tracking] not installed")
+def test_mlflow_logs_a_regression_as_it_is(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    done = kdx("run", "+tracking=mlflow", "dataset=diabetes", "+smoke=on", "profile.enabled=false",
+               "explain.enabled=false", f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'r'}",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("kdx").experiment_id])
+    kd = pd.read_csv(tmp_path / "r" / "metrics.csv").query("model == 'student_kd'")
+    assert run.data.metrics["student_kd/r2/mean"] == pytest.approx(kd.r2.mean())
+    assert run.data.metrics["student_kd/rmse/mean"] == pytest.approx(kd.rmse.mean())
+    assert run.data.params["dataset.task"] == "auto" and run.data.params["kd.tau"] == "None"
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_OPTUNA, reason="kdx[tune] not installed")
 def test_optuna_on_a_regression_maximizes_validation_r2_without_a_temperature(tmp_path):
     done = kdx("run", "+sweep=optuna", "dataset=diabetes", "+smoke=on", "hydra.sweeper.n_trials=2",
