@@ -17,7 +17,7 @@ from scipy import stats as st
 
 from kdx.analysis.stats import holm, seeds_needed
 from kdx.measure.intervals import mean_interval, variance_factor
-from kdx.measure.metrics import headline
+from kdx.measure.metrics import headline, headline_name
 
 # Study, Table 2 (over its datasets): teacher / student without KD / student with KD.
 TABLE2 = {
@@ -236,7 +236,7 @@ def claims_for_run(metrics: pd.DataFrame, stats: pd.DataFrame | None, alpha: flo
     p_metric = headline(metrics.columns)
     regression = p_metric == "r2"
     more = "has a higher R² than" if regression else "more accurate than"
-    named = "R²" if regression else "accuracy"
+    named = headline_name(p_metric)
     verdicts = [
         _directional(f"KD student {more} the same student without KD",
                      "accuracy 95.2 vs 92.1 % (classification)" if regression else "95.2 vs 92.1 %", stats,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from kdx.analysis.summary import kd_text
 from kdx.errors import DataError
 from kdx.store.persist import (
     CONFIG_FILE,
@@ -49,11 +50,11 @@ class RunRecord:
     @property
     def label(self) -> str:
         c = self.config
-        tau = "" if np.isnan(self.tau) else f"τ={self.tau:g} "
         augment = c.get("augment") or {}  # generated rows: runs that differ only there have different labels
         rows = "" if augment.get("name", "none") == "none" else (
             f" + {augment['name']}" + (f" ×{augment['size_factor']:g}" if "size_factor" in augment else ""))
-        return f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} {tau}α={self.alpha:g}{rows}"
+        return (f"{c['dataset']['name']}: {c['teacher']['name']}→{c['student']['name']} "
+                f"{kd_text(self.tau, self.alpha)}{rows}")
 
 
 @dataclass

@@ -41,7 +41,7 @@ def _scaled(stat: dict | None, factor: float) -> dict | None:
 def results_table(summary: dict, columns=MAIN_COLUMNS, what: str = "test split") -> Table:
     seeds = summary.get("seeds", [])
     title = (f"{summary['dataset']['name']}: {summary['config']['teacher']['name']} → "
-             f"{summary['config']['student']['name']}, {kd_text(summary['kd'])}, "
+             f"{summary['config']['student']['name']}, {kd_text(summary['kd']['tau'], summary['kd']['alpha'])}, "
              f"{what}, mean ± sd over {len(seeds)} seed(s)")
     table = Table(title=title, title_justify="left")
     table.add_column("model")
@@ -93,7 +93,7 @@ def print_summary(console: Console, summary: dict, out_dir, metrics: pd.DataFram
     cfg, seeds = summary["config"], summary.get("seeds", [])
     kd = summary["kd"]
     console.print(f"[bold]{summary['dataset']['name']}[/bold]: {cfg['teacher']['name']} → {cfg['student']['name']}, "
-                  f"kd={kd['method']} {kd_text(kd)}; test split, mean ± sd over {len(seeds)} "
+                  f"kd={kd['method']} {kd_text(kd['tau'], kd['alpha'])}; test split, mean ± sd over {len(seeds)} "
                   "seed(s)", highlight=False)
     present = [(k, label, spec) for k, label, spec in SUMMARY_COLUMNS
                if any(k in m for m in summary["metrics"].values())]

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from kdx.analysis.collect import RunRecord
-from kdx.measure.metrics import headline
+from kdx.analysis.summary import kd_text
+from kdx.measure.metrics import headline, headline_name
 
 COLORS = {"teacher": "#4c72b0", "student_nokd": "#dd8452", "student_kd": "#55a868"}
 LABELS = {"teacher": "teacher", "student_nokd": "student, no KD", "student_kd": "student, KD"}
@@ -87,13 +88,12 @@ def tradeoff(points: pd.DataFrame, file: Path) -> bool:
                    label="Pareto-efficient (validation)")
         if d.run.nunique() > 1 and len(d) <= 30:
             for _, r in d[d.model != "teacher"].iterrows():
-                label = "no KD" if pd.isna(r.alpha) else (f"α={r.alpha:g}" if pd.isna(r.tau) else
-                                                          f"τ={r.tau:g} α={r.alpha:g}")
+                label = "no KD" if pd.isna(r.alpha) else kd_text(r.tau, r.alpha)
                 ax.annotate(label, (r.C, r[p]), fontsize=6, xytext=(4, 3),
                             textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("normalized cost C (vs teacher = 1, log scale)")
-        ax.set_ylabel(f"test {'R²' if p == 'r2' else p} (mean over seeds)")
+        ax.set_ylabel(f"test {headline_name(p)} (mean over seeds)")
         ax.set_title(f"{dataset}: {d.pair.iloc[0]}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(loc="lower right", fontsize=7, frameon=True)

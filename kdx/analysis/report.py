@@ -52,7 +52,7 @@ def _rules_section(runs: list[RunRecord], max_lines: int = 60) -> list[str]:
         fidelity = ("RMSE to the teacher's predictions on the test split (mean ± sd over seeds): KD student "
                     f"{ms(run, 'student_kd', 'teacher_rmse', '.4g')}, no-KD student "
                     f"{ms(run, 'student_nokd', 'teacher_rmse', '.4g')}; test R² KD {ms(run, 'student_kd', 'r2')}."
-                    if run.metrics is not None and "r2" in run.metrics else
+                    if run.metrics is not None and headline(run.metrics.columns) == "r2" else
                     "Agreement with the teacher's predictions on the test split (mean ± sd over seeds): KD student "
                     f"{ms(run, 'student_kd', 'teacher_agreement')}, no-KD student "
                     f"{ms(run, 'student_nokd', 'teacher_agreement')}; test accuracy KD "

@@ -32,10 +32,10 @@ def summarize(metrics: pd.DataFrame) -> dict:
     return {"metrics": per_model, "accuracy_retention": retention}
 
 
-def kd_text(kd: dict) -> str:
-    """A run's distillation setting as the console and report name it: τ and α (a regression has no τ)."""
-    tau = kd.get("tau")
-    return ("" if tau is None else f"τ={tau:g} ") + f"α={kd['alpha']:g}"
+def kd_text(tau: float | None, alpha: float) -> str:
+    """A distillation setting as messages, tables and figures name it: `τ=4 α=0.5`, or `α=0.5` for a regression
+    (its τ None, or NaN in a table)."""
+    return ("" if tau is None or tau != tau else f"τ={tau:g} ") + f"α={alpha:g}"
 
 
 def format_mean_sd(stat: dict | None, spec: str = ".4f") -> str:

@@ -10,9 +10,9 @@ import pandas as pd
 from kdx.analysis.claims import SUPPORTED, TABLE2, TABLE3, Verdict, seeds_to_decide, within_ci
 from kdx.analysis.collect import RunRecord
 from kdx.analysis.stats import gap_recovered, holm, paired_comparison
-from kdx.analysis.summary import format_mean_sd, mean_sd
+from kdx.analysis.summary import format_mean_sd, kd_text, mean_sd
 from kdx.analysis.tradeoff import pareto_mask
-from kdx.measure.metrics import headline
+from kdx.measure.metrics import headline, headline_name
 from kdx.store.cache import content_key
 from kdx.store.persist import MODELS, OBJECTIVE_FILE
 
@@ -45,11 +45,6 @@ ON_REGRESSION = {"accuracy": ("r2", "rmse"), "roc_auc": (), "ece": (), "teacher_
 def for_task(metrics: tuple[str, ...], regression: bool) -> tuple[str, ...]:
     """A table's metric columns for the runs' task: as they are for classes, their counterparts for a regression."""
     return metrics if not regression else tuple(m for c in metrics for m in ON_REGRESSION.get(c, (c,)))
-
-
-def headline_name(metric: str) -> str:
-    """How tables name the headline metric (kdx.measure.metrics.headline)."""
-    return "R²" if metric == "r2" else metric
 
 
 def student_size(student: dict) -> str:
@@ -424,7 +419,7 @@ def augmentation_tables(runs: list[RunRecord], alpha: float, confidence: float =
         test, ratio, label = _group_head(first)
         p = headline(first.metrics.columns)
         shown = for_task(AUGMENT_METRICS, p == "r2")
-        label += f" ({method(first)} " + ("" if np.isnan(first.tau) else f"τ={first.tau:g} ") + f"α={first.alpha:g})"
+        label += f" ({method(first)} {kd_text(first.tau, first.alpha)})"
         nokd, teacher = _seed_frame(first, "student_nokd"), _seed_frame(first, "teacher")
         plain = next((r for r in members if plain_labels(r)), None)
         distinct: dict[tuple, RunRecord] = {}  # augment=none jobs of a sweep's size factors are one setting

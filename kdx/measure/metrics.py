@@ -18,6 +18,11 @@ def headline(columns) -> str:
     return "r2" if "r2" in columns and "accuracy" not in columns else "accuracy"
 
 
+def headline_name(metric: str) -> str:
+    """How messages and tables name the headline metric: R², or accuracy."""
+    return "R²" if metric == "r2" else metric
+
+
 def predictive_metrics(regression: bool) -> tuple[str, ...]:
     """The columns `scores` gives for a task."""
     return REGRESSION_METRICS if regression else FIDELITY_METRICS

@@ -9,7 +9,7 @@ from rich.table import Table
 from kdx.config import split_settings
 from kdx.data.rows import fingerprint, load_data, split_of
 from kdx.errors import DataError
-from kdx.measure.metrics import headline, predictive_metrics, scores
+from kdx.measure.metrics import headline, headline_name, predictive_metrics, scores
 from kdx.run.loading import load_run
 from kdx.store.persist import MODELS
 
@@ -66,7 +66,7 @@ def check_same_data(run, data) -> None:
 
 def print_evaluation(console: Console, report: dict, tolerance: float) -> None:
     table = Table(title=f"kdx eval {report['path']}", title_justify="left")
-    name = "R²" if report["metric"] == "r2" else report["metric"]
+    name = headline_name(report["metric"])
     for col in ("seed", "model", f"{name} recorded", f"{name} now", f"max |Δ| ({', '.join(report['compared'])})",
                 "split"):
         table.add_column(col, justify="right" if col != "model" else "left")

@@ -19,6 +19,7 @@ from collections import defaultdict
 
 from omegaconf import DictConfig, OmegaConf
 
+from kdx.analysis.summary import kd_text
 from kdx.config import units_of, validate
 from kdx.data.rows import load_data
 from kdx.errors import ConfigError, KdxError
@@ -103,7 +104,7 @@ def _prefit_group(members: list[DictConfig]) -> dict:
             for p, k in zip(protocols, keys):
                 if not cache.has("models", k["student_kd"]):
                     wanted[k["student_kd"]] = (p, f"student_kd seed {seed} (kd={p.objective.name} "
-                                                  f"{'' if p.tau is None else f'τ={p.tau:g} '}α={p.alpha:g})")
+                                                  f"{kd_text(p.tau, p.alpha)})")
             if len(wanted) < 2:
                 passes.append(len(wanted))
                 continue

@@ -36,7 +36,7 @@ from kdx.measure.explain import (
     explain_model,
     resolve_players,
 )
-from kdx.measure.metrics import scores, to_teacher
+from kdx.measure.metrics import headline, headline_name, scores, to_teacher
 from kdx.measure.shapley import MAX_EXACT_COLUMNS
 from kdx.models import Classifier
 from kdx.models.base import reads_raw
@@ -484,10 +484,10 @@ def _seed(protocol: Protocol, seed: int, out_dir: Path, rows: list[dict], seeds:
     rows = sorted(rows + seed_rows, key=lambda r: seeds.index(r["seed"]))  # stable: model order kept
     # Rewritten after every seed: an interrupted run keeps the seeds it finished.
     write_csv(out_dir / METRICS_FILE, pd.DataFrame(rows))
-    headline = "r2" if protocol.data.regression else "accuracy"
-    acc = {r["model"]: r[headline] for r in seed_rows}
+    metric = headline(seed_rows[0])
+    acc = {r["model"]: r[metric] for r in seed_rows}
     log.info("seed %d: %s teacher %.4f | student no-KD %.4f | student KD %.4f%s", seed,
-             "R²" if headline == "r2" else headline, acc["teacher"], acc["student_nokd"], acc["student_kd"],
+             headline_name(metric), acc["teacher"], acc["student_nokd"], acc["student_kd"],
              " (reused: " + ", ".join(r["model"] for r in seed_rows if r["reused"]) + ")"
              if any(r["reused"] for r in seed_rows) else "")
     return rows
