@@ -50,6 +50,12 @@ def _quiet_overflow():
         yield
 
 
+def standardization(y: np.ndarray) -> tuple[float, float]:
+    """The mean and sd (population, ddof 0) a regression target is standardized with: its training rows'."""
+    y = np.asarray(y, dtype=np.float64)
+    return float(y.mean()), float(y.std())
+
+
 class Preprocessor:
     """Median-impute and standardize numeric columns; one-hot categorical columns (missing is a level,
     unseen categories encode as all zeros). Keeps the map from encoded columns to original features."""
@@ -99,8 +105,7 @@ class Preprocessor:
 
     def fit_target(self, y: np.ndarray) -> Preprocessor:
         """A regression target's standardization, from the training rows: mean and sd (population, ddof 0)."""
-        y = np.asarray(y, dtype=np.float64)
-        self.target_mean_, self.target_scale_ = float(y.mean()), float(y.std())
+        self.target_mean_, self.target_scale_ = standardization(y)
         if not self.target_scale_ > 0:
             raise DataError("the regression target is constant in the training rows: there is nothing to predict")
         return self

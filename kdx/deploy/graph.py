@@ -94,10 +94,10 @@ def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[
     n_classes = len(class_names)
     nodes += list(model_graph.node)
     inits += list(model_graph.initializer)
+    properties = {"classes": json.dumps([str(c) for c in class_names]), **(metadata or {})}
     if target is not None:
         more_nodes, more_inits, outputs = _prediction(target)
-        return _finish(inputs, nodes + more_nodes, inits + more_inits, outputs,
-                       {"classes": json.dumps([str(c) for c in class_names]), "task": "regression", **(metadata or {})})
+        return _finish(inputs, nodes + more_nodes, inits + more_inits, outputs, {**properties, "task": "regression"})
     nodes += [
         helper.make_node("Identity", [PROBA], ["probabilities"]),
         helper.make_node("ArgMax", [PROBA], ["kdx/label_index"], axis=1, keepdims=0),
@@ -107,8 +107,7 @@ def compose(schema: Schema, model_graph, class_names: list[str], metadata: dict[
     ]
     outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes]),
                helper.make_tensor_value_info("label", TensorProto.STRING, [None])]
-    return _finish(inputs, nodes, inits, outputs, {"classes": json.dumps([str(c) for c in class_names]),
-                                                   **(metadata or {})})
+    return _finish(inputs, nodes, inits, outputs, properties)
 
 
 def _prediction(target: tuple[float, float]) -> tuple[list, list, list]:

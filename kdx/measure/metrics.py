@@ -44,8 +44,8 @@ def regression_fidelity(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def teacher_fit(teacher_pred: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """A regression student's fidelity to its teacher: the RMSE between their predictions (`teacher_rmse`, the
     target's units) and the R² of the student's predictions against the teacher's (`teacher_r2`)."""
-    err = np.asarray(pred, np.float64) - np.asarray(teacher_pred, np.float64)
-    return {"teacher_rmse": float(np.sqrt(np.mean(err**2))), "teacher_r2": r2(teacher_pred, pred)}
+    fit = regression_fidelity(pred, teacher_pred)
+    return {"teacher_rmse": fit["rmse"], "teacher_r2": fit["r2"]}
 
 
 def to_teacher(logits: np.ndarray, teacher_logits: np.ndarray, preprocessor=None, itself: bool = False) -> dict:

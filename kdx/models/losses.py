@@ -148,14 +148,11 @@ class OneStudentLoss:
             x = x.detach().requires_grad_(True)
         z = net(x)
         teacher = rows.get("teacher_logits")
-        if spec.regression:
-            value = regression_kd_loss(z, teacher if spec.hinton else None, y, spec.alpha if spec.hinton else 1.0)
-            if spec.alpha != 1 and not spec.hinton:
-                value = spec.alpha * value
-        elif spec.hinton:
-            value = kd_loss(z, teacher, y, spec.tau, spec.alpha, spec.epsilon)
+        if spec.hinton:
+            value = (regression_kd_loss(z, teacher, y, spec.alpha) if spec.regression
+                     else kd_loss(z, teacher, y, spec.tau, spec.alpha, spec.epsilon))
         else:
-            value = labelled_cross_entropy(z, y, spec.epsilon)
+            value = labelled_squared_error(z, y) if spec.regression else labelled_cross_entropy(z, y, spec.epsilon)
             if spec.alpha != 1:
                 value = spec.alpha * value
         if spec.term is not None:

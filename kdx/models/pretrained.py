@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
+from kdx.data.preprocess import standardization
 from kdx.data.raw import RawCodec
 from kdx.errors import ConfigError, DataError, KdxError
 from kdx.models.base import Classifier
@@ -224,8 +225,9 @@ class PretrainedTeacher(Classifier):
             raise KdxError("the pretrained teacher has not been given the dataset (attach)")
         if self.file.regression:
             self.to_raw(X)  # rows without their raw values and ids are refused
-            y_train = np.asarray(self.target_values_, dtype=np.float64)[X.ids]
-            self.target_ = (float(y_train.mean()), float(y_train.std()))
+            if getattr(self, "target_values_", None) is None:  # a checkpoint keeps the standardization, not the target
+                raise KdxError("the pretrained teacher has not been given the dataset's target (attach)")
+            self.target_ = standardization(self.target_values_[X.ids])
             self._memo = {}
         self.n_classes_ = n_classes
         self.history_ = {"fit_seconds": self.load_seconds, "trained": False, "format": self.file.format,
@@ -265,9 +267,10 @@ class PretrainedTeacher(Classifier):
         joblib.dump(self, path, compress=3)
         return path
 
-    # A checkpoint holds the file's bytes, not the loaded library objects (an ONNX session cannot be pickled).
+    # A checkpoint holds the file's bytes, not the loaded library objects (an ONNX session cannot be pickled), nor
+    # the dataset's target (a regressor keeps the standardization `fit` took from it).
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("file", "_memo")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("file", "_memo", "target_values_")}
         state["_bytes"] = self.path.read_bytes() if self.path.is_file() else self.__dict__.get("_bytes")
         return state
 
