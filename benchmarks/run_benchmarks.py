@@ -32,6 +32,7 @@ BENCHMARKS = {
     "sweeps": "3x3 tau/alpha sweep on Adult, 2 seeds: reuse vs none, 2 parallel jobs vs 1",
     "objectives": "one training epoch of each distillation objective vs hinton (Adult, 64-32 student)",
     "deploy": "torch eager vs onnxruntime (raw rows, preprocessing inside) for Adult's teacher and KD student",
+    "teacher": "the default teacher's epoch vs its matmuls alone, a plain torch loop and bf16 (Adult, 1M rows)",
     "augment": "Adult: generating and labelling 5x the training rows vs the teacher's training; KD student with them",
     "paper": "the whole study, kdx run +study=paper, cold cache",
     "scale": "synthetic 100k / 1M / 10M-row tables, one seed, 3 epochs: wall, time per row per stage, peak RSS",

@@ -27,7 +27,9 @@ from kdx.distill.objectives.base import TeacherSignals
 from kdx.errors import TrainingError
 from kdx.models.adam import Adam
 from kdx.models.losses import Loss, Step
-from kdx.models.mlp import INFERENCE_ROWS, MLPClassifier, build_mlp, resolve_device
+from kdx.models.mlp import MLPClassifier, build_mlp, resolve_device
+
+EPOCH_BLOCK_ROWS = 65_536  # rows of an epoch gathered into the training buffer at a time
 
 
 def stackable(models: list) -> bool:
@@ -70,9 +72,11 @@ def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, 
     # Every layer's weights and biases of all K students as one tensor each (K, ...), laid out by _layout.
     params = [p.unsqueeze(0).repeat(count, *([1] * p.dim())).requires_grad_() for p in _layout(linears)]
     Xt = torch.as_tensor(X, dtype=torch.float32, device=device)  # the caller's rows, not a copy (CPU, float32)
-    # The epoch's rows in its order, with the bias column of ones (_augment): one buffer for every epoch, filled
-    # by chunks, so the training rows exist once more, not twice more (kdx.models.mlp.INFERENCE_ROWS).
-    Xe = torch.ones(len(Xt), Xt.shape[1] + 1, dtype=torch.float32, device=device)
+    # A block of the epoch's rows in its order, with the bias column of ones (_augment): one buffer of
+    # EPOCH_BLOCK_ROWS rows (a whole number of minibatches) filled for each block, so a minibatch is a slice,
+    # not three gathers a step, and the training rows never exist twice.
+    block = spec.batch_size * max(1, EPOCH_BLOCK_ROWS // spec.batch_size)
+    Xe = torch.ones(min(block, len(Xt)), Xt.shape[1] + 1, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     Xv = _augment(torch.as_tensor(X_val, dtype=torch.float32, device=device))
     yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
@@ -93,12 +97,12 @@ def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, 
     for epoch in range(1, spec.epochs + 1):
         started = time.perf_counter()
         perm = torch.randperm(len(Xt), generator=order).to(device)
-        # The epoch's rows in its order, once: a minibatch is then a slice, not three gathers a step.
-        for i in range(0, len(Xt), INFERENCE_ROWS):
-            Xe[i : i + INFERENCE_ROWS, :-1] = Xt[perm[i : i + INFERENCE_ROWS]]
-        ye, Te = yt[perm], None if Tt is None else Tt[perm]
-        rows_e = {k: v[perm] for k, v in rows.items()}
-        _epoch(params, opt, terms, Xe, ye, Te, rows_e, constants, spec.batch_size, epoch)
+        for i in range(0, len(Xt), block):  # minibatches never straddle two blocks: the epoch's steps as one pass
+            rows_b = perm[i : i + block]
+            Xb = Xe[: len(rows_b)]
+            Xb[:, :-1] = Xt[rows_b]
+            _epoch(params, opt, terms, Xb, yt[rows_b], None if Tt is None else Tt[rows_b],
+                   {k: v[rows_b] for k, v in rows.items()}, constants, spec.batch_size, epoch)
         val = _validation_loss(params, Xv, yv).tolist()
         share = (time.perf_counter() - started) / len(active)
         keep = []
@@ -381,9 +385,7 @@ class _Terms:
 
 
 def _adam(params, spec: MLPClassifier) -> Adam:
-    """Adam with its fused kernel (one op per step instead of about ten per parameter; the same update up to
-    rounding): at this size the optimizer's per-op overhead is a large share of a step."""
-    return Adam(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
+    return Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
 
 
 def _compact(params, opt: Adam, keep: list[int]):

@@ -20,6 +20,23 @@ from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.losses import Loss, OneStudentLoss
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout whose training masks on the CPU are drawn from `generator` (a numpy PCG64 stream the model
+    seeds): one uint32 per element, dropped below round(p·2³²), so p is exact to 2⁻³² and the kept values are
+    scaled by 2³²/(2³² − that threshold). Drawing a whole mask from a counter-based stream at once is much
+    cheaper than torch's CPU Bernoulli, drawn element by element from its Mersenne Twister (performance page,
+    `teacher`). Without a generator, or on another device, it is torch's dropout."""
+
+    generator: np.random.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or self.generator is None or x.device.type != "cpu":
+            return super().forward(x)
+        threshold = round(self.p * 2**32)
+        keep = self.generator.integers(0, 2**32, size=tuple(x.shape), dtype=np.uint32) >= threshold
+        return x * torch.from_numpy(keep).to(x.dtype).mul_(2**32 / (2**32 - threshold))
+
+
 def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0) -> nn.Sequential:
     """Linear → ReLU (→ Dropout) blocks and a linear head.
 
@@ -30,7 +47,7 @@ def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0
     for h in hidden:
         layers += [nn.Linear(width, h), nn.ReLU()]
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         width = h
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
@@ -62,8 +79,8 @@ class MLPClassifier(Classifier):
     (kdx.models.losses.regression_kd_loss). Checkpoint selection: the epoch with the lowest validation
     cross-entropy (regression: squared error); training stops after
     `patience` epochs without improvement. The same `seed` gives the same initialization, the same
-    minibatch order and the same dropout masks, so a KD student and its no-KD baseline differ only in
-    their loss.
+    minibatch order and the same dropout masks (kdx.models.mlp.Dropout), so a KD student and its no-KD
+    baseline differ only in their loss. Adam is the fused kernel (kdx.models.adam).
     """
 
     family = "torch"
@@ -100,6 +117,10 @@ class MLPClassifier(Classifier):
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         net = build_mlp(X.shape[1], self.hidden, n_classes, self.dropout).to(device)
+        masks = np.random.default_rng(self.seed)  # one stream for every dropout layer, drawn in layer order
+        for module in net:
+            if isinstance(module, Dropout):
+                module.generator = masks
         Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
         regression = n_classes == 1  # one output: the standardized target (kdx.data.preprocess.fit_target)
         target_type = torch.float32 if regression else torch.long
