@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,24 +114,107 @@ def test_categories_become_text_as_one_call_per_cell_would():
     assert as_text(frame)["e"].tolist()[:3] == ["1", "1", "1.0"]
 
 
-def test_the_encoding_is_scikit_learns_column_transformer_bit_for_bit():
-    """Preprocessor.transform writes the encoded matrix itself; the fitted ColumnTransformer (what the ONNX
-    export carries) is the reference: equal to the last bit on the bundled tables and on awkward rows (missing
-    values, levels never seen, an empty numeric column, huge values, integer and nullable columns)."""
+def _column_transformer(numeric, categorical, train):
+    """The reference: scikit-learn's ColumnTransformer of the same steps, fitted on the same rows."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from kdx.data.preprocess import MISSING, as_text
+
+    ct = ColumnTransformer([
+        ("num", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                          ("scale", StandardScaler())]), list(numeric)),
+        ("cat", Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=MISSING)),
+                          ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32))]),
+         list(categorical))], sparse_threshold=0.0)
+
+    def prepared(X):
+        X = X[list(numeric + categorical)].copy()
+        X[list(categorical)] = as_text(X[list(categorical)])
+        return X
+
+    with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ct.fit(prepared(train))
+
+    def transform(X, empty):
+        with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = np.asarray(ct.transform(prepared(X)), dtype=np.float32)
+        out[:, empty] = 0.0
+        return out
+
+    return ct, transform
+
+
+def test_the_encoding_is_scikit_learns_column_transformer():
+    """Preprocessor fits each column with scikit-learn's estimators and writes the encoded matrix itself; the
+    reference is a ColumnTransformer of the same steps fitted on the same rows: the same medians, means, scales
+    and levels (a mean summed over one column rather than down a matrix may differ in its last bits) and the same
+    encoding (one-hot exactly, numeric within one float32 ulp), on the bundled tables and on awkward rows
+    (missing values, levels never seen, an empty numeric column, huge values, integer and nullable columns)."""
     from kdx.data import load_adult, load_breast_cancer, load_wine_quality
     from kdx.data.rows import prepare_seed
+
+    def check(pre, train, rows_list):
+        ct, transform = _column_transformer(pre.numeric, pre.categorical, train)
+        steps = ct.named_transformers_["num"].named_steps
+        np.testing.assert_array_equal(pre.median_, steps["impute"].statistics_)
+        np.testing.assert_allclose(pre.mean_, steps["scale"].mean_, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(pre.scale_, steps["scale"].scale_, rtol=1e-12)
+        levels = ct.named_transformers_["cat"].named_steps["onehot"].categories_ if pre.categorical else []
+        assert [list(c) for c in pre.categories_] == [list(c) for c in levels]
+        n_num = len(pre.numeric)
+        for rows in rows_list:
+            got, reference = pre.transform(rows), transform(rows, pre.empty_numeric_)
+            assert got.dtype == reference.dtype == np.float32 and got.shape == reference.shape
+            np.testing.assert_array_equal(got[:, n_num:], reference[:, n_num:])
+            finite = np.isfinite(reference[:, :n_num])
+            np.testing.assert_array_equal(np.isfinite(got[:, :n_num]), finite)
+            np.testing.assert_array_max_ulp(got[:, :n_num][finite], reference[:, :n_num][finite], maxulp=1)
 
     split = {"scheme": "holdout", "folds": 5, "fractions": (0.7, 0.15, 0.15)}
     for loader in (load_adult, load_breast_cancer, load_wine_quality):
         data = loader()
-        pre = prepare_seed(data, 0, split).preprocessor
-        assert np.array_equal(pre.transform(data.X), pre.reference_transform(data.X)), loader.__name__
+        sd = prepare_seed(data, 0, split)
+        check(sd.preprocessor, data.X.iloc[sd.split.train], [data.X])
     train = pd.DataFrame({"a": [1.0, 2.5, np.nan, 4.0], "b": [np.nan] * 4, "n": pd.array([1, None, 3, 4], "Int64"),
                           "c": ["x", None, "y", ""], "d": [1, 2, 1, 2]})
     later = pd.DataFrame({"a": [np.nan, 1e300, -3.25], "b": [5.0, np.nan, 1.0], "n": pd.array([None, 7, 2], "Int64"),
                           "c": ["z", "x", None], "d": [3, 1, 2]})
     pre = Preprocessor(("a", "b", "n"), ("c", "d")).fit(train)
-    for rows in (train, later):
-        got, reference = pre.transform(rows), pre.reference_transform(rows)
-        assert got.dtype == reference.dtype == np.float32
-        np.testing.assert_array_equal(got, reference)
+    check(pre, train, [train, later])
+
+
+def test_fit_and_transform_at_rows_equal_fit_and_transform_of_those_rows():
+    """Rows given as positions into the frame (how a seed's parts are encoded, without copying the table) give
+    what the frame of those rows gives."""
+    from kdx.data import load_adult
+
+    data = load_adult()
+    X = data.X
+    rows = np.random.default_rng(0).permutation(len(X))[:5000]
+    at_rows = Preprocessor(data.numeric, data.categorical).fit(X, rows)
+    of_rows = Preprocessor(data.numeric, data.categorical).fit(X.iloc[rows])
+    for name in ("median_", "mean_", "scale_", "columns_"):
+        np.testing.assert_array_equal(getattr(at_rows, name), getattr(of_rows, name))
+    other = rows[::-1][:700]
+    np.testing.assert_array_equal(at_rows.transform(X, other), of_rows.transform(X.iloc[other]))
+
+
+def test_a_preprocessor_saved_by_an_older_kdx_still_loads():
+    """Run directories written before the preprocessor fitted its columns itself hold a fitted ColumnTransformer
+    (`_ct`): loading one reads its statistics, and it encodes as the ColumnTransformer does."""
+    import pickle
+
+    X = pd.DataFrame({"a": [1.0, 2.5, np.nan, 4.0, 7.0], "c": ["x", None, "y", "", "x"]})
+    new = Preprocessor(("a",), ("c",)).fit(X)
+    ct, transform = _column_transformer(("a",), ("c",), X)
+    state = {k: v for k, v in vars(new).items() if k not in ("median_", "mean_", "scale_", "categories_")}
+    old = Preprocessor.__new__(Preprocessor)
+    old.__dict__.update({**state, "_ct": ct})
+    loaded = pickle.loads(pickle.dumps(old))
+    assert not hasattr(loaded, "_ct")
+    np.testing.assert_array_equal(loaded.transform(X), transform(X, loaded.empty_numeric_))

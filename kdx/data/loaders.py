@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import io
@@ -198,6 +199,17 @@ def _sniff(file: Path, compression: str | None, encoding: str) -> str | None:
     return best
 
 
+def _one_reader_thread():
+    """pandas (≥ 3.1) reads a large CSV in parallel chunks (one thread per core) and concatenates them: at its
+    peak about three times the table's memory, against about twice read by one thread, which is a little slower.
+    A table's memory is what limits its size on one machine, so kdx reads with one thread."""
+    try:
+        pd.get_option("mode.max_threads")
+    except (KeyError, pd.errors.OptionError):
+        return contextlib.nullcontext()
+    return pd.option_context("mode.max_threads", 1)
+
+
 def read_table(file: Path, sep: str | None = None, encoding: str = "utf-8-sig") -> pd.DataFrame:
     """A table file as a DataFrame: Parquet by extension, else CSV (compression recognised by its first bytes,
     the delimiter sniffed unless `sep` is given); every failure one DataError line."""
@@ -214,8 +226,9 @@ def read_table(file: Path, sep: str | None = None, encoding: str = "utf-8-sig") 
         raise DataError(f"{file} is empty")
     compression = _compression(file)
     try:
-        return pd.read_csv(file, sep=sep or _sniff(file, compression, encoding), encoding=encoding,
-                           compression=compression, engine=None if sep or compression != "zstd" else "python")
+        with _one_reader_thread():
+            return pd.read_csv(file, sep=sep or _sniff(file, compression, encoding), encoding=encoding,
+                               compression=compression, engine=None if sep or compression != "zstd" else "python")
     except LookupError:
         raise DataError(f"unknown dataset.encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
     except UnicodeDecodeError as exc:
@@ -230,15 +243,17 @@ def read_table(file: Path, sep: str | None = None, encoding: str = "utf-8-sig") 
 
 
 def _numeric_with_typos(df: pd.DataFrame, columns: list[str]) -> dict[str, list]:
-    """Text columns whose values are mostly numbers: column → the values that are not."""
+    """Text columns whose values are mostly numbers: column → the values that are not (in order of appearance).
+    Each distinct value is parsed once, weighted by how often it occurs."""
     found = {}
     for c in columns:
         if pd.api.types.is_numeric_dtype(df[c]) or df[c].dropna().empty:
             continue
-        values = df[c].dropna()
-        parsed = pd.to_numeric(values, errors="coerce")
-        if parsed.notna().mean() >= TYPO_SHARE:
-            found[c] = list(pd.unique(values[parsed.isna()]))
+        codes, uniques = pd.factorize(df[c], use_na_sentinel=True)
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        number = pd.to_numeric(pd.Series(np.asarray(uniques, dtype=object)), errors="coerce").notna().to_numpy()
+        if counts[number].sum() >= TYPO_SHARE * counts.sum():
+            found[c] = list(np.asarray(uniques, dtype=object)[~number])
     return found
 
 
@@ -308,15 +323,18 @@ def column_notes(df: pd.DataFrame, categorical: list[str], numeric: list[str]) -
     notes, constant = [], []
     rows = len(df)
     for c in df.columns:
-        values = df[c].dropna()
-        if values.empty:  # an entirely empty column is refused by check_features (a wrong delimiter, often)
+        column = df[c]
+        present = column.notna().to_numpy()
+        if not present.any():  # an entirely empty column is refused by check_features (a wrong delimiter, often)
             continue
-        if df[c].nunique(dropna=False) == 1:
+        first = column.iloc[int(present.argmax())]
+        if present.all() and bool((column == first).all()):
             constant.append(c)
-            notes.append(f"column '{c}' holds one value ({values.iloc[0]!r}) in every row: constant, so dropped")
+            notes.append(f"column '{c}' holds one value ({first!r}) in every row: constant, so dropped")
             continue
-        distinct = values.nunique()
         if c in categorical:
+            values = column[present]
+            distinct = values.nunique()
             if _looks_like_dates(values):
                 notes.append(f"column '{c}' holds dates: as a category every date is a one-hot column ({distinct}); "
                              f"drop it with dataset.drop=[{c}] or parse it into days with dataset.parse_dates=[{c}]")
@@ -329,11 +347,11 @@ def column_notes(df: pd.DataFrame, categorical: list[str], numeric: list[str]) -
             elif distinct >= IDENTIFIER_SHARE * rows and distinct > 20:
                 notes.append(f"column '{c}' has a distinct value in {distinct / rows:.0%} of rows: an identifier? it "
                              f"becomes {distinct} one-hot columns; drop it with dataset.drop=[{c}]")
-        elif c in numeric and distinct == len(values) == rows and rows > 20 \
-                and pd.api.types.is_integer_dtype(values) and (values.is_monotonic_increasing or
-                                                               values.is_monotonic_decreasing):
-            notes.append(f"column '{c}' numbers the rows (distinct, in order): a row number or identifier? drop it "
-                         f"with dataset.drop=[{c}]")
+        elif c in numeric and present.all() and rows > 20 and pd.api.types.is_integer_dtype(column):
+            v = column.to_numpy()
+            if (v[1:] > v[:-1]).all() or (v[1:] < v[:-1]).all():  # distinct and in order
+                notes.append(f"column '{c}' numbers the rows (distinct, in order): a row number or identifier? "
+                             f"drop it with dataset.drop=[{c}]")
     return notes, constant
 
 
@@ -349,6 +367,17 @@ def _parse_dates(df: pd.DataFrame, columns: list[str], name: str) -> None:
         if getattr(parsed.dt, "tz", None) is not None:
             parsed = parsed.dt.tz_convert(None)
         df[c] = (parsed - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+
+
+def _objects(column: pd.Series) -> pd.Series:
+    """A categorical column as object dtype (what kdx's preprocessing and its raw-row frames read); the cells of
+    a text column share one Python string per distinct value (a 10M-row column: 80 MB of pointers, not 10M
+    strings)."""
+    if isinstance(column.dtype, pd.StringDtype):
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        values = np.array([*uniques, np.nan], dtype=object)[codes]  # code −1 (missing) takes the last
+        return pd.Series(values, index=column.index, name=column.name, dtype=object)
+    return column.astype(object)
 
 
 def load_csv(
@@ -424,6 +453,6 @@ def load_csv(
     categorical = [c for c in categorical if c not in constant]
     X = df[[c for c in df.columns if c in set(numeric) | set(categorical)]]
     check_features(X, tuple(numeric), tuple(categorical), name)
-    X = X.astype({c: "object" for c in categorical})
+    X = X.assign(**{c: _objects(X[c]) for c in categorical})
     return TabularData(name, X, y, classes, tuple(numeric), tuple(categorical), str(file),
                        notes={"columns": notes, "dropped_constant": constant} if notes else {}, task=task)

@@ -8,9 +8,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from kdx.errors import DataError
@@ -18,19 +15,19 @@ from kdx.errors import DataError
 MISSING = "__missing__"
 
 
+def text_values(column: pd.Series) -> np.ndarray:
+    """A column as an object array of strings, missing (and "") as NaN (see `as_text`)."""
+    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):  # object or pandas' own strings
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        text = np.array([*uniques, np.nan], dtype=object)  # code −1 (missing) takes the last
+        text[[i for i, t in enumerate(text[:-1]) if t == ""]] = np.nan
+        return text[codes]
+    return column.astype(object).map(lambda v: np.nan if pd.isna(v) or v == "" else str(v)).to_numpy(dtype=object)
+
+
 def texts(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Each column as an object array of strings, missing as NaN (see `as_text`)."""
-    out = {}
-    for name, col in frame.items():
-        if pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):  # object or pandas' own strings
-            codes, uniques = pd.factorize(col, use_na_sentinel=True)
-            text = np.array([*uniques, np.nan], dtype=object)  # code −1 (missing) takes the last
-            text[[i for i, t in enumerate(text[:-1]) if t == ""]] = np.nan
-            out[name] = text[codes]
-        else:
-            out[name] = col.astype(object).map(lambda v: np.nan if pd.isna(v) or v == "" else str(v)).to_numpy(
-                dtype=object)
-    return out
+    """Each column as an object array of strings, missing as NaN (`text_values`)."""
+    return {name: text_values(col) for name, col in frame.items()}
 
 
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -56,52 +53,87 @@ def standardization(y: np.ndarray) -> tuple[float, float]:
     return float(y.mean()), float(y.std())
 
 
+def _numbers(column: pd.Series, rows: np.ndarray | None) -> np.ndarray:
+    """A numeric column's values at `rows` (all when None) as float64, missing as NaN."""
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values if rows is None else values[rows]
+
+
+def _levels(column: pd.Series, rows: np.ndarray | None) -> np.ndarray:
+    """A categorical column's values at `rows` as the text the encoder reads, missing as the level MISSING."""
+    text = text_values(column if rows is None else column.iloc[rows])
+    text[pd.isna(text)] = MISSING
+    return text
+
+
 class Preprocessor:
     """Median-impute and standardize numeric columns; one-hot categorical columns (missing is a level,
-    unseen categories encode as all zeros). Keeps the map from encoded columns to original features."""
+    unseen categories encode as all zeros). Keeps the map from encoded columns to original features.
+
+    Each column is fitted on its own (the median of its values, scikit-learn's StandardScaler and OneHotEncoder:
+    what a ColumnTransformer of SimpleImputer, StandardScaler and OneHotEncoder holds, tested against one) and
+    encoded straight into one float32 matrix, one column at a time: `fit` and `transform` take the rows to use
+    as positions into the frame, so neither copies the table (a 10M-row table is encoded without a second copy).
+    Fitted: `median_`, `mean_`, `scale_` (float64, one per numeric column), `categories_` (the sorted levels
+    of each categorical column), `columns_` (the encoded columns' names), `column_feature_`."""
 
     def __init__(self, numeric: tuple[str, ...], categorical: tuple[str, ...]):
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
 
-    def fit(self, X: pd.DataFrame) -> Preprocessor:
-        transformers = []
-        if self.numeric:
-            transformers.append(
-                # keep_empty_features: a column empty in the training rows stays (as a constant) instead of
-                # being dropped, which would shift every encoded column's name by one.
-                ("num", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                                  ("scale", StandardScaler())]),
-                 list(self.numeric))
-            )
-        if self.categorical:
-            transformers.append(
-                ("cat", Pipeline([
-                    ("impute", SimpleImputer(strategy="constant", fill_value=MISSING)),
-                    ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)),
-                ]), list(self.categorical))
-            )
-        self._ct = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
-        prepared = self._prepare(X)
-        empty = [c for c in self.numeric if prepared[c].isna().all()]
+    def fit(self, X: pd.DataFrame, rows: np.ndarray | None = None) -> Preprocessor:
+        """Fit on the frame's rows at positions `rows` (all when None)."""
+        self._require_columns(X)
+        median, mean, scale, empty = [], [], [], []
+        for j, name in enumerate(self.numeric):
+            values = _numbers(X[name], rows)
+            missing = np.isnan(values)
+            # SimpleImputer(strategy="median", keep_empty_features=True)'s statistic (tested against it), by
+            # selection rather than its full sort: a column empty in the training rows stays, as a constant 0,
+            # instead of being dropped, which would shift every encoded column's name by one.
+            if missing.all():
+                empty.append(j)
+            median.append(float(np.median(values[~missing])) if not missing.all() else 0.0)
+            with _quiet_overflow():  # values too large to scale are caught, by name, after transform
+                scaler = StandardScaler().fit(np.where(missing, median[-1], values)[:, None])
+            mean.append(scaler.mean_[0])
+            scale.append(scaler.scale_[0])
         if empty:
             logging.getLogger("kdx").warning("numeric column(s) %s have no value in the training rows: they carry no "
-                                             "information for any model (encoded as a constant)", empty)
-        with _quiet_overflow():  # values too large to scale are caught, by name, after transform
-            self._ct.fit(prepared)
+                                             "information for any model (encoded as a constant)",
+                                             [self.numeric[j] for j in empty])
+        self.median_, self.mean_, self.scale_ = (np.asarray(v, dtype=np.float64) for v in (median, mean, scale))
         # Values such a column has in later rows were never seen in training: they are ignored (0 = the mean).
-        self.empty_numeric_ = np.asarray([self.numeric.index(c) for c in empty], dtype=np.int64)
+        self.empty_numeric_ = np.asarray(empty, dtype=np.int64)
+        self.categories_ = [OneHotEncoder(handle_unknown="ignore").fit(_levels(X[name], rows)[:, None]).categories_[0]
+                            for name in self.categorical]
+        self._name_columns()
+        return self
+
+    def _name_columns(self) -> None:
         self.feature_names_ = tuple(self.numeric + self.categorical)
         columns: list[str] = list(self.numeric)
         groups: list[int] = list(range(len(self.numeric)))
-        if self.categorical:
-            encoder = self._ct.named_transformers_["cat"].named_steps["onehot"]
-            for j, (feature, levels) in enumerate(zip(self.categorical, encoder.categories_)):
-                columns += [f"{feature}={level}" for level in levels]
-                groups += [len(self.numeric) + j] * len(levels)
+        for j, (feature, levels) in enumerate(zip(self.categorical, self.categories_)):
+            columns += [f"{feature}={level}" for level in levels]
+            groups += [len(self.numeric) + j] * len(levels)
         self.columns_ = tuple(columns)
         self.column_feature_ = np.asarray(groups, dtype=np.int64)
-        return self
+
+    def __setstate__(self, state: dict) -> None:
+        # A preprocessor saved by kdx ≤ 2026-12-06 (a run's preprocessor.joblib) held a fitted ColumnTransformer:
+        # its statistics are read into the attributes this one fits.
+        ct = state.pop("_ct", None)
+        self.__dict__.update(state)
+        if ct is not None and not hasattr(self, "mean_"):
+            self.median_ = self.mean_ = self.scale_ = np.zeros(0)
+            if self.numeric:
+                steps = ct.named_transformers_["num"].named_steps
+                self.median_ = np.asarray(steps["impute"].statistics_, dtype=np.float64)
+                self.mean_ = np.asarray(steps["scale"].mean_, dtype=np.float64)
+                self.scale_ = np.asarray(steps["scale"].scale_, dtype=np.float64)
+            self.categories_ = (list(ct.named_transformers_["cat"].named_steps["onehot"].categories_)
+                                if self.categorical else [])
 
     def fit_target(self, y: np.ndarray) -> Preprocessor:
         """A regression target's standardization, from the training rows: mean and sd (population, ddof 0)."""
@@ -131,52 +163,29 @@ class Preprocessor:
         if missing:
             raise DataError(f"input rows lack feature column(s) {missing}")
 
-    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        """The encoded rows (float32) of the frame's rows at positions `rows` (all when None), written straight
+        into one matrix: the numeric columns imputed and standardized in float64 as scikit-learn does, one
+        column at a time (a float64 copy of one column, never of the table), each category's level looked up
+        once per distinct value."""
         self._require_columns(X)
-        X = X[list(self.numeric + self.categorical)]  # selecting columns copies the frame: no second copy
-        if self.categorical:
-            X[list(self.categorical)] = as_text(X[list(self.categorical)])
-        return X
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """The encoded rows (float32): what the fitted ColumnTransformer computes (`reference_transform`, equal
-        bit for bit: tested), written straight into one matrix — the numeric columns imputed and standardized
-        in float64 as scikit-learn does, one column at a time (a float64 copy of one column, never of the table),
-        each category's level looked up once per distinct value."""
-        self._require_columns(X)
-        out = np.zeros((len(X), len(self.columns_)), dtype=np.float32)
-        if self.numeric:
-            steps = self._ct.named_transformers_["num"].named_steps
-            median, mean, scale = (steps["impute"].statistics_, steps["scale"].mean_, steps["scale"].scale_)
-            for j, name in enumerate(self.numeric):
-                values = X[name].to_numpy(dtype=np.float64, na_value=np.nan)
-                values = np.where(np.isnan(values), median[j], values)
-                with _quiet_overflow():
-                    values -= mean[j]
-                    values /= scale[j]
-                out[:, j] = values
-        offset, rows = len(self.numeric), np.arange(len(X))
-        if self.categorical:
-            levels = self._ct.named_transformers_["cat"].named_steps["onehot"].categories_
-            for text, categories in zip(texts(X[list(self.categorical)]).values(), levels):
-                text[pd.isna(text)] = MISSING
-                codes = pd.Categorical(text, categories=categories).codes  # −1: a level never seen in training
-                seen = codes >= 0
-                out[rows[seen], offset + codes[seen]] = 1.0
-                offset += len(categories)
+        n = len(X) if rows is None else len(rows)
+        out = np.zeros((n, len(self.columns_)), dtype=np.float32)
+        for j, name in enumerate(self.numeric):
+            values = _numbers(X[name], rows)
+            values = np.where(np.isnan(values), self.median_[j], values)
+            with _quiet_overflow():
+                values -= self.mean_[j]
+                values /= self.scale_[j]
+            out[:, j] = values
+        offset, positions = len(self.numeric), np.arange(n)
+        for name, categories in zip(self.categorical, self.categories_):
+            codes = pd.Categorical(_levels(X[name], rows), categories=categories).codes  # −1: never seen in training
+            seen = codes >= 0
+            out[positions[seen], offset + codes[seen]] = 1.0
+            offset += len(categories)
         out[:, getattr(self, "empty_numeric_", np.zeros(0, dtype=np.int64))] = 0.0
         return out
-
-    def reference_transform(self, X: pd.DataFrame) -> np.ndarray:
-        """scikit-learn's own transform of the fitted pipeline (the reference `transform` is tested against)."""
-        with _quiet_overflow():
-            out = np.ascontiguousarray(self._ct.transform(self._prepare(X)), dtype=np.float32)
-        out[:, getattr(self, "empty_numeric_", np.zeros(0, dtype=np.int64))] = 0.0
-        return out
-
-    def numeric_scaler(self):
-        """The fitted StandardScaler of the numeric columns (for reading thresholds in raw units)."""
-        return self._ct.named_transformers_["num"].named_steps["scale"]
 
     @property
     def n_features_out(self) -> int:

@@ -68,7 +68,7 @@ class RawCodec:
         n_num = len(self.numeric)
         if n_num:
             shift = noisy_encoded[:, :n_num].astype(np.float64) - clean_encoded[:, :n_num].astype(np.float64)
-            out[:, :n_num] += shift * preprocessor.numeric_scaler().scale_
+            out[:, :n_num] += shift * preprocessor.scale_
         decoded = self.decode(noisy_encoded, preprocessor)
         out[:, n_num:] = np.where(changed[:, n_num:], decoded[:, n_num:], out[:, n_num:])
         return out
@@ -80,8 +80,7 @@ class RawCodec:
         out = np.full((len(encoded), len(self.features)), np.nan)
         n_num = len(self.numeric)
         if n_num:
-            scaler = preprocessor.numeric_scaler()
-            out[:, :n_num] = encoded[:, :n_num].astype(np.float64) * scaler.scale_ + scaler.mean_
+            out[:, :n_num] = encoded[:, :n_num].astype(np.float64) * preprocessor.scale_ + preprocessor.mean_
         columns = preprocessor.columns_
         for j, c in enumerate(self.categorical, start=n_num):
             block = np.flatnonzero(preprocessor.column_feature_ == j)

@@ -3,6 +3,7 @@ each seed's split and encoded parts (remembered in the process, so the jobs of a
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,18 @@ def build_dataset(node: DictConfig) -> TabularData:
     if key not in _DATASETS:
         _DATASETS.clear()  # keep one table in memory, not one per config ever seen
         _DATASETS[key] = instantiate_node("dataset", args)
+        return_freed_memory()
     return _DATASETS[key]
+
+
+def return_freed_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing, False). Reading
+    a table frees as much memory as the table takes (its parser's buffers, its chunks, in the reader threads'
+    own heaps); held, those pages would count in the process's memory for the rest of the run."""
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+        return False
 
 
 
@@ -161,11 +173,11 @@ def prepare_seed(data: TabularData, seed: int, split_args: dict) -> SeedData:
     target is standardized with the training rows' mean and sd (every model fits and predicts it in those units;
     `Preprocessor.unscale_target` maps predictions back)."""
     split = split_of(data, seed, split_args)
-    pre = Preprocessor(data.numeric, data.categorical).fit(data.X.iloc[split.train])
+    pre = Preprocessor(data.numeric, data.categorical).fit(data.X, split.train)
     if data.regression:
         pre.fit_target(data.y[split.train])
     parts = split.parts()
-    X = {k: pre.transform(data.X.iloc[idx]) for k, idx in parts.items()}
+    X = {k: pre.transform(data.X, idx) for k, idx in parts.items()}
     for part, values in X.items():
         bad = ~np.isfinite(values).all(axis=0)
         if bad.any():

@@ -37,19 +37,11 @@ class Schema:
 
     @classmethod
     def of(cls, pre: Preprocessor) -> Schema:
-        numeric = ()
-        if pre.numeric:
-            steps = pre._ct.named_transformers_["num"].named_steps
-            empty = set(getattr(pre, "empty_numeric_", np.zeros(0, int)).tolist())
-            numeric = tuple(
-                NumericFeature(name, float(steps["impute"].statistics_[j]), float(steps["scale"].mean_[j]),
-                               float(steps["scale"].scale_[j]), j in empty)
-                for j, name in enumerate(pre.numeric))
-        categorical = ()
-        if pre.categorical:
-            encoder = pre._ct.named_transformers_["cat"].named_steps["onehot"]
-            categorical = tuple(CategoricalFeature(name, tuple(str(c) for c in levels))
-                                for name, levels in zip(pre.categorical, encoder.categories_))
+        empty = set(getattr(pre, "empty_numeric_", np.zeros(0, int)).tolist())
+        numeric = tuple(NumericFeature(name, float(pre.median_[j]), float(pre.mean_[j]), float(pre.scale_[j]),
+                                       j in empty) for j, name in enumerate(pre.numeric))
+        categorical = tuple(CategoricalFeature(name, tuple(str(c) for c in levels))
+                            for name, levels in zip(pre.categorical, pre.categories_))
         return cls(numeric, categorical)
 
     @property

@@ -216,8 +216,10 @@ class ExplainContext:
         if n_features is not None:
             perturbed = np.zeros((n_stab, settings.stability_draws, n_features), dtype=bool)
             perturbed[..., :n_numeric] = True  # Gaussian noise moves every numeric feature
+        # Each level's training count from one pass down the columns (X_train[:, cols] would copy a block's rows).
+        counts = np.asarray(X_train, dtype=np.float32).sum(0, dtype=np.float64) if blocks else None
         for cols in blocks:
-            marginal = X_train[:, cols].sum(0).astype(np.float64)
+            marginal = counts[cols]
             if marginal.sum() <= 0:
                 continue
             resample = rng.random(noisy.shape[:2]) < settings.categorical_resample

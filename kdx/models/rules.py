@@ -11,8 +11,7 @@ def _condition(pre: Preprocessor, column: int, threshold: float) -> tuple[str, s
     """Texts of the left (≤) and right (>) branch of a split on an encoded column."""
     name = pre.columns_[column]
     if column < len(pre.numeric):
-        scaler = pre.numeric_scaler()
-        raw = threshold * scaler.scale_[column] + scaler.mean_[column]
+        raw = threshold * pre.scale_[column] + pre.mean_[column]
         return f"{name} <= {raw:.4g}", f"{name} > {raw:.4g}"
     feature, level = name.split("=", 1)
     return f"{feature} is not {level}", f"{feature} is {level}"
