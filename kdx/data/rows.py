@@ -39,19 +39,18 @@ def build_dataset(node: DictConfig) -> TabularData:
     if key not in _DATASETS:
         _DATASETS.clear()  # keep one table in memory, not one per config ever seen
         _DATASETS[key] = instantiate_node("dataset", args)
-        return_freed_memory()
+        _return_freed_memory()
     return _DATASETS[key]
 
 
-def return_freed_memory() -> bool:
+def _return_freed_memory() -> bool:
     """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing, False). Reading
-    a table frees as much memory as the table takes (its parser's buffers, its chunks, in the reader threads'
-    own heaps); held, those pages would count in the process's memory for the rest of the run."""
+    a table frees about as much memory as the table takes (the parser's buffers and chunks, the columns'
+    conversions); held, those pages would count in the process's memory for the rest of the run."""
     try:
         return bool(ctypes.CDLL(None).malloc_trim(0))
     except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
         return False
-
 
 
 def subsample(data: TabularData, rows: int, seed: int = 0) -> TabularData:
