@@ -121,7 +121,7 @@ class Preprocessor:
         self.column_feature_ = np.asarray(groups, dtype=np.int64)
 
     def __setstate__(self, state: dict) -> None:
-        # A preprocessor saved by kdx ≤ 2026-12-06 (a run's preprocessor.joblib) held a fitted ColumnTransformer:
+        # A preprocessor saved by an earlier kdx (a run's preprocessor.joblib) held a fitted ColumnTransformer:
         # its statistics are read into the attributes this one fits.
         ct = state.pop("_ct", None)
         self.__dict__.update(state)
