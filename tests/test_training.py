@@ -48,4 +48,5 @@ def test_a_net_with_dropout_trains_to_the_same_weights_from_the_same_seed():
             for seed in (7, 7, 8)]
     weights = [torch.cat([p.flatten() for p in m.net_.parameters()]) for m in fits]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    assert all(m.generator is None for m in fits[0].net_ if isinstance(m, Dropout))  # not saved with the model
     assert sum(isinstance(m, Dropout) for m in build_mlp(5, (16, 8), 2, 0.2)) == 2

@@ -23,7 +23,7 @@ from kdx.models.losses import Loss, OneStudentLoss
 class Dropout(nn.Dropout):
     """nn.Dropout whose training masks on the CPU are drawn from `generator` (a numpy PCG64 stream the model
     seeds): one uint32 per element, dropped below round(p·2³²), so p is exact to 2⁻³² and the kept values are
-    scaled by 2³²/(2³² − that threshold). Drawing a whole mask from a counter-based stream at once is much
+    scaled by 2³²/(2³² − that threshold). Drawing a whole mask from NumPy's PCG64 at once is much
     cheaper than torch's CPU Bernoulli, drawn element by element from its Mersenne Twister (performance page,
     `teacher`). Without a generator, or on another device, it is torch's dropout."""
 
@@ -169,6 +169,9 @@ class MLPClassifier(Classifier):
                 if stale >= self.patience:
                     break
         net.load_state_dict(best_state)
+        for module in net:  # the stream served training; a saved model does not carry it
+            if isinstance(module, Dropout):
+                module.generator = None
         self.net_ = net.cpu().eval()
         self.history_ = {
             "best_epoch": best_epoch, "epochs_run": len(curve), "best_val_ce": best_loss,
