@@ -1,10 +1,10 @@
 """The default teacher's training epoch against its matmul floor, side by side in one run: the forward and
 backward matmuls alone (the same layer shapes, batch 256, as many steps as an epoch), a plain torch loop
-(nn.Dropout, torch.optim.Adam with its default per-tensor update: kdx's trainer before this change), the same
-plain loop under bf16 autocast, and kdx's trainer (MLPClassifier.fit: seeded PCG64 dropout masks, fused Adam,
-the validation pass of each epoch included). On Adult's training rows and on a synthetic table of
-KDX_TEACHER_ROWS rows (default 1,000,000; 30 encoded columns). Goal (issue #30): an epoch ≤ 1.5× its matmul
-time, ≤ 2× at the least."""
+(nn.Dropout, torch.optim.Adam's single-tensor update, no validation pass: the textbook loop, not kdx's trainer
+before this change, which batched Adam's ops across parameters), the same plain loop under bf16 autocast, and
+kdx's trainer (MLPClassifier.fit: seeded PCG64 dropout masks, fused Adam, the validation pass of each epoch
+included). On Adult's training rows and on a synthetic table of KDX_TEACHER_ROWS rows (default 1,000,000; 30
+encoded columns). Goal (issue #30): an epoch ≤ 1.5× its matmul time, ≤ 2× at the least."""
 
 from __future__ import annotations
 

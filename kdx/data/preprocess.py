@@ -93,7 +93,9 @@ class Preprocessor:
             # instead of being dropped, which would shift every encoded column's name by one.
             if missing.all():
                 empty.append(j)
-            median.append(float(np.median(values[~missing])) if not missing.all() else 0.0)
+                median.append(0.0)
+            else:
+                median.append(float(np.median(values[~missing])))
             with _quiet_overflow():  # values too large to scale are caught, by name, after transform
                 scaler = StandardScaler().fit(np.where(missing, median[-1], values)[:, None])
             mean.append(scaler.mean_[0])
@@ -107,10 +109,6 @@ class Preprocessor:
         self.empty_numeric_ = np.asarray(empty, dtype=np.int64)
         self.categories_ = [OneHotEncoder(handle_unknown="ignore").fit(_levels(X[name], rows)[:, None]).categories_[0]
                             for name in self.categorical]
-        self._name_columns()
-        return self
-
-    def _name_columns(self) -> None:
         self.feature_names_ = tuple(self.numeric + self.categorical)
         columns: list[str] = list(self.numeric)
         groups: list[int] = list(range(len(self.numeric)))
@@ -119,6 +117,7 @@ class Preprocessor:
             groups += [len(self.numeric) + j] * len(levels)
         self.columns_ = tuple(columns)
         self.column_feature_ = np.asarray(groups, dtype=np.int64)
+        return self
 
     def __setstate__(self, state: dict) -> None:
         # A preprocessor saved by an earlier kdx (a run's preprocessor.joblib) held a fitted ColumnTransformer:
