@@ -170,7 +170,10 @@ def test_a_plain_step_computes_autograds_gradients_bit_for_bit(hidden, classes):
     """The step of CE and Hinton students with the backward pass written out (_plain_step) leaves in every
     stacked parameter's .grad exactly what autograd's backward of the same losses leaves; also with
     non-finite teacher logits, which only the KD students' gradients see."""
-    from kdx.distill.stacked import _augment, _forward, _layout, _plain_step, _Terms
+    from kdx.distill.stacked import _plain_step, _Terms
+    from kdx.models.stack import augment as _augment
+    from kdx.models.stack import forward as _forward
+    from kdx.models.stack import layout as _layout
 
     torch.manual_seed(0)
     linears = [m for m in build_mlp(7, hidden, classes) if isinstance(m, torch.nn.Linear)]
@@ -195,12 +198,14 @@ def test_a_plain_step_computes_autograds_gradients_bit_for_bit(hidden, classes):
 def test_stacked_input_gradients_are_autograds():
     """The stack's input gradients (the chain rule written out) equal autograd's, student by student, for
     MLPs of 0, 1 and 2 hidden layers."""
-    from kdx.distill.stacked import _augment, _forward, _input_gradients
+    from kdx.distill.stacked import _input_gradients
+    from kdx.models.stack import augment as _augment
+    from kdx.models.stack import forward as _forward
 
     torch.manual_seed(0)
     for hidden in ([], [6], [6, 5]):
         sizes = [4 + 1, *hidden, 3]
-        params = []  # in the stack's layout (stacked._layout): the output layer class-major
+        params = []  # in the stack's layout (kdx.models.stack.layout): the output layer class-major
         for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = j and j == len(sizes) - 2
             params.append(torch.randn(3, b, a) if last else torch.randn(3, a, b))

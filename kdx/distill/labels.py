@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from kdx.data.base import regression_strata
+from kdx.models.mlp import MLPClassifier
 
 log = logging.getLogger("kdx")
 
@@ -51,7 +52,9 @@ def out_of_fold_logits(make_teacher: Callable[[int], object], X: np.ndarray, y: 
     early stopping as the full teacher has them, and labels fold k. A class with fewer training rows than
     folds is missing from some fold models' rows; its rows then get the logits of a model that never saw
     the class, which is what out of fold means (said in the log). A regression's folds are stratified on the
-    target's quantile bins (kdx.data.base.regression_strata)."""
+    target's quantile bins (kdx.data.base.regression_strata). MLP fold models train together in one stacked
+    pass (MLPClassifier.fit_on_rows: the same per-model results as one by one), others one by
+    one."""
     strata = regression_strata(y) if n_classes == 1 else y
     counts = np.bincount(y, minlength=n_classes) if n_classes > 1 else np.zeros(0, dtype=np.int64)
     rare = [k for k in range(len(counts)) if 0 < counts[k] < folds]
@@ -65,8 +68,15 @@ def out_of_fold_logits(make_teacher: Callable[[int], object], X: np.ndarray, y: 
     with warnings.catch_warnings():  # scikit-learn's warning about those classes, said above in kdx's words
         warnings.simplefilter("ignore", UserWarning)
         parts = list(splitter.split(np.zeros(len(y)), strata))
-    for k, (fit_rows, held) in enumerate(parts):
-        model = make_teacher(k).fit(X[fit_rows], y[fit_rows], X_val, y_val, n_classes)
+    models = [make_teacher(k) for k in range(folds)]
+    if MLPClassifier.trains_together(models):  # MLP teachers: one stacked pass over the table for all folds
+        log.info("out-of-fold teachers: %d folds trained together in one stacked pass", folds)
+        MLPClassifier.fit_on_rows(models, X, y, [fit_rows for fit_rows, _ in parts], X_val, y_val, n_classes,
+                    names=[f"fold {k} teacher" for k in range(folds)])
+    else:
+        for model, (fit_rows, _) in zip(models, parts):
+            model.fit_teacher(X[fit_rows], y[fit_rows], X_val, y_val, n_classes)
+    for k, (model, (_, held)) in enumerate(zip(models, parts)):
         logits[held] = model.logits(X[held])
         fold[held] = k
         seconds += float(model.history_.get("fit_seconds", 0.0))

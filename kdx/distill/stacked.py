@@ -22,12 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdx import progress
 from kdx.distill.objectives.base import TeacherSignals
-from kdx.errors import TrainingError
 from kdx.models.adam import Adam
 from kdx.models.losses import Loss, Step
 from kdx.models.mlp import MLPClassifier, build_mlp, resolve_device
+from kdx.models.stack import Selection, augment, backward, compact, forward, stacked
 
 EPOCH_BLOCK_ROWS = 65_536  # rows of an epoch gathered into the training buffer at a time
 
@@ -67,18 +66,16 @@ def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, 
     device = resolve_device(spec.device)
     torch.manual_seed(spec.seed)
     template = build_mlp(X.shape[1], spec.hidden, n_classes).to(device)  # the same init as one-by-one
-    linears = [m for m in template if isinstance(m, torch.nn.Linear)]
     count = len(models)
-    # Every layer's weights and biases of all K students as one tensor each (K, ...), laid out by _layout.
-    params = [p.unsqueeze(0).repeat(count, *([1] * p.dim())).requires_grad_() for p in _layout(linears)]
+    params = stacked(template, count)  # every layer of all K students as one tensor each (K, ...)
     Xt = torch.as_tensor(X, dtype=torch.float32, device=device)  # the caller's rows, not a copy (CPU, float32)
-    # A block of the epoch's rows in its order, with the bias column of ones (_augment): one buffer of
+    # A block of the epoch's rows in its order, with the bias column of ones (augment): one buffer of
     # EPOCH_BLOCK_ROWS rows (a whole number of minibatches) filled for each block, so a minibatch is a slice,
     # not three gathers a step, and the training rows never exist twice.
     block = spec.batch_size * max(1, EPOCH_BLOCK_ROWS // spec.batch_size)
     Xe = torch.ones(min(block, len(Xt)), Xt.shape[1] + 1, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
-    Xv = _augment(torch.as_tensor(X_val, dtype=torch.float32, device=device))
+    Xv = augment(torch.as_tensor(X_val, dtype=torch.float32, device=device))
     yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
     Tt = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32, device=device)
     rows = {} if signals is None else {k: torch.as_tensor(v, device=device) for k, v in signals.rows.items()}
@@ -89,11 +86,14 @@ def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, 
     opt = _adam(params, spec)
     order = torch.Generator().manual_seed(spec.seed)
 
-    best = [float("inf")] * count
-    best_state: list[list[torch.Tensor] | None] = [None] * count
-    best_epoch, stale = [0] * count, [0] * count
-    curves: list[list[float]] = [[] for _ in range(count)]
-    seconds = [0.0] * count
+    selection = Selection(count, spec.epochs, spec.patience)
+
+    def diverged(k: int, epoch: int) -> str:
+        name = names[k] if names else f"student {k}"
+        teacher = teacher_logits if losses[k].uses_teacher else None
+        return (f"{name} ({losses[k].label}, trained in a stacked pass): "
+                + models[k]._divergence(epoch, float("nan"), X, teacher, losses[k].tau))
+
     for epoch in range(1, spec.epochs + 1):
         started = time.perf_counter()
         perm = torch.randperm(len(Xt), generator=order).to(device)
@@ -103,41 +103,17 @@ def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, 
             Xb[:, :-1] = Xt[rows_b]
             _epoch(params, opt, terms, Xb, yt[rows_b], None if Tt is None else Tt[rows_b],
                    {k: v[rows_b] for k, v in rows.items()}, constants, spec.batch_size, epoch)
-        val = _validation_loss(params, Xv, yv).tolist()
-        share = (time.perf_counter() - started) / len(active)
-        keep = []
-        for row, k in enumerate(active):
-            seconds[k] += share
-            if not np.isfinite(val[row]):
-                name = names[k] if names else f"student {k}"
-                teacher = teacher_logits if losses[k].uses_teacher else None
-                raise TrainingError(f"{name} ({losses[k].label}, trained in a stacked pass): "
-                                    + models[k]._divergence(epoch, float("nan"), X, teacher, losses[k].tau))
-            curves[k].append(val[row])
-            if val[row] < best[k]:
-                best[k], best_epoch[k], stale[k] = val[row], epoch, 0
-                best_state[k] = [p[row].detach().clone() for p in params]
-                keep.append(row)
-            else:
-                stale[k] += 1
-                if stale[k] < spec.patience:
-                    keep.append(row)
-        progress.epoch(epoch, spec.epochs)
+        keep = selection.epoch(epoch, params, Xv, yv, active, started, diverged)
         if not keep:
             break
         if len(keep) < len(active):
-            params, opt = _compact(params, opt, keep)
+            params, opt = compact(params, opt, keep)
             terms = terms.keep(keep)
             active = [active[row] for row in keep]
 
     for k, model in enumerate(models):
-        net = build_mlp(X.shape[1], spec.hidden, n_classes)
-        _unlayout(best_state[k], [m for m in net if isinstance(m, torch.nn.Linear)])
-        model.net_ = net.eval()
-        model.history_ = {
-            "best_epoch": best_epoch[k], "epochs_run": len(curves[k]), "best_val_ce": best[k], "val_ce": curves[k],
-            "train_device": str(device), "fit_seconds": seconds[k], "trained_together": count,
-        }
+        model.net_ = selection.network(k, X.shape[1], spec.hidden, n_classes)
+        model.history_ = selection.history(k, str(device), count)
     return models
 
 
@@ -152,68 +128,11 @@ def _epoch(params: list[torch.Tensor], opt, terms: _Terms, Xe: torch.Tensor, ye:
             _plain_step(params, x, ye[batch], None if Te is None else Te[batch], terms)
         else:
             acts = [] if terms.gradients else None
-            logits = _forward(params, x, acts)
+            logits = forward(params, x, acts)
             loss = terms(logits, ye[batch], None if Te is None else Te[batch], epoch,
                          (params, x, acts, {k: v[batch] for k, v in rows_e.items()}, constants))
             loss.sum().backward()
         opt.step()
-
-
-def _augment(x: torch.Tensor) -> torch.Tensor:
-    """Rows with a column of ones appended: the first layer's bias is then part of its matmul."""
-    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
-
-
-def _layout(linears: list[torch.nn.Linear]) -> list[torch.Tensor]:
-    """One student's layers as the stack keeps them: the first layer (in + 1, out), its bias the last row
-    (against the ones column of _augment); hidden layers' weights (in, out) and biases (1, out), for
-    `a @ W + b`; the output layer class-major, weight (classes, in) and bias (classes, 1), for
-    `W @ aᵀ + b`, so that the logits come out (classes, rows) (see _forward)."""
-    params = []
-    for j, lin in enumerate(linears):
-        weight, bias = lin.weight.detach(), lin.bias.detach()
-        if j == 0:
-            params.append(torch.cat([weight.T, bias[None, :]]))
-        elif j == len(linears) - 1:
-            params += [weight.clone(), bias[:, None].clone()]
-        else:
-            params += [weight.T.contiguous(), bias[None, :].clone()]
-    return params
-
-
-@torch.no_grad()
-def _unlayout(params: list[torch.Tensor], linears: list[torch.nn.Linear]) -> None:
-    """The inverse of _layout: one student's tensors in the stack's layout copied into its layers."""
-    for j, lin in enumerate(linears):
-        if j == 0:
-            weight, bias = params[0][:-1].T, params[0][-1]
-        elif j == len(linears) - 1:
-            weight, bias = params[2 * j - 1], params[2 * j][:, 0]
-        else:
-            weight, bias = params[2 * j - 1].T, params[2 * j][0]
-        lin.weight.copy_(weight.cpu())
-        lin.bias.copy_(bias.cpu())
-
-
-def _forward(params: list[torch.Tensor], x: torch.Tensor, acts: list | None = None) -> torch.Tensor:
-    """Logits (K, classes, rows) of the K stacked students on the shared rows `x` (augmented), in _layout.
-    `acts`, when given, receives each hidden layer's activations (for the input gradients)."""
-    # The shared rows as a stride-0 batch (no copy). The first layer's bias rides in its matmul instead of
-    # being broadcast into the widest activation first (3 % faster a step, 2 and 31 students, measured A/B);
-    # later biases are added inside the matmul; ReLU in place (the matmul's backward does not need its
-    # output). The logits come out class-major: every softmax over classes then runs across rows (torch's
-    # kernel over a last dimension of 2 classes does one short row at a time: 10x slower), and the output
-    # layer's matmul is 3x faster that way round (measured, 31 students, batch 256).
-    h = torch.bmm(x.expand(params[0].shape[0], -1, -1), params[0])
-    if len(params) == 1:  # no hidden layer
-        return h.transpose(1, 2).contiguous()
-    for j in range(1, len(params), 2):
-        a = torch.relu_(h)
-        if acts is not None:
-            acts.append(a)
-        if j == len(params) - 2:
-            return torch.baddbmm(params[j + 1], params[j], a.transpose(1, 2))
-        h = torch.baddbmm(params[j + 1], a, params[j])
 
 
 @torch.no_grad()
@@ -221,51 +140,15 @@ def _plain_step(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, te
                 terms: _Terms) -> None:
     """One step's gradients of students whose losses are all CE and Hinton's term (no KD, τ/α grids), into
     each parameter's `.grad`: the logits' gradient as _CrossEntropyKL writes it, then the chain rule through
-    the layers written out (_backward). The same operations autograd runs for `_forward`, bit for bit, without
+    the layers written out (backward). The same operations autograd runs for `forward`, bit for bit, without
     recording and walking a graph every step: an epoch of 31 students 0.465 → 0.360 s, of 2 students 1.2-1.5x
     faster (interleaved A/B, Adult, 64-32)."""
     acts: list[torch.Tensor] = []
-    logits = _forward(params, x, acts)
+    logits = forward(params, x, acts)
     _, grad = _cross_entropy_kl(logits, y, teacher if terms.hinton else None, terms.ce_weight, terms.tau,
                                 terms.kl_weight, terms.masked, with_loss=False)
-    for p, g in zip(params, _backward(params, x, acts, grad)):
+    for p, g in zip(params, backward(params, x, acts, grad)):
         p.grad = g
-
-
-def _backward(params: list[torch.Tensor], x: torch.Tensor, acts: list[torch.Tensor],
-              grad: torch.Tensor) -> list[torch.Tensor]:
-    """The gradient of every stacked parameter (_layout) from the logits' (K, classes, rows), given the
-    rows `x` (augmented) and the hidden activations _forward recorded: what autograd computes for _forward,
-    op for op (tests/test_stacked.py compares them)."""
-    if len(params) == 1:  # no hidden layer: logits = (x @ W)ᵀ
-        return [torch.bmm(x.T.expand(len(grad), -1, -1), grad.transpose(1, 2))]
-    grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
-    grads[-1] = grad.sum(2, keepdim=True)
-    grads[-2] = torch.bmm(grad, acts[-1])
-    # ∂/∂(last hidden activations), (K, rows, units): as autograd computes it for `W @ aᵀ`, (Wᵀ @ grad)ᵀ, not
-    # gradᵀ @ W — the same numbers, summed in another order by some CPUs' kernels (AMD EPYC's here)
-    d = torch.bmm(params[-2].transpose(1, 2), grad).transpose(1, 2)
-    for j in range(len(params) - 4, 0, -2):  # hidden layers, last first: relu(a @ params[j] + params[j + 1])
-        d = torch.ops.aten.threshold_backward(d, acts[(j + 1) // 2], 0)
-        grads[j + 1] = d.sum(1, keepdim=True)
-        grads[j] = torch.bmm(acts[(j - 1) // 2].transpose(1, 2), d)
-        d = torch.bmm(d, params[j].transpose(1, 2))
-    d = torch.ops.aten.threshold_backward(d, acts[0], 0)
-    grads[0] = torch.bmm(x.T.expand(len(d), -1, -1), d)
-    return grads
-
-
-def _validation_loss(params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """Each stacked student's mean cross-entropy (K,) on the validation rows, `chunk` rows at a time: the
-    whole set's activations at once (31 students × 10k rows × 64 units: 81 MB) go through memory, a chunk's
-    stay in cache (2x faster a pass, measured)."""
-    total = torch.zeros(params[0].shape[0], dtype=X.dtype, device=X.device)
-    with torch.no_grad():
-        for start in range(0, len(X), chunk):
-            logits = _forward(params, X[start : start + chunk])
-            rows = y[start : start + chunk]
-            total += F.cross_entropy(logits, rows.expand(len(logits), -1), reduction="none").sum(1)
-    return total / len(X)
 
 
 def _input_gradients(params: list[torch.Tensor], acts: list[torch.Tensor], rows: torch.Tensor,
@@ -362,7 +245,7 @@ class _Terms:
         return _Terms([self.losses[r] for r in rows], self.tau.device, self.masked)
 
     def __call__(self, logits, y, teacher, epoch: int, inputs=None) -> torch.Tensor:
-        """Each student's loss (K,) on the minibatch: logits (K, classes, rows) (_forward), the teacher's
+        """Each student's loss (K,) on the minibatch: logits (K, classes, rows) (forward), the teacher's
         (rows, classes); `inputs` = (the stack's parameters, the rows (augmented), the hidden activations,
         this minibatch's rows of the teacher's signals, their constants)."""
         # α·CE and Hinton's term (kdx.models.losses.kd_loss) for every student that has them, in one function
@@ -386,10 +269,3 @@ class _Terms:
 
 def _adam(params, spec: MLPClassifier) -> Adam:
     return Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-
-
-def _compact(params, opt: Adam, keep: list[int]):
-    """The stack without the students that stopped: their rows of every parameter and of Adam's state."""
-    rows = torch.tensor(keep, device=params[0].device)
-    new = [p.detach()[rows].clone().requires_grad_() for p in params]
-    return new, opt.keep(new, rows)

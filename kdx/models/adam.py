@@ -25,16 +25,53 @@ class Adam:
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
+        self._update(self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq,
+                     [self.steps] * len(self.params))
+
+    def _update(self, params, grads, exp_avg, exp_avg_sq, steps: list[int]) -> None:
+        """The fused update of `params` (each at its own step count) in place."""
         beta1, beta2 = self.betas
-        step = [torch.tensor(float(self.steps), device=p.device) for p in self.params]
-        torch._fused_adam_(self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq, [], step,
+        device = params[0].device
+        torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [],
+                           [torch.tensor(float(n), device=device) for n in steps],
                            lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=self.weight_decay, eps=self.eps,
                            amsgrad=False, maximize=False)
 
     def keep(self, params: list[torch.Tensor], rows: torch.Tensor) -> Adam:
         """The optimizer of `params` (rows `rows` of this one's parameters), its moments and step carried over."""
-        new = Adam(params, self.lr, self.weight_decay, self.betas, self.eps)
+        new = type(self)(params, self.lr, self.weight_decay, self.betas, self.eps)
         new.exp_avg = [m[rows].clone() for m in self.exp_avg]
         new.exp_avg_sq = [v[rows].clone() for v in self.exp_avg_sq]
         new.steps = self.steps
+        return new
+
+
+class RowAdam(Adam):
+    """Adam over stacked parameters (K, ...) whose K rows are separate models, each with its own step count:
+    a model that has no minibatch at some step (the stack's models train on row sets of different sizes)
+    is left out of that step, as if it trained alone. Every element's update depends only on its own values and
+    its model's step, so stepping a model's rows as views is its own Adam's update."""
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, lr, weight_decay, betas, eps)
+        self.row_steps = [0] * len(self.params[0])
+
+    @torch.no_grad()
+    def step(self, rows: list[int] | None = None) -> None:
+        """One step of the models in `rows` (every row when None)."""
+        rows = list(range(len(self.row_steps))) if rows is None else rows
+        for r in rows:
+            self.row_steps[r] += 1
+        counts = {self.row_steps[r] for r in rows}
+        if len(rows) == len(self.row_steps) and len(counts) == 1:  # all models, in step: whole tensors
+            self.steps = self.row_steps[0] - 1
+            return super().step()
+        pick = [(j, r) for j in range(len(self.params)) for r in rows]
+        self._update([self.params[j][r] for j, r in pick], [self.params[j].grad[r] for j, r in pick],
+                     [self.exp_avg[j][r] for j, r in pick], [self.exp_avg_sq[j][r] for j, r in pick],
+                     [self.row_steps[r] for _, r in pick])
+
+    def keep(self, params: list[torch.Tensor], rows: torch.Tensor) -> RowAdam:
+        new = super().keep(params, rows)
+        new.row_steps = [self.row_steps[r] for r in rows.tolist()]
         return new

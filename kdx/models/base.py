@@ -28,6 +28,13 @@ class Classifier(ABC):
         signals=None,
     ) -> Classifier: ...
 
+    def fit_teacher(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+                    n_classes: int) -> Classifier:
+        """Fit on hard labels as a teacher: `fit` here. A family whose out-of-fold teachers train together
+        (MLPClassifier) trains a teacher by that trainer, so that a teacher and its fold teachers are one
+        computation; its students keep `fit`, the trainer their KD twins share."""
+        return self.fit(X, y, X_val, y_val, n_classes)
+
     @abstractmethod
     def logits(self, X: np.ndarray) -> np.ndarray: ...
 

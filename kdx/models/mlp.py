@@ -18,58 +18,10 @@ from kdx.errors import ConfigError, TrainingError
 from kdx.models.adam import Adam
 from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.losses import Loss, OneStudentLoss
+from kdx.models.nets import INFERENCE_ROWS, Dropout, build_mlp, divergence, dropout_mask, forward, resolve_device
+from kdx.models.stack import train_on_rows
 
-
-class Dropout(nn.Dropout):
-    """nn.Dropout whose training masks on the CPU are drawn from `generator` (a numpy PCG64 stream the model
-    seeds): one uint32 per element, dropped below round(p·2³²), so p is exact to 2⁻³² and the kept values are
-    scaled by 2³²/(2³² − that threshold). Drawing a whole mask from NumPy's PCG64 at once is much
-    cheaper than torch's CPU Bernoulli, drawn element by element from its Mersenne Twister (performance page,
-    `teacher`). Without a generator, or on another device, it is torch's dropout."""
-
-    generator: np.random.Generator | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or self.generator is None or x.device.type != "cpu":
-            return super().forward(x)
-        threshold = round(self.p * 2**32)
-        keep = self.generator.integers(0, 2**32, size=tuple(x.shape), dtype=np.uint32) >= threshold
-        return x * torch.from_numpy(keep).to(x.dtype).mul_(2**32 / (2**32 - threshold))
-
-
-def build_mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0) -> nn.Sequential:
-    """Linear → ReLU (→ Dropout) blocks and a linear head.
-
-    Every activation is its own non-inplace module: SHAP's DeepExplainer needs that to attribute.
-    """
-    layers: list[nn.Module] = []
-    width = n_in
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        if dropout > 0:
-            layers.append(Dropout(dropout))
-        width = h
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
-
-
-INFERENCE_ROWS = 8_192  # rows per forward pass outside training (a wide network's activations on a whole table)
-
-
-def forward(net: nn.Module, X) -> torch.Tensor:
-    """`net(X)` in passes of at most INFERENCE_ROWS rows, concatenated: on a large table the hidden activations
-    of one pass over every row (rows × 512 floats for the study's teacher) would outweigh the table itself.
-    Tables of up to INFERENCE_ROWS rows take one pass, as before."""
-    x = torch.as_tensor(X, dtype=torch.float32)
-    if len(x) <= INFERENCE_ROWS:
-        return net(x)
-    return torch.cat([net(x[i : i + INFERENCE_ROWS]) for i in range(0, len(x), INFERENCE_ROWS)])
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+__all__ = ["INFERENCE_ROWS", "Dropout", "MLPClassifier", "build_mlp", "dropout_mask", "forward", "resolve_device"]
 
 
 class MLPClassifier(Classifier):
@@ -79,8 +31,10 @@ class MLPClassifier(Classifier):
     (kdx.models.losses.regression_kd_loss). Checkpoint selection: the epoch with the lowest validation
     cross-entropy (regression: squared error); training stops after
     `patience` epochs without improvement. The same `seed` gives the same initialization, the same
-    minibatch order and the same dropout masks (kdx.models.mlp.Dropout), so a KD student and its no-KD
-    baseline differ only in their loss. Adam is the fused kernel (kdx.models.adam).
+    minibatch order and the same dropout masks (kdx.models.nets.Dropout), so a KD student and its no-KD
+    baseline differ only in their loss. Adam is the fused kernel (kdx.models.adam). A teacher
+    (`fit_teacher`) trains on the CPU by the stacked trainer (kdx.models.stack), with one model, as a
+    seed's out-of-fold teachers train together (`fit_on_rows`).
     """
 
     family = "torch"
@@ -180,19 +134,37 @@ class MLPClassifier(Classifier):
         return self
 
     def _divergence(self, epoch: int, loss: float, X: np.ndarray, teacher_logits, tau: float) -> str:
-        """One line: where training diverged and the likely cause."""
-        causes = []
-        biggest = float(np.abs(X).max()) if X.size else 0.0
-        if not np.isfinite(biggest) or biggest > 1e6:
-            causes.append(f"extreme input values (max |x| = {biggest:.3g} after standardization)")
-        if teacher_logits is not None and not np.all(np.isfinite(teacher_logits)):
-            causes.append("non-finite teacher logits")
-        if teacher_logits is not None and tau < 0.05:
-            causes.append(f"a tiny temperature (τ = {tau:g})")
-        if self.lr > 0.1:
-            causes.append(f"a learning rate too high (lr = {self.lr:g})")
-        cause = "; likely cause: " + ", ".join(causes) if causes else "; lower lr or check the inputs"
-        return f"training diverged at epoch {epoch}: non-finite validation loss (last training loss {loss}){cause}"
+        return divergence(epoch, loss, X, teacher_logits, tau, self.lr)
+
+    def fit_teacher(self, X, y, X_val, y_val, n_classes) -> MLPClassifier:
+        """Fit on hard labels as a teacher, on the CPU by the trainer of out-of-fold teachers (`fit_on_rows`,
+        one model): a teacher is then the same computation as its fold teachers. Elsewhere, `fit`."""
+        if resolve_device(self.device).type != "cpu":
+            return self.fit(X, y, X_val, y_val, n_classes)
+        ((self.net_, self.history_),) = train_on_rows(self, X, y, [None], X_val, y_val, n_classes)
+        return self
+
+    @staticmethod
+    def trains_together(models: list) -> bool:
+        """Whether `fit_on_rows` can train these models together: MLPs with identical settings (seed included)
+        on the CPU (on another device dropout is torch's, whose masks a stack cannot reproduce)."""
+        if len(models) < 2 or not all(type(m) is MLPClassifier for m in models):
+            return False
+        first = models[0].get_params()
+        return all(m.get_params() == first for m in models[1:]) and resolve_device(models[0].device).type == "cpu"
+
+    @staticmethod
+    def fit_on_rows(models: list[MLPClassifier], X: np.ndarray, y: np.ndarray, row_sets: list, X_val: np.ndarray,
+                    y_val: np.ndarray, n_classes: int, names: list[str] | None = None) -> list[MLPClassifier]:
+        """Fit model k (`trains_together(models)`) on rows `row_sets[k]` of (X, y) with hard labels, as
+        `models[k].fit(X[row_sets[k]], y[row_sets[k]], X_val, y_val, n_classes)` would, all in one stacked
+        pass (kdx.models.stack.train_on_rows). `names`: how an error message calls each model."""
+        if not MLPClassifier.trains_together(models) or len(row_sets) != len(models):
+            raise ValueError("fit_on_rows needs two or more CPU MLPs with identical settings and one row set each")
+        for model, (net, history) in zip(models, train_on_rows(models[0], X, y, row_sets, X_val, y_val, n_classes,
+                                                                 names)):
+            model.net_, model.history_ = net, history
+        return models
 
     @torch.inference_mode()
     def logits(self, X: np.ndarray) -> np.ndarray:

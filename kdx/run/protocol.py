@@ -197,7 +197,8 @@ class Protocol:
             kd = {} if signals is None else {"objective": self.objective, "signals": signals()}
             X, y = (sd.X["train"], sd.y["train"]) if rows is None else rows()
             try:
-                fitted = model.fit(X, y, sd.X["val"], sd.y["val"], self.data.n_classes, **kd)
+                fitted = (model.fit_teacher(X, y, sd.X["val"], sd.y["val"], self.data.n_classes) if role == "teacher"
+                          else model.fit(X, y, sd.X["val"], sd.y["val"], self.data.n_classes, **kd))
             except TrainingError as exc:
                 raise TrainingError(f"{label}: {exc}") from None
             check_finite(fitted, sd, label)
