@@ -33,7 +33,7 @@ BENCHMARKS = {
     "objectives": "one training epoch of each distillation objective vs hinton (Adult, 64-32 student)",
     "deploy": "torch eager vs onnxruntime (raw rows, preprocessing inside) for Adult's teacher and KD student",
     "teacher": "the default teacher's epoch vs its matmuls alone, a plain torch loop and bf16 (Adult, 1M rows)",
-    "oof": "Adult: 5 out-of-fold teachers trained together vs one by one vs one teacher (seeds 0-2)",
+    "oof": "5 out-of-fold teachers together vs one by one vs one teacher (Adult dnn, Wine mlp4; seeds 0-2)",
     "augment": "Adult: generating and labelling 5x the training rows vs the teacher's training; KD student with them",
     "paper": "the whole study, kdx run +study=paper, cold cache",
     "scale": "synthetic 100k / 1M / 10M-row tables, one seed, 3 epochs: wall, time per row per stage, peak RSS",

@@ -136,3 +136,13 @@ def test_a_model_that_skips_a_step_keeps_its_own_adam_state():
         for p, q in zip(stack, alone[r]):
             torch.testing.assert_close(p.detach()[r], q.detach(), rtol=1e-6, atol=1e-7)
     assert opt.row_steps == [8, 6]
+
+
+def test_a_teacher_without_hidden_layers_trains_alone_and_together():
+    """hidden=[] (multinomial logistic regression): no dropout layer, so no mask is drawn."""
+    X, y, _, Xv, yv, _ = _task()
+    alone = _model(hidden=[], dropout=0.3).fit_teacher(X, y, Xv, yv, 3)
+    _agree(_model(hidden=[], dropout=0.3).fit(X, y, Xv, yv, 3), alone, Xv, regression=False)
+    sets = _row_sets(len(X))
+    together = MLPClassifier.fit_on_rows([_model(hidden=[]) for _ in sets], X, y, sets, Xv, yv, 3)
+    _agree(_model(hidden=[]).fit_teacher(X[sets[0]], y[sets[0]], Xv, yv, 3), together[0], Xv, regression=False)

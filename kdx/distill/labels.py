@@ -45,6 +45,16 @@ class OutOfFold:
     fit_seconds: float
 
 
+def fold_parts(y: np.ndarray, n_classes: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The out-of-fold teachers' (training rows, held-out rows) of each fold: `folds` stratified folds of the
+    training rows, shuffled by `seed` (a regression stratified on its target's quantile bins)."""
+    strata = regression_strata(y) if n_classes == 1 else y
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # scikit-learn's warning about classes rarer than the folds (said in the log)
+        warnings.simplefilter("ignore", UserWarning)
+        return list(splitter.split(np.zeros(len(y)), strata))
+
+
 def out_of_fold_logits(make_teacher: Callable[[int], object], X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
                        y_val: np.ndarray, n_classes: int, folds: int, seed: int) -> OutOfFold:
     """Cross-fitted logits of the training rows (X, y): `folds` stratified folds (shuffled by `seed`); fold
@@ -53,9 +63,7 @@ def out_of_fold_logits(make_teacher: Callable[[int], object], X: np.ndarray, y: 
     folds is missing from some fold models' rows; its rows then get the logits of a model that never saw
     the class, which is what out of fold means (said in the log). A regression's folds are stratified on the
     target's quantile bins (kdx.data.base.regression_strata). MLP fold models train together in one stacked
-    pass (MLPClassifier.fit_on_rows: the same per-model results as one by one), others one by
-    one."""
-    strata = regression_strata(y) if n_classes == 1 else y
+    pass (MLPClassifier.fit_on_rows: each as it would train alone, up to float rounding), others one by one."""
     counts = np.bincount(y, minlength=n_classes) if n_classes > 1 else np.zeros(0, dtype=np.int64)
     rare = [k for k in range(len(counts)) if 0 < counts[k] < folds]
     if rare:
@@ -64,15 +72,12 @@ def out_of_fold_logits(make_teacher: Callable[[int], object], X: np.ndarray, y: 
     logits = np.zeros((len(y), n_classes), dtype=np.float32)
     fold = np.full(len(y), -1, dtype=np.int64)
     seconds = 0.0
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # scikit-learn's warning about those classes, said above in kdx's words
-        warnings.simplefilter("ignore", UserWarning)
-        parts = list(splitter.split(np.zeros(len(y)), strata))
+    parts = fold_parts(y, n_classes, folds, seed)
     models = [make_teacher(k) for k in range(folds)]
     if MLPClassifier.trains_together(models):  # MLP teachers: one stacked pass over the table for all folds
         log.info("out-of-fold teachers: %d folds trained together in one stacked pass", folds)
         MLPClassifier.fit_on_rows(models, X, y, [fit_rows for fit_rows, _ in parts], X_val, y_val, n_classes,
-                    names=[f"fold {k} teacher" for k in range(folds)])
+                                  names=[f"fold {k} teacher" for k in range(folds)])
     else:
         for model, (fit_rows, _) in zip(models, parts):
             model.fit_teacher(X[fit_rows], y[fit_rows], X_val, y_val, n_classes)

@@ -157,8 +157,9 @@ class MLPClassifier(Classifier):
     def fit_on_rows(models: list[MLPClassifier], X: np.ndarray, y: np.ndarray, row_sets: list, X_val: np.ndarray,
                     y_val: np.ndarray, n_classes: int, names: list[str] | None = None) -> list[MLPClassifier]:
         """Fit model k (`trains_together(models)`) on rows `row_sets[k]` of (X, y) with hard labels, as
-        `models[k].fit(X[row_sets[k]], y[row_sets[k]], X_val, y_val, n_classes)` would, all in one stacked
-        pass (kdx.models.stack.train_on_rows). `names`: how an error message calls each model."""
+        `models[k].fit_teacher(X[row_sets[k]], y[row_sets[k]], X_val, y_val, n_classes)` would (up to float
+        rounding), all in one stacked pass (kdx.models.stack.train_on_rows). `names`: how an error message calls
+        each model."""
         if not MLPClassifier.trains_together(models) or len(row_sets) != len(models):
             raise ValueError("fit_on_rows needs two or more CPU MLPs with identical settings and one row set each")
         for model, (net, history) in zip(models, train_on_rows(models[0], X, y, row_sets, X_val, y_val, n_classes,

@@ -243,13 +243,14 @@ def train_on_rows(spec, X: np.ndarray, y: np.ndarray, row_sets: list, X_val: np.
     """Train len(row_sets) MLPs of the settings `spec` (an MLPClassifier's: hidden, dropout, lr, weight_decay,
     epochs, batch_size, patience, seed) on the CPU, model k on rows `row_sets[k]` of (X, y) (None: every row)
     with hard labels, early-stopped on the shared validation rows; each model's (network, history), as
-    MLPClassifier.fit trains one. n_classes = 1: a regression of the standardized target (squared error).
+    MLPClassifier.fit trains one (up to float rounding: tests/test_fold_teachers.py). n_classes = 1: a regression
+    of the standardized target (squared error).
 
     Each step gathers every model's minibatch from X (no copy of a model's rows); a model whose row set is
     shorter has a shorter last minibatch (padded with rows of weight 0) or none (it skips the step, Adam
     included). Each history records `trained_together` and `fit_seconds`, its share of the pass. A model's
-    numbers do not depend on the others in the stack while the minibatch sizes agree (the batched matmuls
-    multiply each model's matrices alone): trained with others or alone, the same bits (tested)."""
+    numbers depend on the others in the stack only through rounding (the batched matmuls multiply each model's
+    matrices alone, but a kernel may block a batch of K otherwise than a batch of one)."""
     count = len(row_sets)
     regression = n_classes == 1
     torch.manual_seed(spec.seed)
@@ -307,8 +308,8 @@ def _fold_step(params, opt: RowAdam, streams: _MaskStreams | None, Xt: torch.Ten
             weight[k, :size] = 1.0 / size if size else 0.0
     x = augment(Xt[idx])
     target = yt[idx]
-    widths = [params[0].shape[-1]] + [p.shape[-1] for p in params[1:-2:2]]  # the hidden layers'
-    masks = None if streams is None else streams.masks(sizes, widths, rows)
+    widths = [params[0].shape[-1]] + [p.shape[-1] for p in params[1:-2:2]] if len(params) > 1 else []
+    masks = None if streams is None or not widths else streams.masks(sizes, widths, rows)  # the hidden layers'
     acts: list[torch.Tensor] = []
     inputs: list[torch.Tensor] = []
     with torch.no_grad():
