@@ -13,10 +13,9 @@ import time
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_module
 from scipy.special import softmax
 
-from benchmarks.bench_teacher import SPLIT
+from benchmarks.bench_teacher import SPLIT, _teacher_config
 from kdx.data import load_adult, load_wine_quality
 from kdx.data.rows import prepare_seed
 from kdx.distill.labels import fold_parts
@@ -25,18 +24,12 @@ from kdx.models.mlp import MLPClassifier
 FOLDS = 5
 
 
-def _teacher(name: str) -> dict:
-    with initialize_config_module(config_module="kdx.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"teacher={name}"])
-    return {k: v for k, v in cfg.teacher.items() if k not in ("_target_", "name", "device")}
-
-
 def _seed(data, seed: int, params: dict) -> dict:
     sd = prepare_seed(data, seed, SPLIT)
     X, y, Xv, yv, classes = sd.X["train"], sd.y["train"], sd.X["val"], sd.y["val"], data.n_classes
 
     def teacher() -> MLPClassifier:
-        return MLPClassifier(**{**params, "seed": seed, "device": "cpu"})
+        return MLPClassifier(**{**params, "seed": seed})
 
     parts = fold_parts(y, classes, FOLDS, seed)  # the folds kd.soft_labels=oof trains
     start = time.perf_counter()
@@ -90,8 +83,8 @@ def main() -> dict:
     print(f"  {torch.get_num_threads()} threads; ratio: to one teacher's training as it ran; equal epochs: to one "
           "teacher's epoch times the folds' mean epochs (early stopping runs each model its own number of epochs); "
           "labels: the fold teachers together vs one by one (TV: total variation between a row's two labels)")
-    return {"adult": _table("Adult, teacher=dnn", load_adult(), _teacher("dnn"), seeds),
-            "wine_quality": _table("Wine Quality, teacher=mlp4", load_wine_quality(), _teacher("mlp4"), seeds)}
+    return {"adult": _table("Adult, teacher=dnn", load_adult(), _teacher_config("dnn"), seeds),
+            "wine_quality": _table("Wine Quality, teacher=mlp4", load_wine_quality(), _teacher_config("mlp4"), seeds)}
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ from kdx.models.mlp import MLPClassifier, build_mlp
 SPLIT = {"scheme": "holdout", "folds": 5, "fractions": (0.7, 0.15, 0.15)}
 
 
-def _teacher_config() -> dict:
+def _teacher_config(name: str = "dnn") -> dict:
+    """The settings of `teacher=name` (the default run's teacher: dnn), on the CPU."""
     with initialize_config_module(config_module="kdx.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["device=cpu"])
+        cfg = compose(config_name="config", overrides=["device=cpu", f"teacher={name}"])
     return {k: v for k, v in cfg.teacher.items() if k not in ("_target_", "name")}
 
 

@@ -72,6 +72,13 @@ class TabularData:
         return {c: int(n) for c, n in zip(self.class_names, counts)}
 
 
+def distinct_values(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, table): the column is `table[codes]`, an object array holding one Python object per distinct
+    value; missing cells have code −1, which takes the table's last entry, NaN."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    return codes, np.array([*uniques, np.nan], dtype=object)
+
+
 def encode_labels(raw: pd.Series, dataset: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Map a label column to 0..C-1 codes in sorted order of its values; reject NaN and single-class targets."""
     if raw.isna().any():

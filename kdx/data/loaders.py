@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdx.data.base import TabularData, check_features, check_task, encode_labels, regression_target
+from kdx.data.base import TabularData, check_features, check_task, distinct_values, encode_labels, regression_target
 from kdx.errors import DataError
 
 ADULT_NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
@@ -374,9 +374,8 @@ def _objects(column: pd.Series) -> pd.Series:
     a text column share one Python string per distinct value (a 10M-row column: 80 MB of pointers, not 10M
     strings)."""
     if isinstance(column.dtype, pd.StringDtype):
-        codes, uniques = pd.factorize(column, use_na_sentinel=True)
-        values = np.array([*uniques, np.nan], dtype=object)[codes]  # code −1 (missing) takes the last
-        return pd.Series(values, index=column.index, name=column.name, dtype=object)
+        codes, table = distinct_values(column)
+        return pd.Series(table[codes], index=column.index, name=column.name, dtype=object)
     return column.astype(object)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from kdx.data.base import distinct_values
 from kdx.errors import DataError
 
 MISSING = "__missing__"
@@ -18,8 +19,7 @@ MISSING = "__missing__"
 def text_values(column: pd.Series) -> np.ndarray:
     """A column as an object array of strings, missing (and "") as NaN (see `as_text`)."""
     if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):  # object or pandas' own strings
-        codes, uniques = pd.factorize(column, use_na_sentinel=True)
-        text = np.array([*uniques, np.nan], dtype=object)  # code −1 (missing) takes the last
+        codes, text = distinct_values(column)
         text[[i for i, t in enumerate(text[:-1]) if t == ""]] = np.nan
         return text[codes]
     return column.astype(object).map(lambda v: np.nan if pd.isna(v) or v == "" else str(v)).to_numpy(dtype=object)
@@ -124,6 +124,8 @@ class Preprocessor:
         # its statistics are read into the attributes this one fits.
         ct = state.pop("_ct", None)
         self.__dict__.update(state)
+        if "empty_numeric_" not in state:  # older still: no column was ever encoded as an empty constant
+            self.empty_numeric_ = np.zeros(0, dtype=np.int64)
         if ct is not None and not hasattr(self, "mean_"):
             self.median_ = self.mean_ = self.scale_ = np.zeros(0)
             if self.numeric:
@@ -183,7 +185,7 @@ class Preprocessor:
             seen = codes >= 0
             out[positions[seen], offset + codes[seen]] = 1.0
             offset += len(categories)
-        out[:, getattr(self, "empty_numeric_", np.zeros(0, dtype=np.int64))] = 0.0
+        out[:, self.empty_numeric_] = 0.0
         return out
 
     @property

@@ -37,7 +37,7 @@ class Schema:
 
     @classmethod
     def of(cls, pre: Preprocessor) -> Schema:
-        empty = set(getattr(pre, "empty_numeric_", np.zeros(0, int)).tolist())
+        empty = set(pre.empty_numeric_.tolist())
         numeric = tuple(NumericFeature(name, float(pre.median_[j]), float(pre.mean_[j]), float(pre.scale_[j]),
                                        j in empty) for j, name in enumerate(pre.numeric))
         categorical = tuple(CategoricalFeature(name, tuple(str(c) for c in levels))

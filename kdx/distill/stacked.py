@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from kdx.distill.objectives.base import TeacherSignals
 from kdx.models.adam import Adam
 from kdx.models.losses import Loss, Step
-from kdx.models.mlp import MLPClassifier, build_mlp, resolve_device
+from kdx.models.mlp import MLPClassifier, resolve_device
 from kdx.models.stack import Selection, augment, backward, compact, forward, stacked
 
 EPOCH_BLOCK_ROWS = 65_536  # rows of an epoch gathered into the training buffer at a time
@@ -33,11 +33,8 @@ EPOCH_BLOCK_ROWS = 65_536  # rows of an epoch gathered into the training buffer 
 
 def stackable(models: list) -> bool:
     """Whether these students can train as one: MLPs (no dropout: per-student masks could not match
-    one-by-one training) with identical settings, seed included."""
-    if len(models) < 2 or not all(type(m) is MLPClassifier for m in models):
-        return False
-    first = models[0].get_params()
-    return models[0].dropout == 0 and all(m.get_params() == first for m in models[1:])
+    one-by-one training) with identical settings, seed included (MLPClassifier.alike)."""
+    return MLPClassifier.alike(models) and models[0].dropout == 0
 
 
 def _check_stack(models: list, losses: list[Loss], teacher_logits, signals) -> None:
@@ -64,10 +61,8 @@ def fit_stacked(models: list[MLPClassifier], losses: list[Loss], X: np.ndarray, 
     _check_stack(models, losses, teacher_logits, signals)
     spec = models[0]
     device = resolve_device(spec.device)
-    torch.manual_seed(spec.seed)
-    template = build_mlp(X.shape[1], spec.hidden, n_classes).to(device)  # the same init as one-by-one
     count = len(models)
-    params = stacked(template, count)  # every layer of all K students as one tensor each (K, ...)
+    params = stacked(spec, X.shape[1], n_classes, count, device)  # every layer of all K students, as one by one
     Xt = torch.as_tensor(X, dtype=torch.float32, device=device)  # the caller's rows, not a copy (CPU, float32)
     # A block of the epoch's rows in its order, with the bias column of ones (augment): one buffer of
     # EPOCH_BLOCK_ROWS rows (a whole number of minibatches) filled for each block, so a minibatch is a slice,

@@ -18,7 +18,16 @@ from kdx.errors import ConfigError, TrainingError
 from kdx.models.adam import Adam
 from kdx.models.base import Classifier, require_float, require_int
 from kdx.models.losses import Loss, OneStudentLoss
-from kdx.models.nets import INFERENCE_ROWS, Dropout, build_mlp, divergence, dropout_mask, forward, resolve_device
+from kdx.models.nets import (
+    INFERENCE_ROWS,
+    Dropout,
+    build_mlp,
+    divergence,
+    dropout_mask,
+    forward,
+    mask_stream,
+    resolve_device,
+)
 from kdx.models.stack import train_on_rows
 
 __all__ = ["INFERENCE_ROWS", "Dropout", "MLPClassifier", "build_mlp", "dropout_mask", "forward", "resolve_device"]
@@ -71,7 +80,7 @@ class MLPClassifier(Classifier):
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         net = build_mlp(X.shape[1], self.hidden, n_classes, self.dropout).to(device)
-        masks = np.random.default_rng(self.seed)  # one stream for every dropout layer, drawn in layer order
+        masks = mask_stream(self.seed)
         for module in net:
             if isinstance(module, Dropout):
                 module.generator = masks
@@ -145,13 +154,18 @@ class MLPClassifier(Classifier):
         return self
 
     @staticmethod
-    def trains_together(models: list) -> bool:
-        """Whether `fit_on_rows` can train these models together: MLPs with identical settings (seed included)
-        on the CPU (on another device dropout is torch's, whose masks a stack cannot reproduce)."""
+    def alike(models: list) -> bool:
+        """Two or more MLPs with identical settings, seed included: what any stack of them needs."""
         if len(models) < 2 or not all(type(m) is MLPClassifier for m in models):
             return False
         first = models[0].get_params()
-        return all(m.get_params() == first for m in models[1:]) and resolve_device(models[0].device).type == "cpu"
+        return all(m.get_params() == first for m in models[1:])
+
+    @staticmethod
+    def trains_together(models: list) -> bool:
+        """Whether `fit_on_rows` can train these models together: `alike`, on the CPU (on another device
+        dropout is torch's, whose masks a stack cannot reproduce)."""
+        return MLPClassifier.alike(models) and resolve_device(models[0].device).type == "cpu"
 
     @staticmethod
     def fit_on_rows(models: list[MLPClassifier], X: np.ndarray, y: np.ndarray, row_sets: list, X_val: np.ndarray,

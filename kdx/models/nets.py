@@ -26,6 +26,11 @@ class Dropout(nn.Dropout):
         return x * dropout_mask(self.generator, tuple(x.shape), self.p)
 
 
+def mask_stream(seed: int) -> np.random.Generator:
+    """The dropout mask stream of a model of seed `seed`: every dropout layer draws from it, in layer order."""
+    return np.random.default_rng(seed)
+
+
 def dropout_mask(generator: np.random.Generator, shape: tuple, p: float) -> torch.Tensor:
     """Dropout's multiplier (float32, `shape`) drawn from `generator` as Dropout draws it: 0 where dropped,
     1/(1 − p′) where kept, p′ = round(p·2¹⁶)/2¹⁶ the rate drawn (|p′ − p| ≤ 2⁻¹⁷: 0.1 drops at 0.1000061), so

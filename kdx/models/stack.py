@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from kdx import progress
 from kdx.errors import TrainingError
 from kdx.models.adam import Adam, RowAdam
-from kdx.models.nets import build_mlp, divergence, dropout_mask
+from kdx.models.nets import build_mlp, divergence, dropout_mask, mask_stream
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
@@ -58,8 +58,11 @@ def unlayout(params: list[torch.Tensor], linears: list[torch.nn.Linear]) -> None
         lin.bias.copy_(bias.cpu())
 
 
-def stacked(template: torch.nn.Sequential, count: int) -> list[torch.Tensor]:
-    """`count` copies of the network `template`'s layers in the stack's layout, (count, ...) each, for training."""
+def stacked(spec, n_in: int, n_out: int, count: int, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """`count` copies, (count, ...) each in the stack's layout, of the network an MLP of settings `spec` starts
+    from (seeded by spec.seed: the initialization one-by-one training gives it)."""
+    torch.manual_seed(spec.seed)
+    template = build_mlp(n_in, spec.hidden, n_out).to(device)
     linears = [m for m in template if isinstance(m, torch.nn.Linear)]
     return [p.unsqueeze(0).repeat(count, *([1] * p.dim())).requires_grad_() for p in layout(linears)]
 
@@ -202,11 +205,11 @@ class _MaskStreams:
     masks while their minibatches have the same number of rows, so they share one stream and one mask; when
     their minibatch sizes part (a fold's last, shorter batch), each size gets its own copy of the stream."""
 
-    def __init__(self, count: int, seed: int, p: float):
-        shared = np.random.default_rng(seed)
-        self.streams, self.p = [shared] * count, p
+    def __init__(self, count: int, seed: int, p: float, widths: list[int]):
+        shared = mask_stream(seed)
+        self.streams, self.p, self.widths = [shared] * count, p, widths  # widths: the hidden layers'
 
-    def masks(self, sizes: list[int], widths: list[int], rows: int) -> list[torch.Tensor]:
+    def masks(self, sizes: list[int], rows: int) -> list[torch.Tensor]:
         """Each hidden layer's multiplier, (1 | K, rows, width), for the models' minibatches of `sizes` rows
         (0: no minibatch this step, nothing drawn), padded to `rows`."""
         groups: dict[int, dict[int, list[int]]] = {}  # stream → minibatch size → stack rows
@@ -224,7 +227,7 @@ class _MaskStreams:
                 if size:
                     draws.append((stream, size, members))
         out = []
-        for width in widths:
+        for width in self.widths:
             if len(draws) == 1 and len(draws[0][2]) == len(sizes) and draws[0][1] == rows:
                 out.append(dropout_mask(draws[0][0], (rows, width), self.p)[None])
                 continue
@@ -253,8 +256,7 @@ def train_on_rows(spec, X: np.ndarray, y: np.ndarray, row_sets: list, X_val: np.
     matrices alone, but a kernel may block a batch of K otherwise than a batch of one)."""
     count = len(row_sets)
     regression = n_classes == 1
-    torch.manual_seed(spec.seed)
-    params = stacked(build_mlp(X.shape[1], spec.hidden, n_classes), count)  # each model's init, as one by one
+    params = stacked(spec, X.shape[1], n_classes, count)  # each model's init, as one by one
     Xt = torch.as_tensor(X, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.float32 if regression else torch.long)
     Xv = augment(torch.as_tensor(X_val, dtype=torch.float32))
@@ -263,7 +265,8 @@ def train_on_rows(spec, X: np.ndarray, y: np.ndarray, row_sets: list, X_val: np.
     if any(len(r) == 0 for r in sets):
         raise ValueError("train_on_rows: every model needs at least one training row")
     orders = [torch.Generator().manual_seed(spec.seed) for _ in sets]  # each model's minibatch order
-    streams = _MaskStreams(count, spec.seed, spec.dropout) if spec.dropout > 0 else None
+    with_masks = spec.dropout > 0 and len(spec.hidden) > 0  # build_mlp puts dropout after hidden layers only
+    streams = _MaskStreams(count, spec.seed, spec.dropout, list(spec.hidden)) if with_masks else None
     opt = RowAdam(params, lr=spec.lr, weight_decay=spec.weight_decay)
     active = list(range(count))  # model index of each stack row
     selection = Selection(count, spec.epochs, spec.patience)
@@ -308,8 +311,7 @@ def _fold_step(params, opt: RowAdam, streams: _MaskStreams | None, Xt: torch.Ten
             weight[k, :size] = 1.0 / size if size else 0.0
     x = augment(Xt[idx])
     target = yt[idx]
-    widths = [params[0].shape[-1]] + [p.shape[-1] for p in params[1:-2:2]] if len(params) > 1 else []
-    masks = None if streams is None or not widths else streams.masks(sizes, widths, rows)  # the hidden layers'
+    masks = None if streams is None else streams.masks(sizes, rows)
     acts: list[torch.Tensor] = []
     inputs: list[torch.Tensor] = []
     with torch.no_grad():
