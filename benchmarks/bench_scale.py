@@ -9,6 +9,8 @@ process's memory as the run ends (summary.json `peak_rss`, kdx.timing.peak_rss; 
 not included). The tables are generated here (seeded), never committed. A size whose projected peak
 (from the largest size measured so far, bytes per row × rows) exceeds 80 % of the machine's memory is not run:
 the line says so, with the projection. Run it alone: other work moves the timings (not the memory).
+On the 1M-row table the CSV readers are compared alone too (kdx's one-thread pandas reader, pandas with a thread per
+core, pyarrow's reader): seconds and peak RSS each.
 Rows: KDX_SCALE_ROWS (comma-separated) overrides the sizes, e.g. KDX_SCALE_ROWS=100000,1000000.
 """
 
@@ -29,6 +31,7 @@ SIZES = (100_000, 1_000_000, 10_000_000)
 BASELINE_ROWS = 1_000
 SETTINGS = ("seeds=[0]", "teacher.epochs=3", "student.epochs=3")
 MEMORY_SHARE = 0.8  # of the machine's memory a projected peak may reach
+READER_ROWS = 1_000_000  # the table the CSV readers are compared on
 
 
 def synthetic_table(rows: int, path: Path, seed: int = 0, chunk: int = 1_000_000) -> None:
@@ -72,6 +75,37 @@ def run(path: Path, out: Path, cache: Path) -> dict:
             "peak_growth": summary.get("stages_peak_growth", {}), "rows": summary["dataset"]["rows"]}
 
 
+READERS = {
+    "kdx (pandas, one thread)": "from kdx.data.loaders import read_table; read_table(path)",
+    "pandas, a thread per core": "import pandas as pd; pd.read_csv(path)",
+    "pyarrow, a thread per core, to pandas": (
+        "import pyarrow.csv as pc; pc.read_csv(path, convert_options=pc.ConvertOptions(strings_can_be_null=True))"
+        ".to_pandas(split_blocks=True, self_destruct=True)"),
+}
+
+
+def readers(path: Path) -> dict[str, tuple[float, int] | None]:
+    """kdx's reader beside pandas' threaded one and pyarrow's, on the same table, each in a fresh process (pandas
+    and pyarrow imported first): seconds, and the bytes by which reading raised the process's peak RSS
+    (kdx.timing.peak_rss: VmHWM, which, unlike getrusage, starts at exec, not at the parent's size). None: the
+    reader is not installed."""
+    out = {}
+    for name, code in READERS.items():
+        script = ("import time; from pathlib import Path; import pandas, kdx.data.loaders\n"
+                  "from kdx.timing import peak_rss\n"
+                  "try:\n    import pyarrow.csv\nexcept ImportError:\n    pass\n"
+                  f"path = Path({str(path)!r}); before = peak_rss()\n"
+                  f"start = time.perf_counter(); {code}\n"
+                  "print(time.perf_counter() - start, peak_rss() - before)")
+        res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        if res.returncode != 0:
+            out[name] = None
+            continue
+        seconds, grown = res.stdout.split()
+        out[name] = (float(seconds), int(grown))
+    return out
+
+
 def machine_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -105,6 +139,8 @@ def main() -> dict:
             synthetic_table(rows, table)
             made = time.perf_counter() - start
             result = run(table, tmp / f"r{rows}", tmp / f"cache-{rows}")
+            if rows == READER_ROWS:
+                results["readers"] = readers(table)
             table.unlink()
             per_row = (result["peak_rss"] - base["peak_rss"]) / rows
             result["bytes_per_row"] = per_row
@@ -127,6 +163,11 @@ def main() -> dict:
             for stage in grown:
                 print("    " + f"{stage:40s}" + "".join(f"{v['peak_growth'].get(stage, 0) / r:14.0f}"
                                                         for r, v in measured.items()))
+            if results.get("readers"):
+                print(f"  reading the {READER_ROWS:,}-row CSV alone (fresh process each): seconds, peak RSS rise")
+                for name, figures in results["readers"].items():
+                    shown = "not installed" if figures is None else f"{figures[0]:6.2f} s {figures[1] / 2**20:7.0f} MB"
+                    print(f"    {name:40s} {shown}")
             if len(measured) > 1:
                 (small, a), (large, b) = list(measured.items())[-2:]
                 print(f"  per-row time ratio {large:,} / {small:,} rows (linear = 1): "

@@ -134,6 +134,20 @@ def test_batched_deeplift_equals_shap_deep_explainer(classes, output):
     np.testing.assert_allclose(ours, expected, atol=1e-6)
 
 
+def test_deeplift_chunks_do_not_change_attributions():
+    # A row per chunk, a few rows per chunk (the last one shorter) and every row in one: the same attributions.
+    from kdx.measure.deeplift import deeplift
+
+    X, y = _data(classes=3)
+    mlp = MLPClassifier(hidden=(32, 16), dropout=0.1, epochs=5).fit(X, y, X[:80], y[:80], 3)
+    background, rows = X[:40], X[100:147]
+    weights = np.random.default_rng(0).normal(size=(len(rows), 3))
+    whole = deeplift(mlp.net_, rows, background, weights, chunk_bytes=2**30)
+    for chunk_bytes in (1, 4 * 32 * 40 * 5):  # 1 row; 5 rows a chunk (47 = 9 x 5 + 2)
+        np.testing.assert_allclose(deeplift(mlp.net_, rows, background, weights, chunk_bytes=chunk_bytes), whole,
+                                   rtol=1e-5, atol=1e-7)
+
+
 def test_centred_output_ignores_per_row_logit_shift():
     rng = np.random.default_rng(0)
     values = rng.normal(size=(5, 3, 4))

@@ -32,35 +32,42 @@ def _forward(layers: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
     return inputs
 
 
+# Bytes of the widest (pairs, width) float32 tensor of one chunk: small enough to stay in a core's L2 cache, where
+# the rescale rule's elementwise passes run several times faster than from main memory (and the peak memory of an
+# explanation stays a few MB whatever the network's width).
+CHUNK_BYTES = 2**21
+
+
 @torch.inference_mode()
 def deeplift(net: nn.Sequential, X: np.ndarray, background: np.ndarray, output_weights: np.ndarray,
-             chunk_pairs: int = 16384) -> np.ndarray:
+             chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
     """Attributions (rows, features) of g_i = z(x_i) · output_weights[i] for each row i.
 
     `output_weights` (rows, classes) picks the explained combination of logits per row, e.g. the margin
-    z₁ − z₀ or a centred logit.
+    z₁ − z₀ or a centred logit. Rows are explained a chunk at a time: as many rows as keep the chunk's
+    (rows × background, widest layer) tensors within `chunk_bytes` (at least one row).
     """
     # float32 as the network itself computes; each row's mean over the background is taken in float64.
     layers = [_as(m, torch.float32) for m in _layers(net)]
     R = torch.as_tensor(background, dtype=torch.float32)
     ref = _forward(layers, R)
     W_out = torch.as_tensor(output_weights, dtype=torch.float32)
-    rows_per_chunk = max(1, chunk_pairs // len(R))
+    widest = max(t.shape[1] for t in ref)
+    rows_per_chunk = max(1, chunk_bytes // (4 * widest * len(R)))
     out = np.empty(X.shape, dtype=np.float64)
     for start in range(0, len(X), rows_per_chunk):
         xs = torch.as_tensor(X[start : start + rows_per_chunk], dtype=torch.float32)
         acts = _forward(layers, xs)
-        m = W_out[start : start + len(xs), None, :].expand(len(xs), len(R), -1).clone()  # updated in place
+        m = W_out[start : start + len(xs), None, :].expand(len(xs), len(R), -1)
         for i in range(len(layers) - 1, -1, -1):
             if isinstance(layers[i], nn.Linear):
                 m = m @ layers[i].weight
             else:  # Δrelu/Δz, from the activations already computed; the gradient where |Δz| < EPS
                 zx, zr = acts[i][:, None, :], ref[i][None, :, :]
                 dz = zx - zr
-                small = dz.abs() < EPS
-                ratio = (acts[i + 1][:, None, :] - ref[i + 1][None, :, :]).div_(dz)  # inf/nan only where small
-                rule = torch.where(small, (zx > 0).to(dz.dtype), ratio)
-                m.mul_(rule)
+                rule = (acts[i + 1][:, None, :] - ref[i + 1][None, :, :]).div_(dz)  # inf/nan only where small
+                torch.where(dz.abs_() < EPS, (zx > 0).to(dz.dtype), rule, out=rule)
+                m = m * rule
         out[start : start + len(xs)] = ((xs[:, None, :] - R[None, :, :]) * m).double().mean(1).numpy()
     return out
 
