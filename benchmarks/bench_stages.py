@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 RUNS = {"default": (), "smoke": ("+smoke=on",)}
 
 
@@ -60,8 +62,6 @@ def timed_calls(out: Path, summary: dict) -> float:
     and at profile.batch_size, in torch and in onnxruntime, of every model timed (metrics.csv's mean latencies;
     a model that reuses the figures of one of the same architecture, profiled_as, is not timed). What the
     profiling and ONNX stages cannot go below without fewer repeats."""
-    import pandas as pd
-
     profile = summary["config"]["profile"]
     metrics = pd.read_csv(out / "metrics.csv")
     timed = metrics[metrics["profile_seconds"] > 0] if "profile_seconds" in metrics else metrics.iloc[:0]

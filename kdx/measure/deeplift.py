@@ -32,9 +32,9 @@ def _forward(layers: list[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
     return inputs
 
 
-# Bytes of the widest (pairs, width) float32 tensor of one chunk: small enough to stay in a core's L2 cache, where
-# the rescale rule's elementwise passes run several times faster than from main memory (and the peak memory of an
-# explanation stays a few MB whatever the network's width).
+# Bytes of the widest (pairs, width) float32 tensor of one chunk: small enough to stay in a core's L2 cache, so the
+# rescale rule's elementwise passes read and write cache rather than main memory, and an explanation's memory stays
+# a few MB whatever the network's width.
 CHUNK_BYTES = 2**21
 
 
