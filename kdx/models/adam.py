@@ -49,8 +49,9 @@ class Adam:
 class RowAdam(Adam):
     """Adam over stacked parameters (K, ...) whose K rows are separate models, each with its own step count:
     a model that has no minibatch at some step (the stack's models train on row sets of different sizes)
-    is left out of that step, as if it trained alone. Every element's update depends only on its own values and
-    its model's step, so stepping a model's rows as views is its own Adam's update."""
+    is left out of that step, as if it trained alone (`row_steps` counts each model's steps; Adam's `steps` is
+    unused). Every element's update depends only on its own values and its model's step, so stepping a model's
+    rows as views is its own Adam's update."""
 
     def __init__(self, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, lr, weight_decay, betas, eps)
@@ -62,10 +63,9 @@ class RowAdam(Adam):
         rows = list(range(len(self.row_steps))) if rows is None else rows
         for r in rows:
             self.row_steps[r] += 1
-        counts = {self.row_steps[r] for r in rows}
-        if len(rows) == len(self.row_steps) and len(counts) == 1:  # all models, in step: whole tensors
-            self.steps = self.row_steps[0] - 1
-            return super().step()
+        if len(rows) == len(self.row_steps) and len(set(self.row_steps)) == 1:  # all in step: whole tensors
+            return self._update(self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq,
+                                [self.row_steps[0]] * len(self.params))
         pick = [(j, r) for j in range(len(self.params)) for r in rows]
         self._update([self.params[j][r] for j, r in pick], [self.params[j].grad[r] for j, r in pick],
                      [self.exp_avg[j][r] for j, r in pick], [self.exp_avg_sq[j][r] for j, r in pick],

@@ -291,9 +291,8 @@ def train_on_rows(spec, X: np.ndarray, y: np.ndarray, row_sets: list, X_val: np.
                 streams.keep(keep)
             active = [active[row] for row in keep]
 
-    out = [(selection.network(k, X.shape[1], spec.hidden, n_classes, spec.dropout),
-            selection.history(k, "cpu", count)) for k in range(count)]
-    return out
+    return [(selection.network(k, X.shape[1], spec.hidden, n_classes, spec.dropout),
+             selection.history(k, "cpu", count)) for k in range(count)]
 
 
 def _fold_step(params, opt: RowAdam, streams: _MaskStreams | None, Xt: torch.Tensor, yt: torch.Tensor,
